@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Monitor transports: "-monitor stdio" and
+ * "-monitor unix:PATH,server[,nowait]", one client at a time, as QEMU does.
+ */
+#ifndef HINTMIG_MONITOR_CHARDEV_H
+#define HINTMIG_MONITOR_CHARDEV_H
+
+#include <glib.h>
+#include "migration/monitor.h"
+
+typedef struct MonitorChardev MonitorChardev;
+
+/*
+ * Opens the transport @spec and serves @mon on the default main context.
+ * With a unix server and no "nowait", blocks until a client connects.
+ * Returns NULL with @errp set on a bad spec or a socket error.
+ */
+MonitorChardev *monitor_chardev_new(const char *spec, Monitor *mon,
+                                    GError **errp);
+
+/* Closes the transport (and removes the socket file). */
+void monitor_chardev_free(MonitorChardev *c);
+
+/* Returns true if @spec is "stdio". */
+bool monitor_chardev_is_stdio(const char *spec);
+
+#endif

@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The reference VM host's VM object: see include/vm/vm.h. */
+#include <string.h>
+
+#include "vm/vm.h"
+#include "migration/vmstate_file.h"
+
+void hmp_commands_register(Vm *vm);
+
+#define VCPU_SECTION "cpus"
+
+struct Vm {
+    VmConfig cfg;
+    char *uuid;
+    GuestRam *ram;
+    Guest *guest;
+    VcpuSet *vcpus;
+    Monitor *mon;
+    GMainLoop *loop;
+    RunState state;
+    GHookList notifiers;
+};
+
+static const char *const run_state_names[RUN_STATE__MAX] = {
+    [RUN_STATE_PRELAUNCH] = "prelaunch",
+    [RUN_STATE_RUNNING] = "running",
+    [RUN_STATE_PAUSED] = "paused",
+    [RUN_STATE_GUEST_PANICKED] = "guest-panicked",
+    [RUN_STATE_INMIGRATE] = "inmigrate",
+    [RUN_STATE_FINISH_MIGRATE] = "finish-migrate",
+    [RUN_STATE_POSTMIGRATE] = "postmigrate",
+    [RUN_STATE_SHUTDOWN] = "shutdown",
+};
+
+const char *run_state_str(RunState state)
+{
+    return state < RUN_STATE__MAX ? run_state_names[state] : "unknown";
+}
+
+typedef struct PanicEvent {
+    Vm *vm;
+    unsigned index;
+    char *msg;
+} PanicEvent;
+
+/* Main thread: a vCPU reported a guest panic. */
+static gboolean vm_panic_bh(gpointer data)
+{
+    PanicEvent *ev = data;
+
+    g_printerr("hintmig-vm: guest panicked on vCPU %u: %s\n", ev->index, ev->msg);
+    if (ev->vm->state == RUN_STATE_RUNNING) {
+        vm_stop(ev->vm, RUN_STATE_GUEST_PANICKED);
+    }
+    g_free(ev->msg);
+    g_free(ev);
+    return G_SOURCE_REMOVE;
+}
+
+static void vm_vcpu_panic(void *opaque, unsigned index, const char *msg)
+{
+    PanicEvent *ev = g_new(PanicEvent, 1);
+    *ev = (PanicEvent) { opaque, index, g_strdup(msg) };
+    g_idle_add(vm_panic_bh, ev);
+}
+
+Vm *vm_new(const VmConfig *cfg, GError **errp)
+{
+    if (cfg->smp < 1 || cfg->smp > GUEST_MAX_VCPUS) {
+        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "-smp %u: must be between 1 and %d", cfg->smp,
+                    GUEST_MAX_VCPUS);
+        return NULL;
+    }
+    if (cfg->uuid && !g_uuid_string_is_valid(cfg->uuid)) {
+        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "-uuid %s: not a valid UUID", cfg->uuid);
+        return NULL;
+    }
+    GuestRam *ram = guest_ram_new(&cfg->ram, errp);
+    if (!ram) {
+        return NULL;
+    }
+    Vm *vm = g_new0(Vm, 1);
+    vm->cfg = *cfg;
+    vm->cfg.uuid = NULL;
+    vm->cfg.ram.mem_path = NULL;
+    vm->uuid = cfg->uuid ? g_ascii_strdown(cfg->uuid, -1) : g_uuid_string_random();
+    vm->ram = ram;
+    vm->guest = guest_new(ram, cfg->smp, &cfg->workload);
+    vm->vcpus = vcpu_set_new(vm->guest, cfg->smp, vm_vcpu_panic, vm);
+    vm->mon = monitor_new();
+    vm->loop = g_main_loop_new(NULL, FALSE);
+    vm->state = RUN_STATE_PRELAUNCH;
+    g_hook_list_init(&vm->notifiers, sizeof(GHook));
+    hmp_commands_register(vm);
+    return vm;
+}
+
+void vm_free(Vm *vm)
+{
+    if (!vm) {
+        return;
+    }
+    vcpu_set_free(vm->vcpus);
+    g_hook_list_clear(&vm->notifiers);
+    monitor_free(vm->mon);
+    g_main_loop_unref(vm->loop);
+    guest_free(vm->guest);
+    guest_ram_free(vm->ram);
+    g_free(vm->uuid);
+    g_free(vm);
+}
+
+RunState vm_run_state(const Vm *vm)
+{
+    return vm->state;
+}
+
+static void notify_one(GHook *hook, gpointer data)
+{
+    Vm *vm = data;
+    ((VmStateNotifyFn)hook->func)(hook->data, vm->state == RUN_STATE_RUNNING,
+                                  vm->state);
+}
+
+void vm_set_run_state(Vm *vm, RunState state)
+{
+    if (vm->state == state) {
+        return;
+    }
+    vm->state = state;
+    g_hook_list_marshal(&vm->notifiers, FALSE, notify_one, vm);
+}
+
+bool vm_start(Vm *vm, GError **errp)
+{
+    switch (vm->state) {
+    case RUN_STATE_RUNNING:
+        return true;
+    case RUN_STATE_GUEST_PANICKED:
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+                    "the guest panicked; it cannot be resumed");
+        return false;
+    case RUN_STATE_INMIGRATE:
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+                    "an incoming migration has not completed");
+        return false;
+    case RUN_STATE_SHUTDOWN:
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM, "the VM is shutting down");
+        return false;
+    default:
+        break;
+    }
+    if (!guest_boot(vm->guest, errp)) {
+        return false;
+    }
+    vcpu_set_resume(vm->vcpus);
+    vm_set_run_state(vm, RUN_STATE_RUNNING);
+    return true;
+}
+
+void vm_stop(Vm *vm, RunState state)
+{
+    vcpu_set_pause(vm->vcpus);
+    vm_set_run_state(vm, state);
+}
+
+gulong vm_add_state_notifier(Vm *vm, VmStateNotifyFn fn, void *opaque)
+{
+    GHook *hook = g_hook_alloc(&vm->notifiers);
+    hook->func = (gpointer)fn;
+    hook->data = opaque;
+    g_hook_append(&vm->notifiers, hook);
+    return hook->hook_id;
+}
+
+void vm_remove_state_notifier(Vm *vm, gulong id)
+{
+    g_hook_destroy(&vm->notifiers, id);
+}
+
+Monitor *vm_monitor(Vm *vm) { return vm->mon; }
+GuestRam *vm_ram(Vm *vm) { return vm->ram; }
+Guest *vm_guest(Vm *vm) { return vm->guest; }
+VcpuSet *vm_vcpus(Vm *vm) { return vm->vcpus; }
+const char *vm_uuid(const Vm *vm) { return vm->uuid; }
+const VmConfig *vm_config(const Vm *vm) { return &vm->cfg; }
+
+void vm_request_quit(Vm *vm)
+{
+    g_main_loop_quit(vm->loop);
+}
+
+void vm_run_main_loop(Vm *vm)
+{
+    g_main_loop_run(vm->loop);
+    if (vm->state == RUN_STATE_RUNNING) {
+        vm_stop(vm, RUN_STATE_SHUTDOWN);
+    }
+}
+
+char *vm_check_guest(Vm *vm, GuestCheck *out)
+{
+    bool running = vm->state == RUN_STATE_RUNNING;
+
+    if (running) {
+        vcpu_set_pause(vm->vcpus);
+    }
+    guest_self_check(vm->guest, out);
+    if (running) {
+        vcpu_set_resume(vm->vcpus);
+    }
+    return guest_check_describe(out);
+}
+
+GBytes *vm_save_vcpus(Vm *vm)
+{
+    unsigned n = vcpu_set_count(vm->vcpus);
+    GuestVcpuState *buf = g_new(GuestVcpuState, n);
+
+    for (unsigned i = 0; i < n; i++) {
+        const GuestVcpuState *s = vcpu_set_state(vm->vcpus, i);
+        buf[i] = (GuestVcpuState) {
+            .magic = GUINT32_TO_LE(s->magic),
+            .index = GUINT32_TO_LE(s->index),
+            .task_pfn = GUINT64_TO_LE(s->task_pfn),
+            .steps = GUINT64_TO_LE(s->steps),
+        };
+    }
+    return g_bytes_new_take(buf, n * sizeof(*buf));
+}
+
+bool vm_load_vcpus(Vm *vm, GBytes *blob, GError **errp)
+{
+    unsigned n = vcpu_set_count(vm->vcpus);
+    gsize len;
+    const GuestVcpuState *in = g_bytes_get_data(blob, &len);
+
+    if (len != n * sizeof(GuestVcpuState)) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "vCPU state holds %zu vCPUs, this VM has %u (-smp must match)",
+                    len / sizeof(GuestVcpuState), n);
+        return false;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (GUINT32_FROM_LE(in[i].magic) != GUEST_VCPU_MAGIC ||
+            GUINT32_FROM_LE(in[i].index) != i) {
+            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                        "vCPU state %u is invalid", i);
+            return false;
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        *vcpu_set_state(vm->vcpus, i) = (GuestVcpuState) {
+            .magic = GUEST_VCPU_MAGIC,
+            .index = i,
+            .task_pfn = GUINT64_FROM_LE(in[i].task_pfn),
+            .steps = GUINT64_FROM_LE(in[i].steps),
+        };
+    }
+    return true;
+}
+
+bool vm_save_state_file(Vm *vm, const char *path, GError **errp)
+{
+    if (vm->state == RUN_STATE_RUNNING) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+                    "the VM is running; stop it first");
+        return false;
+    }
+    g_autoptr(GPtrArray) secs = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vmstate_section_free);
+    g_autoptr(GBytes) cpus = vm_save_vcpus(vm);
+    gsize len;
+    const void *data = g_bytes_get_data(cpus, &len);
+    g_ptr_array_add(secs, vmstate_section_new(VCPU_SECTION, data, len));
+    return vmstate_file_save(path, vm->ram, secs, errp);
+}
+
+bool vm_load_state_file(Vm *vm, const char *path, GError **errp)
+{
+    if (vm->state == RUN_STATE_RUNNING) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+                    "the VM is running; stop it first");
+        return false;
+    }
+    g_autoptr(GPtrArray) secs = vmstate_file_load(path, vm->ram, errp);
+    if (!secs) {
+        return false;
+    }
+    GBytes *cpus = vmstate_sections_find(secs, VCPU_SECTION);
+    if (!cpus) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "%s: no vCPU state in the file", path);
+        return false;
+    }
+    if (!vm_load_vcpus(vm, cpus, errp)) {
+        return false;
+    }
+    /* RAM now holds another guest: attach to it at the next start. */
+    vm->guest->booted = false;
+    return true;
+}
+
+char *vm_describe_dirty_backend(Vm *vm)
+{
+    DirtyBackendKind want = vm->cfg.dirty_backend;
+    g_autoptr(GError) err = NULL;
+
+    if (want != DIRTY_BACKEND_AUTO) {
+        return dirty_backend_probe(want, &err)
+            ? g_strdup_printf("%s (asked for)", dirty_backend_name(want))
+            : g_strdup_printf("%s (asked for, but unavailable: %s)",
+                              dirty_backend_name(want), err->message);
+    }
+    if (dirty_backend_probe(DIRTY_BACKEND_UFFD_WP, &err)) {
+        return g_strdup("uffd-wp (preferred)");
+    }
+    g_autoptr(GError) err2 = NULL;
+    if (dirty_backend_probe(DIRTY_BACKEND_SOFT_DIRTY, &err2)) {
+        return g_strdup_printf("soft-dirty (fallback: %s)", err->message);
+    }
+    return g_strdup_printf("none (uffd-wp: %s; soft-dirty: %s)", err->message,
+                           err2->message);
+}
