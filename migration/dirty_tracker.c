@@ -67,8 +67,10 @@ bool dirty_backend_probe(DirtyBackendKind kind, GError **errp)
     }
     if (bitmap_count(bitmap, PROBE_PAGES) != 1 || !bitmap_test_bit(bitmap, 3)) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
-                    "%s: the kernel does not report written pages "
-                    "(not built with it?)", dirty_backend_name(kind));
+                    "%s: the kernel does not report written pages%s",
+                    dirty_backend_name(kind),
+                    kind == DIRTY_BACKEND_SOFT_DIRTY
+                        ? " (built without CONFIG_MEM_SOFT_DIRTY)" : "");
         goto out;
     }
     ok = true;

@@ -117,7 +117,7 @@ static int parse_args(int argc, char **argv, Args *a)
 
     *a = (Args) { .cfg = { .smp = 1, .ram = { .numa_node = -1 } } };
     opterr = 0;
-    while ((c = getopt_long_only(argc, argv, "", options, NULL)) != -1) {
+    while ((c = getopt_long_only(argc, argv, ":", options, NULL)) != -1) {
         switch (c) {
         case 'm': mem = optarg; break;
         case OPT_SMP: {

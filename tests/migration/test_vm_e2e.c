@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hintmig-vm end to end: command line, monitor over its socket, run states,
+ * daemonizing, RAM images, and a guest moved by copying RAM and vCPU state
+ * into a second process.
+ */
+#include <numa.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "migration/guest_ram.h"
+#include "vm_harness.h"
+#include "test_util.h"
+
+static char *dir;
+
+static void setup(void)
+{
+    dir = test_tmpdir();
+}
+
+static void teardown(void)
+{
+    test_rmdir(dir);
+    g_free(dir);
+}
+
+static uint64_t field_u64(const char *text, const char *key)
+{
+    g_autofree char *v = test_field(text, key);
+    ck_assert_msg(v, "no '%s:' in:\n%s", key, text);
+    return g_ascii_strtoull(v, NULL, 10);
+}
+
+START_TEST(guest_continues_in_a_second_process)
+{
+    const char *src_args[] = { "-m", "128M", "-smp", "2", "--workload",
+                               "churn,wss=32M,rate=8M", NULL };
+    const char *dst_args[] = { "-m", "128M", "-smp", "2", "-S", "--workload",
+                               "idle", NULL };
+    g_autofree char *state = g_strdup_printf("%s/state", dir);
+    TestVm *src = test_vm_start(dir, "src", src_args);
+
+    g_usleep(700 * 1000);
+    g_free(test_vm_cmd(src, "stop"));
+    g_autofree char *st = test_vm_cmd(src, "info status");
+    ck_assert_str_eq(st, "VM status: paused\n");
+    g_autofree char *g1 = test_vm_cmd(src, "info guest");
+    ck_assert_msg(g_str_has_prefix(g1, "guest memory check: OK ("), "%s", g1);
+    g_autofree char *boot_id = test_field(g1, "boot id");
+    uint64_t writes_src = field_u64(g1, "page writes");
+    ck_assert_uint_gt(writes_src, (32u << 20) / GUEST_PAGE_SIZE);  /* past allocation */
+    g_autofree char *saved = test_vm_cmd(src, "x-save-state %s", state);
+    ck_assert_str_eq(saved, "");
+    test_vm_quit(src);
+
+    TestVm *dst = test_vm_start(dir, "dst", dst_args);
+    g_autofree char *st0 = test_vm_cmd(dst, "info status");
+    ck_assert_str_eq(st0, "VM status: paused (prelaunch)\n");
+    g_autofree char *loaded = test_vm_cmd(dst, "x-load-state %s", state);
+    ck_assert_str_eq(loaded, "");
+    g_free(test_vm_cmd(dst, "cont"));
+    g_usleep(500 * 1000);
+    g_autofree char *st1 = test_vm_cmd(dst, "info status");
+    ck_assert_str_eq(st1, "VM status: running\n");
+    g_autofree char *g2 = test_vm_cmd(dst, "info guest");
+    ck_assert_msg(g_str_has_prefix(g2, "guest memory check: OK ("), "%s", g2);
+    g_autofree char *boot_id2 = test_field(g2, "boot id");
+    g_autofree char *wl2 = test_field(g2, "workload");
+    ck_assert_str_eq(boot_id2, boot_id);              /* the same guest, not a reboot */
+    ck_assert(g_str_has_prefix(wl2, "churn"));        /* its own workload, mid-run */
+    ck_assert_uint_gt(field_u64(g2, "page writes"), writes_src);
+    test_vm_quit(dst);
+}
+END_TEST
+
+START_TEST(state_that_does_not_fit_is_refused)
+{
+    const char *src_args[] = { "-m", "64M", "-smp", "2", "-S", NULL };
+    const char *other_ram[] = { "-m", "128M", "-smp", "2", "-S", NULL };
+    const char *other_smp[] = { "-m", "64M", "-smp", "1", "-S", NULL };
+    g_autofree char *state = g_strdup_printf("%s/state", dir);
+    TestVm *src = test_vm_start(dir, "src", src_args);
+
+    g_free(test_vm_cmd(src, "cont"));
+    g_autofree char *running = test_vm_cmd(src, "x-save-state %s", state);
+    ck_assert(g_str_has_prefix(running, "Error: the VM is running"));
+    g_free(test_vm_cmd(src, "stop"));
+    g_autofree char *ok = test_vm_cmd(src, "x-save-state %s", state);
+    ck_assert_str_eq(ok, "");
+    test_vm_quit(src);
+
+    TestVm *a = test_vm_start(dir, "a", other_ram);
+    g_autofree char *e1 = test_vm_cmd(a, "x-load-state %s", state);
+    ck_assert_msg(strstr(e1, "does not fit this VM"), "%s", e1);
+    g_autofree char *st = test_vm_cmd(a, "info status");
+    ck_assert_str_eq(st, "VM status: paused (prelaunch)\n");
+    test_vm_quit(a);
+
+    TestVm *b = test_vm_start(dir, "b", other_smp);
+    g_autofree char *e2 = test_vm_cmd(b, "x-load-state %s", state);
+    ck_assert_msg(strstr(e2, "-smp must match"), "%s", e2);
+    /* A corrupted file is refused before RAM is touched. */
+    g_autofree char *data = NULL;
+    gsize len;
+    ck_assert(g_file_get_contents(state, &data, &len, NULL));
+    data[len / 2] ^= 1;
+    ck_assert(g_file_set_contents(state, data, len, NULL));
+    g_autofree char *e3 = test_vm_cmd(b, "x-load-state %s", state);
+    ck_assert_msg(strstr(e3, "checksum mismatch"), "%s", e3);
+    test_vm_quit(b);
+}
+END_TEST
+
+START_TEST(run_states_and_bad_commands)
+{
+    const char *args[] = { "-m", "64M", "-S", NULL };
+    TestVm *vm = test_vm_start(dir, "vm", args);
+
+    g_autofree char *s0 = test_vm_cmd(vm, "info status");
+    ck_assert_str_eq(s0, "VM status: paused (prelaunch)\n");
+    g_autofree char *g0 = test_vm_cmd(vm, "info guest");
+    ck_assert_str_eq(g0, "guest memory check: no guest in RAM (not booted)\n");
+    g_free(test_vm_cmd(vm, "c"));
+    g_autofree char *s1 = test_vm_cmd(vm, "info status");
+    ck_assert_str_eq(s1, "VM status: running\n");
+
+    /* None of these may stop or kill the VM. */
+    g_autofree char *u = test_vm_cmd(vm, "frobnicate now");
+    ck_assert_str_eq(u, "unknown command: 'frobnicate'\n");
+    g_autofree char *x = test_vm_cmd(vm, "stop please");
+    ck_assert_str_eq(x, "stop: extraneous characters at the end of line\n");
+    g_autofree char *bin = test_vm_cmd(vm, "\x01\x7f\xfe\xff");
+    ck_assert(g_str_has_prefix(bin, "unknown command"));
+    g_autofree char *huge_cmd = g_strnfill(10000, 'A');
+    g_autofree char *huge = test_vm_cmd(vm, "%s", huge_cmd);
+    ck_assert_str_eq(huge, "Error: line too long (at most 4096 bytes)\n");
+    g_autofree char *q = test_vm_cmd(vm, "info guest \"unterminated");
+    ck_assert_str_eq(q, "Error: unterminated string literal\n");
+    g_autofree char *s2 = test_vm_cmd(vm, "info status");
+    ck_assert_str_eq(s2, "VM status: running\n");
+
+    g_free(test_vm_cmd(vm, "stop"));
+    g_autofree char *s3 = test_vm_cmd(vm, "info status");
+    ck_assert_str_eq(s3, "VM status: paused\n");
+    g_autofree char *g1 = test_vm_cmd(vm, "info guest");
+    ck_assert(g_str_has_prefix(g1, "guest memory check: OK ("));
+    g_autofree char *dt = test_vm_cmd(vm, "info dirty-tracking");
+    ck_assert(g_str_has_prefix(dt, "dirty tracking backend: "));
+    test_vm_quit(vm);
+}
+END_TEST
+
+START_TEST(mem_path_image_is_loaded)
+{
+    g_autofree char *img = g_strdup_printf("%s/image", dir);
+    g_autofree char *state = g_strdup_printf("%s/state", dir);
+    gsize img_len = 8u << 20;
+    g_autofree uint8_t *data = g_malloc0(img_len);
+
+    for (gsize p = 0; p < img_len / GUEST_PAGE_SIZE; p++) {
+        if (p % 4) {                /* every fourth page stays zero */
+            memset(data + p * GUEST_PAGE_SIZE, (int)(p * 37 + 1), GUEST_PAGE_SIZE);
+        }
+    }
+    ck_assert(g_file_set_contents(img, (char *)data, img_len, NULL));
+    const char *args[] = { "-m", "64M", "-S", "--mem-path", img, NULL };
+    TestVm *vm = test_vm_start(dir, "vm", args);
+    g_free(test_vm_cmd(vm, "x-save-state %s", state));
+    test_vm_quit(vm);
+
+    /* The state file's RAM part starts right after its "cpus" section. */
+    g_autofree char *st = NULL;
+    gsize st_len;
+    ck_assert(g_file_get_contents(state, &st, &st_len, NULL));
+    gsize ram_off = st_len - 32 - (64u << 20);
+    ck_assert_mem_eq(st + ram_off, data, img_len);
+    g_autofree uint8_t *zero = g_malloc0((64u << 20) - img_len);
+    ck_assert_mem_eq(st + ram_off + img_len, zero, (64u << 20) - img_len);
+}
+END_TEST
+
+START_TEST(bad_command_lines_fail_clearly)
+{
+    g_autofree char *big = g_strdup_printf("%s/big", dir);
+    g_autofree char *sparse = g_malloc0(1);
+    ck_assert(g_file_set_contents(big, sparse, 1, NULL));
+    ck_assert_int_eq(truncate(big, 65u << 20), 0);
+    static const struct { const char *args[6]; const char *msg; } cases[] = {
+        { { "-m", "lots" }, "-m lots" },
+        { { "-smp", "0" }, "-smp 0" },
+        { { "-smp", "65" }, "-smp 65" },
+        { { "--thp", "maybe" }, "--thp maybe: expected on or off" },
+        { { "--numa-node", "99" }, "no such NUMA node" },
+        { { "--workload", "spin" }, "unknown workload 'spin'" },
+        { { "--workload", "churn,wss=1G", "-m", "256M" }, "exceeds guest RAM" },
+        { { "-monitor", "tcp:1:2" }, "unsupported" },
+        { { "-monitor", "unix:/tmp/x.sock" }, "only server mode" },
+        { { "--dirty-tracking", "magic" }, "expected auto, uffd-wp or soft-dirty" },
+        { { "-bogus" }, "unknown option '-bogus'" },
+        { { "-m" }, "needs a value" },
+        { { "-uuid", "not-a-uuid" }, "not a valid UUID" },
+        { { "-daemonize", "-monitor", "stdio" }, "cannot be used with" },
+        { { "-m", "64M", "--mem-path", "/nonexistent/img" }, "No such file" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *out = NULL;
+        int rc = test_vm_run(cases[i].args, &out);
+        ck_assert_msg(rc == 1, "case %zu: exit %d, output: %s", i, rc, out);
+        ck_assert_msg(strstr(out, cases[i].msg), "case %zu: expected '%s' in: %s",
+                      i, cases[i].msg, out);
+    }
+    const char *too_big[] = { "-m", "64M", "--mem-path", big, NULL };
+    g_autofree char *out = NULL;
+    ck_assert_int_eq(test_vm_run(too_big, &out), 1);
+    ck_assert_msg(strstr(out, "larger than guest RAM"), "%s", out);
+
+    const char *help[] = { "-help", NULL };
+    g_autofree char *h = NULL;
+    ck_assert_int_eq(test_vm_run(help, &h), 0);
+    ck_assert_ptr_nonnull(strstr(h, "-monitor stdio | -monitor unix:PATH"));
+    ck_assert_ptr_nonnull(strstr(h, "--workload fill-free"));
+}
+END_TEST
+
+START_TEST(daemonize_and_pidfile)
+{
+    g_autofree char *pidfile = g_strdup_printf("%s/vm.pid", dir);
+    g_autofree char *sock = g_strdup_printf("%s/d.sock", dir);
+    g_autofree char *mon = g_strdup_printf("unix:%s,server,nowait", sock);
+    const char *args[] = { "-m", "64M", "-daemonize", "-pidfile", pidfile,
+                           "-monitor", mon, NULL };
+    g_autofree char *out = NULL;
+    g_autoptr(GError) err = NULL;
+
+    ck_assert_int_eq(test_vm_run(args, &out), 0);   /* returns once set up */
+    g_autofree char *pid_s = NULL;
+    ck_assert(g_file_get_contents(pidfile, &pid_s, NULL, NULL));
+    pid_t pid = atoi(pid_s);
+    ck_assert_int_gt(pid, 1);
+    ck_assert_int_eq(kill(pid, 0), 0);
+    HmpClient *c = hmp_client_connect(sock, 5000, &err);
+    ck_assert_msg(c, "%s", err ? err->message : "");
+    g_autofree char *st = hmp_client_command(c, "info status", 5000, &err);
+    ck_assert_str_eq(st, "VM status: running\n");
+    g_free(hmp_client_command(c, "quit", 5000, &err));
+    hmp_client_free(c);
+    for (int i = 0; i < 500 && kill(pid, 0) == 0; i++) {
+        g_usleep(10000);
+    }
+    ck_assert_int_ne(kill(pid, 0), 0);
+    ck_assert(!g_file_test(pidfile, G_FILE_TEST_EXISTS));
+    ck_assert(!g_file_test(sock, G_FILE_TEST_EXISTS));
+}
+END_TEST
+
+START_TEST(thp_and_numa_binding)
+{
+    const char *thp_on[] = { "-m", "64M", "--thp", "on", "--workload", "churn", NULL };
+    TestVm *vm = test_vm_start(dir, "thp", thp_on);
+    g_autofree char *md = test_vm_cmd(vm, "info memdev");
+    ck_assert_ptr_nonnull(strstr(md, "thp:  on"));
+    g_usleep(200 * 1000);
+    g_autofree char *g1 = test_vm_cmd(vm, "info guest");
+    ck_assert(g_str_has_prefix(g1, "guest memory check: OK ("));
+    test_vm_quit(vm);
+
+    if (numa_available() < 0) {
+        /* Reported as a failure message rather than a silent pass. */
+        ck_abort_msg("libnuma reports no NUMA support on this host");
+    }
+    const char *numa[] = { "-m", "64M", "--numa-node", "0", "--thp", "off", NULL };
+    vm = test_vm_start(dir, "numa", numa);
+    g_autofree char *md2 = test_vm_cmd(vm, "info memdev");
+    ck_assert_ptr_nonnull(strstr(md2, "policy:  bind"));
+    ck_assert_ptr_nonnull(strstr(md2, "host nodes:  0"));
+    ck_assert_ptr_nonnull(strstr(md2, "thp:  off"));
+    test_vm_quit(vm);
+}
+END_TEST
+
+START_TEST(sigterm_shuts_down_cleanly)
+{
+    const char *args[] = { "-m", "64M", "--workload", "churn", NULL };
+    TestVm *vm = test_vm_start(dir, "vm", args);
+    kill(vm->pid, SIGTERM);
+    test_vm_quit(vm);      /* asserts exit status 0 */
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("vm_e2e");
+    TCase *tc = tcase_create("vm");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, guest_continues_in_a_second_process);
+    tcase_add_test(tc, state_that_does_not_fit_is_refused);
+    tcase_add_test(tc, run_states_and_bad_commands);
+    tcase_add_test(tc, mem_path_image_is_loaded);
+    tcase_add_test(tc, bad_command_lines_fail_clearly);
+    tcase_add_test(tc, daemonize_and_pidfile);
+    tcase_add_test(tc, thp_and_numa_binding);
+    tcase_add_test(tc, sigterm_shuts_down_cleanly);
+    suite_add_tcase(s, tc);
+    return test_run(s);
+}

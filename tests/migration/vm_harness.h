@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * End-to-end harness: start hintmig-vm processes (the binary named by
+ * $HINTMIG_VM), talk to their monitors, stop them.  Failures are Check
+ * assertions.
+ */
+#ifndef HINTMIG_VM_HARNESS_H
+#define HINTMIG_VM_HARNESS_H
+
+#include <glib.h>
+#include "vm/hmp_client.h"
+
+typedef struct TestVm {
+    GPid pid;
+    char *sock;
+    char *log;          /* the VM's stderr */
+    HmpClient *hmp;
+} TestVm;
+
+/*
+ * Starts hintmig-vm with @args (NULL-terminated) plus a monitor socket in
+ * @dir named after @name, and connects to it.
+ */
+TestVm *test_vm_start(const char *dir, const char *name,
+                      const char *const *args);
+
+/* Runs a monitor command and returns its output (free with g_free). */
+char *test_vm_cmd(TestVm *vm, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+/* Sends "quit" and asserts a clean exit 0; frees @vm. */
+void test_vm_quit(TestVm *vm);
+
+/* Kills the VM with SIGKILL and frees @vm. */
+void test_vm_kill(TestVm *vm);
+
+/*
+ * Runs hintmig-vm with @args to completion; returns its exit status and
+ * sets *@out to its stdout and stderr.
+ */
+int test_vm_run(const char *const *args, char **out);
+
+/* Returns the value after "@key: " on a line of @text, or NULL. */
+char *test_field(const char *text, const char *key);
+
+#endif
