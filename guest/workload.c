@@ -81,17 +81,31 @@ bool workload_parse(const char *str, uint64_t ram_size, WorkloadConfig *out,
     return true;
 }
 
+/* "64M", "1536K", "0": the largest unit that divides @v exactly. */
+static char *size_exact(uint64_t v)
+{
+    static const char units[] = "KMGT";
+    int u = -1;
+
+    while (v && v % 1024 == 0 && u < 3) {
+        v /= 1024;
+        u++;
+    }
+    return u < 0 ? g_strdup_printf("%" G_GUINT64_FORMAT, v)
+                 : g_strdup_printf("%" G_GUINT64_FORMAT "%c", v, units[u]);
+}
+
 char *workload_describe(const WorkloadConfig *wl)
 {
+    g_autofree char *wss = size_exact(wl->wss);
+    g_autofree char *rate = size_exact(wl->rate);
+    g_autofree char *fill = size_exact(wl->fill);
+
     switch (wl->kind) {
     case GWL_CHURN:
-        return g_strdup_printf("churn,wss=%" G_GUINT64_FORMAT "M,rate=%"
-                               G_GUINT64_FORMAT "K", wl->wss >> 20,
-                               wl->rate >> 10);
+        return g_strdup_printf("churn,wss=%s,rate=%s", wss, rate);
     case GWL_FILL_FREE:
-        return g_strdup_printf("fill-free,fill=%" G_GUINT64_FORMAT "M,wss=%"
-                               G_GUINT64_FORMAT "M,rate=%" G_GUINT64_FORMAT "K",
-                               wl->fill >> 20, wl->wss >> 20, wl->rate >> 10);
+        return g_strdup_printf("fill-free,fill=%s,wss=%s,rate=%s", fill, wss, rate);
     default:
         return g_strdup("idle");
     }
