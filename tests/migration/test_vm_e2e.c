@@ -280,6 +280,27 @@ START_TEST(numa_binding)
 }
 END_TEST
 
+START_TEST(stdio_monitor)
+{
+    g_autofree char *q = g_shell_quote(g_getenv("HINTMIG_VM"));
+    g_autofree char *cmd = g_strdup_printf(
+        "printf 'info status\\nnope\\nstop\\ninfo status\\nquit\\n' | "
+        "%s -m 64M -monitor stdio", q);
+    const char *sh[] = { "/bin/sh", "-c", cmd, NULL };
+    g_autofree char *out = NULL;
+    g_autoptr(GError) err = NULL;
+    int status;
+
+    ck_assert(g_spawn_sync(NULL, (char **)sh, NULL, 0, NULL, NULL, &out, NULL,
+                           &status, &err));
+    ck_assert_int_eq(status, 0);
+    ck_assert_msg(strstr(out, "monitor - type 'help' for more information\n"
+                         "(qemu) VM status: running\n"
+                         "(qemu) unknown command: 'nope'\n"
+                         "(qemu) (qemu) VM status: paused\n(qemu) "), "%s", out);
+}
+END_TEST
+
 START_TEST(sigterm_shuts_down_cleanly)
 {
     const char *args[] = { "-m", "64M", "--workload", "churn", NULL };
@@ -304,6 +325,7 @@ int main(void)
     tcase_add_test(tc, daemonize_and_pidfile);
     tcase_add_test(tc, thp_on_runs_and_verifies);
     tcase_add_test(tc, sigterm_shuts_down_cleanly);
+    tcase_add_test(tc, stdio_monitor);
     suite_add_tcase(s, tc);
     if (numa_available() >= 0) {
         TCase *numa = tcase_create("numa");
