@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * RAM page batches: what a WIRE_RAM_BATCH message carries.
+ *
+ *   u32 round | u16 npages | u8 encoding | u8 flags | u32 data_len | u32 0
+ *   npages x u64 entry: pfn << 1 | has_data
+ *   data_len bytes: the data pages, concatenated (PAGE_ENC_RAW) or as one
+ *   zstd frame that decompresses to exactly that (PAGE_ENC_ZSTD)
+ *
+ * Zero pages travel as an entry only.  One frame per batch compresses better
+ * than a frame per page, and the receiver still decompresses straight into
+ * guest RAM by moving zstd's output buffer from page to page.
+ */
+#ifndef HINTMIG_PAGE_CODEC_H
+#define HINTMIG_PAGE_CODEC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include "migration/guest_ram.h"
+
+#define PAGE_BATCH_MAX 128                 /* pages per batch */
+#define PAGE_BATCH_HEADER 16
+
+typedef enum {
+    PAGE_ENC_RAW = 0,
+    PAGE_ENC_ZSTD = 1,
+} PageEncoding;
+
+typedef struct PageCodecStats {
+    uint64_t zero_pages;      /* sent as a marker only */
+    uint64_t data_pages;      /* sent with content */
+    uint64_t data_bytes;      /* data_pages * page size: before compression */
+    uint64_t payload_bytes;   /* data as sent: compressed or raw */
+    uint64_t zstd_batches;    /* batches where compression paid */
+    uint64_t raw_batches;     /* batches sent raw */
+} PageCodecStats;
+
+typedef struct PageEncoder PageEncoder;
+typedef struct PageDecoder PageDecoder;
+
+/* Returns the largest encoded size of a batch of @npages pages. */
+size_t page_batch_max_size(unsigned npages);
+
+/*
+ * Creates an encoder; with @zstd false every batch is raw.  @level is the
+ * zstd level (1 to 19).
+ */
+PageEncoder *page_encoder_new(bool zstd, int level);
+void page_encoder_free(PageEncoder *e);
+
+/*
+ * Encodes pages @pfns[0..@n) of @ram (n <= PAGE_BATCH_MAX) for round
+ * @round into @out, which holds page_batch_max_size(@n) bytes.  Returns
+ * the encoded size and adds to @stats.  Compression is kept only when it
+ * saves at least an eighth.
+ */
+size_t page_encode(PageEncoder *e, const GuestRam *ram, const uint64_t *pfns,
+                   unsigned n, uint32_t round, uint8_t *out,
+                   PageCodecStats *stats);
+
+PageDecoder *page_decoder_new(void);
+void page_decoder_free(PageDecoder *d);
+
+/*
+ * Applies an encoded batch to @ram.  Every entry, length and the zstd frame
+ * are checked; a malformed batch returns false with @errp set (pages already
+ * written stay written: the caller fails the migration).  Sets *@round.
+ * Adds the pages applied to @stats.
+ */
+bool page_decode(PageDecoder *d, GuestRam *ram, const uint8_t *buf, size_t len,
+                 uint32_t *round, PageCodecStats *stats, GError **errp);
+
+/* Returns true when the 4 KiB page at @p is all zero. */
+bool page_is_zero(const void *p);
+
+#endif

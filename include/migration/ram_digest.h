@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * RAM digests for post-migration verification.
+ *
+ * A 64-bit, four-lane multiply-rotate hash (the XXH64 construction), written
+ * here because GLib's fastest GChecksum (MD5) runs at 0.65 GB/s on the
+ * development machine: 3.3 s of CPU per side for 2 GiB, most of it inside
+ * the downtime.  It detects corruption and misplacement; it is not meant to
+ * resist an adversary (the stream is not authenticated either).
+ */
+#ifndef HINTMIG_RAM_DIGEST_H
+#define HINTMIG_RAM_DIGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "migration/guest_ram.h"
+
+#define RAM_DIGEST_CHUNK_PAGES 256u      /* 1 MiB chunks */
+
+/* Returns the digest of @len bytes at @p (len a multiple of 32), seeded. */
+uint64_t ram_digest(const void *p, size_t len, uint64_t seed);
+
+/* Returns how many chunks of @chunk_pages cover @ram. */
+uint64_t ram_digest_nchunks(const GuestRam *ram, uint32_t chunk_pages);
+
+/*
+ * Computes the digests of chunks [@first, @first + @n) of @ram into @out,
+ * on @nthreads threads.  Each chunk is seeded with its index, so a chunk in
+ * the wrong place does not match.
+ */
+void ram_digest_chunks(const GuestRam *ram, uint32_t chunk_pages, uint64_t first,
+                       uint64_t n, uint64_t *out, unsigned nthreads);
+
+#endif

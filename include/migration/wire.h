@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The migration wire format.
+ *
+ * Every message, both ways, is a 16-byte header and a payload:
+ *
+ *   u32 magic "HMWP" | u16 version | u16 type | u32 seq | u32 len
+ *
+ * all little-endian.  @seq numbers a request; its ack carries the same seq,
+ * and an ack matching no outstanding request is a protocol error.  @len is
+ * checked against WIRE_MAX_PAYLOAD before anything is allocated.  See
+ * docs/design.md for the conversation.
+ */
+#ifndef HINTMIG_WIRE_H
+#define HINTMIG_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <glib.h>
+
+#define WIRE_MAGIC 0x50574d48u          /* "HMWP" */
+#define WIRE_VERSION 1
+#define WIRE_HEADER_SIZE 16
+#define WIRE_MAX_PAYLOAD (16u << 20)
+
+typedef enum WireType {
+    /* source -> destination */
+    WIRE_HELLO = 1,          /* WireHello */
+    WIRE_RAM_BATCH = 2,      /* page_codec batch */
+    WIRE_ROUND_END = 3,      /* u32 round; acked by WIRE_ACK once applied */
+    WIRE_DEVICE_STATE = 4,   /* vmstate sections (vCPUs, devices) */
+    WIRE_VERIFY = 5,         /* u32 chunk_pages, u32 first, u32 count, u64 digests[] */
+    WIRE_COMPLETE = 6,       /* everything sent; acked once verified and loaded */
+    /* destination -> source (the return path) */
+    WIRE_HELLO_REPLY = 16,   /* WireHelloReply */
+    WIRE_ACK = 17,           /* u32 status (0 = ok), then a message if not ok */
+    WIRE_ERROR = 18,         /* u32 code, message: the destination gives up */
+} WireType;
+
+typedef struct WireHeader {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t type;
+    uint32_t seq;
+    uint32_t len;
+} WireHeader;
+
+/* Feature bits negotiated in the handshake. */
+#define WIRE_FEAT_ZSTD        (1ull << 0)   /* zstd-compressed batches */
+#define WIRE_FEAT_VERIFY      (1ull << 1)   /* RAM digests after completion */
+#define WIRE_FEAT_FREE_PAGE_HINT (1ull << 2)
+#define WIRE_FEAT_POSTCOPY    (1ull << 3)
+#define WIRE_FEAT_KNOWN       ((1ull << 4) - 1)
+
+typedef struct WireHello {
+    uint8_t uuid[16];         /* the VM's UUID */
+    uint64_t session;         /* random, names this migration attempt */
+    uint64_t features_offered;
+    uint64_t features_required;
+    uint32_t page_size;
+    uint64_t ram_size;
+    uint32_t nvcpus;
+} WireHello;
+
+typedef enum WireRefusal {
+    WIRE_OK = 0,
+    WIRE_REFUSE_LAYOUT = 1,   /* page size, RAM size or vCPU count differ */
+    WIRE_REFUSE_FEATURES = 2, /* a required feature is not supported */
+    WIRE_REFUSE_UUID = 3,     /* the destination waits for another VM */
+    WIRE_REFUSE_BUSY = 4,
+    WIRE_ERR_PROTOCOL = 5,    /* malformed or unexpected message */
+    WIRE_ERR_DATA = 6,        /* a batch failed to decode */
+    WIRE_ERR_VERIFY = 7,      /* RAM digests differ */
+    WIRE_ERR_STATE = 8,       /* device state failed to load */
+} WireRefusal;
+
+typedef struct WireHelloReply {
+    uint32_t status;          /* WireRefusal */
+    uint64_t features_accepted;
+    uint32_t page_size;
+    uint64_t ram_size;
+    uint32_t nvcpus;
+    char reason[200];         /* why, when status != WIRE_OK */
+} WireHelloReply;
+
+/* Encodes @h into the first WIRE_HEADER_SIZE bytes of @buf. */
+void wire_header_encode(uint8_t *buf, WireType type, uint32_t seq, uint32_t len);
+
+/*
+ * Decodes and checks a header.  Returns false with @errp set for a bad
+ * magic, an unknown version or type, or an oversized payload.
+ */
+bool wire_header_decode(const uint8_t *buf, WireHeader *h, GError **errp);
+
+/* Returns the name of @type ("hello", "ram-batch", ...) for messages. */
+const char *wire_type_str(uint16_t type);
+
+/* Payload codecs; decoders return false with @errp set on malformed input. */
+GBytes *wire_hello_encode(const WireHello *h);
+bool wire_hello_decode(const void *p, size_t len, WireHello *h, GError **errp);
+GBytes *wire_hello_reply_encode(const WireHelloReply *r);
+bool wire_hello_reply_decode(const void *p, size_t len, WireHelloReply *r,
+                             GError **errp);
+
+/* A status (ACK) or error (ERROR) payload: u32 code, then text. */
+GBytes *wire_status_encode(uint32_t code, const char *text);
+bool wire_status_decode(const void *p, size_t len, uint32_t *code, char **text,
+                        GError **errp);
+
+/* Returns the names of the features in @mask, comma-separated. */
+char *wire_features_str(uint64_t mask);
+
+/*
+ * Blocking helpers for the control conversation (handshake, return path):
+ * write a whole message, read a whole message (payload in a new GBytes).
+ * They return false with @errp set on I/O errors, EOF or a bad header.
+ */
+bool wire_send(int fd, WireType type, uint32_t seq, const void *payload,
+               size_t len, GError **errp);
+bool wire_recv(int fd, WireHeader *h, GBytes **payload, GError **errp);
+
+/* Reads exactly @len bytes; false with @errp set on error or early EOF. */
+bool wire_read_full(int fd, void *buf, size_t len, GError **errp);
+
+#endif

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Wire format, page batches and RAM digests, including hostile input. */
+#include <string.h>
+
+#include "migration/page_codec.h"
+#include "migration/ram_digest.h"
+#include "migration/wire.h"
+#include "guest/page_content.h"
+#include "test_util.h"
+
+#define NPAGES 1024u
+
+static GuestRam *ram_new(void)
+{
+    GuestRamOptions o = { .size = (uint64_t)NPAGES * GUEST_PAGE_SIZE, .numa_node = -1 };
+    GuestRam *r = guest_ram_new(&o, NULL);
+    ck_assert(r);
+    return r;
+}
+
+/* Page i: zero if i % 4 == 0, random or text otherwise. */
+static void fill(GuestRam *r)
+{
+    for (uint64_t i = 0; i < NPAGES; i++) {
+        if (i % 4) {
+            page_content_fill(guest_ram_page(r, i), i, 3);
+        }
+    }
+}
+
+START_TEST(header_roundtrip_and_rejects)
+{
+    uint8_t b[WIRE_HEADER_SIZE];
+    WireHeader h;
+    g_autoptr(GError) err = NULL;
+
+    wire_header_encode(b, WIRE_RAM_BATCH, 77, 1234);
+    ck_assert(wire_header_decode(b, &h, &err));
+    ck_assert_uint_eq(h.type, WIRE_RAM_BATCH);
+    ck_assert_uint_eq(h.seq, 77);
+    ck_assert_uint_eq(h.len, 1234);
+
+    wire_header_encode(b, WIRE_ACK, 1, WIRE_MAX_PAYLOAD + 1);
+    ck_assert(!wire_header_decode(b, &h, &err));
+    ck_assert_ptr_nonnull(strstr(err->message, "exceeds"));
+    g_clear_error(&err);
+    wire_header_encode(b, 99, 1, 0);
+    ck_assert(!wire_header_decode(b, &h, &err));
+    ck_assert_ptr_nonnull(strstr(err->message, "unknown message type"));
+    g_clear_error(&err);
+    wire_header_encode(b, WIRE_ACK, 1, 0);
+    b[4] = 9;                                   /* version */
+    ck_assert(!wire_header_decode(b, &h, &err));
+    ck_assert_ptr_nonnull(strstr(err->message, "version"));
+    g_clear_error(&err);
+    memcpy(b, "GET ", 4);                       /* not our protocol at all */
+    ck_assert(!wire_header_decode(b, &h, &err));
+    ck_assert_ptr_nonnull(strstr(err->message, "magic"));
+}
+END_TEST
+
+START_TEST(hello_roundtrip)
+{
+    WireHello a = { .session = 42, .features_offered = 3, .features_required = 1,
+                    .page_size = 4096, .ram_size = 1ull << 31, .nvcpus = 2 };
+    WireHello b;
+    memset(a.uuid, 0xab, 16);
+    g_autoptr(GBytes) e = wire_hello_encode(&a);
+    gsize len;
+    const void *p = g_bytes_get_data(e, &len);
+    ck_assert(wire_hello_decode(p, len, &b, NULL));
+    ck_assert_mem_eq(&a.uuid, &b.uuid, 16);
+    ck_assert_uint_eq(b.ram_size, a.ram_size);
+    ck_assert_uint_eq(b.features_required, 1);
+    ck_assert(!wire_hello_decode(p, len - 1, &b, NULL));
+
+    WireHelloReply r = { .status = WIRE_REFUSE_LAYOUT, .ram_size = 5 };
+    g_strlcpy(r.reason, "RAM size differs\x01", sizeof(r.reason));
+    g_autoptr(GBytes) re = wire_hello_reply_encode(&r);
+    WireHelloReply r2;
+    p = g_bytes_get_data(re, &len);
+    ck_assert(wire_hello_reply_decode(p, len, &r2, NULL));
+    ck_assert_uint_eq(r2.status, WIRE_REFUSE_LAYOUT);
+    ck_assert_str_eq(r2.reason, "RAM size differs?");   /* control chars masked */
+    g_autofree char *f = wire_features_str(WIRE_FEAT_ZSTD | WIRE_FEAT_VERIFY | (1ull << 40));
+    ck_assert_str_eq(f, "zstd,verify,bit40");
+}
+END_TEST
+
+static void roundtrip(bool zstd)
+{
+    GuestRam *src = ram_new(), *dst = ram_new();
+    PageEncoder *e = page_encoder_new(zstd, 1);
+    PageDecoder *d = page_decoder_new();
+    g_autofree uint8_t *buf = g_malloc(page_batch_max_size(PAGE_BATCH_MAX));
+    PageCodecStats es = { 0 }, ds = { 0 };
+    uint64_t pfns[PAGE_BATCH_MAX];
+    g_autoptr(GError) err = NULL;
+
+    fill(src);
+    memset(dst->host, 0x77, dst->size);   /* zero pages must be zeroed */
+    for (uint64_t first = 0; first < NPAGES; first += PAGE_BATCH_MAX) {
+        for (unsigned i = 0; i < PAGE_BATCH_MAX; i++) {
+            /* Scattered order, as dirty rounds send. */
+            pfns[i] = first + (i * 37) % PAGE_BATCH_MAX;
+        }
+        size_t len = page_encode(e, src, pfns, PAGE_BATCH_MAX, 5, buf, &es);
+        ck_assert_uint_le(len, page_batch_max_size(PAGE_BATCH_MAX));
+        uint32_t round;
+        ck_assert_msg(page_decode(d, dst, buf, len, &round, &ds, &err), "%s",
+                      err ? err->message : "");
+        ck_assert_uint_eq(round, 5);
+    }
+    ck_assert_mem_eq(src->host, dst->host, src->size);
+    ck_assert_uint_eq(es.zero_pages, NPAGES / 4);
+    ck_assert_uint_eq(es.data_pages, NPAGES * 3 / 4);
+    ck_assert_uint_eq(ds.data_pages, es.data_pages);
+    ck_assert_uint_eq(ds.payload_bytes, es.payload_bytes);
+    if (zstd) {
+        ck_assert_uint_gt(es.zstd_batches, 0);
+        ck_assert_uint_lt(es.payload_bytes, es.data_bytes * 3 / 4);
+    } else {
+        ck_assert_uint_eq(es.payload_bytes, es.data_bytes);
+    }
+    page_encoder_free(e);
+    page_decoder_free(d);
+    guest_ram_free(src);
+    guest_ram_free(dst);
+}
+
+START_TEST(batch_roundtrip_zstd) { roundtrip(true); }
+END_TEST
+START_TEST(batch_roundtrip_raw) { roundtrip(false); }
+END_TEST
+
+START_TEST(incompressible_batch_goes_raw)
+{
+    GuestRam *src = ram_new();
+    PageEncoder *e = page_encoder_new(true, 1);
+    g_autofree uint8_t *buf = g_malloc(page_batch_max_size(PAGE_BATCH_MAX));
+    PageCodecStats st = { 0 };
+    uint64_t pfns[64];
+    GRand *r = g_rand_new_with_seed(1);
+
+    for (unsigned i = 0; i < 64; i++) {
+        uint32_t *p = guest_ram_page(src, i);
+        for (unsigned w = 0; w < GUEST_PAGE_SIZE / 4; w++) {
+            p[w] = g_rand_int(r);
+        }
+        pfns[i] = i;
+    }
+    size_t len = page_encode(e, src, pfns, 64, 1, buf, &st);
+    ck_assert_uint_eq(buf[6], PAGE_ENC_RAW);
+    ck_assert_uint_eq(len, PAGE_BATCH_HEADER + 64 * 8 + 64 * GUEST_PAGE_SIZE);
+    ck_assert_uint_eq(st.raw_batches, 1);
+    g_rand_free(r);
+    page_encoder_free(e);
+    guest_ram_free(src);
+}
+END_TEST
+
+START_TEST(hostile_batches_are_refused)
+{
+    GuestRam *src = ram_new(), *dst = ram_new();
+    PageEncoder *e = page_encoder_new(true, 1);
+    PageDecoder *d = page_decoder_new();
+    size_t cap = page_batch_max_size(PAGE_BATCH_MAX);
+    g_autofree uint8_t *buf = g_malloc(cap);
+    g_autofree uint8_t *bad = g_malloc(cap);
+    PageCodecStats st = { 0 };
+    uint64_t pfns[PAGE_BATCH_MAX];
+    uint32_t round;
+
+    fill(src);
+    for (unsigned i = 0; i < PAGE_BATCH_MAX; i++) {
+        pfns[i] = i + 1;
+    }
+    size_t len = page_encode(e, src, pfns, PAGE_BATCH_MAX, 1, buf, &st);
+    ck_assert_uint_eq(buf[6], PAGE_ENC_ZSTD);
+
+    struct { const char *what; size_t at; uint8_t val; long dlen; const char *msg; }
+    cases[] = {
+        { "truncated", 0, 0, -100, "malformed" },
+        { "page count 0", 4, 0, 0, "malformed" },
+        { "encoding 7", 6, 7, 0, "malformed" },
+        { "pfn beyond RAM", PAGE_BATCH_HEADER + 5, 0x7f, 0, "beyond RAM" },
+        { "frame garbage", PAGE_BATCH_HEADER + PAGE_BATCH_MAX * 8 + 20, 0xff, 0, "corrupt" },
+    };
+    for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
+        g_autoptr(GError) err = NULL;
+        memcpy(bad, buf, len);
+        size_t blen = len + cases[c].dlen;
+        if (cases[c].dlen == 0) {
+            bad[cases[c].at] = cases[c].val;
+        }
+        ck_assert_msg(!page_decode(d, dst, bad, blen, &round, &st, &err),
+                      "%s accepted", cases[c].what);
+        ck_assert_msg(strstr(err->message, cases[c].msg), "%s: %s",
+                      cases[c].what, err->message);
+    }
+    /* A frame cut short, with the length field saying so. */
+    g_autoptr(GError) err = NULL;
+    memcpy(bad, buf, len);
+    uint32_t dl;
+    memcpy(&dl, bad + 8, 4);
+    dl -= 10;
+    memcpy(bad + 8, &dl, 4);
+    ck_assert(!page_decode(d, dst, bad, len - 10, &round, &st, &err));
+    g_clear_error(&err);
+    /* A raw batch whose length does not match its data pages. */
+    PageEncoder *raw = page_encoder_new(false, 1);
+    len = page_encode(raw, src, pfns, 4, 1, buf, &st);
+    memcpy(&dl, buf + 8, 4);
+    dl -= GUEST_PAGE_SIZE;
+    memcpy(buf + 8, &dl, 4);
+    ck_assert(!page_decode(d, dst, buf, len - GUEST_PAGE_SIZE, &round, &st, &err));
+    ck_assert_ptr_nonnull(strstr(err->message, "raw RAM batch"));
+    page_encoder_free(raw);
+    page_encoder_free(e);
+    page_decoder_free(d);
+    guest_ram_free(src);
+    guest_ram_free(dst);
+}
+END_TEST
+
+START_TEST(digests_catch_flips_and_misplacement)
+{
+    GuestRam *a = ram_new();
+    uint64_t n = ram_digest_nchunks(a, 64);
+    g_autofree uint64_t *d1 = g_new(uint64_t, n);
+    g_autofree uint64_t *d2 = g_new(uint64_t, n);
+
+    fill(a);
+    ram_digest_chunks(a, 64, 0, n, d1, 1);
+    ram_digest_chunks(a, 64, 0, n, d2, 3);     /* threads change nothing */
+    ck_assert_mem_eq(d1, d2, n * 8);
+    ((uint8_t *)guest_ram_page(a, 300))[17] ^= 0x08;
+    ram_digest_chunks(a, 64, 0, n, d2, 2);
+    for (uint64_t c = 0; c < n; c++) {
+        ck_assert_msg((d1[c] != d2[c]) == (c == 300 / 64), "chunk %" G_GUINT64_FORMAT, c);
+    }
+    /* Two zero chunks differ by index; equal content in place matches. */
+    uint8_t zero[64 * GUEST_PAGE_SIZE] = { 0 };
+    ck_assert_uint_ne(ram_digest(zero, sizeof(zero), 1), ram_digest(zero, sizeof(zero), 2));
+    guest_ram_free(a);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("wire");
+    TCase *tc = tcase_create("codec");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, header_roundtrip_and_rejects);
+    tcase_add_test(tc, hello_roundtrip);
+    tcase_add_test(tc, batch_roundtrip_zstd);
+    tcase_add_test(tc, batch_roundtrip_raw);
+    tcase_add_test(tc, incompressible_batch_goes_raw);
+    tcase_add_test(tc, hostile_batches_are_refused);
+    tcase_add_test(tc, digests_catch_flips_and_misplacement);
+    suite_add_tcase(s, tc);
+    return test_run(s);
+}
