@@ -7,7 +7,7 @@
 #include "migration/vmstate_file.h"
 
 #define VMSTATE_MAGIC "HMSTATE1"
-#define VMSTATE_VERSION 1
+#define VMSTATE_VERSION 2
 #define CHUNK (1u << 20)
 
 VmStateSection *vmstate_section_new(const char *name, const void *data,
@@ -37,6 +37,28 @@ GBytes *vmstate_sections_find(GPtrArray *sections, const char *name)
         }
     }
     return NULL;
+}
+
+static void buf_put32(GByteArray *b, uint32_t v)
+{
+    v = GUINT32_TO_LE(v);
+    g_byte_array_append(b, (const guint8 *)&v, 4);
+}
+
+GBytes *vmstate_sections_encode(GPtrArray *sections)
+{
+    GByteArray *b = g_byte_array_new();
+    buf_put32(b, sections->len);
+    for (guint i = 0; i < sections->len; i++) {
+        VmStateSection *s = g_ptr_array_index(sections, i);
+        gsize len;
+        const guint8 *data = g_bytes_get_data(s->data, &len);
+        buf_put32(b, strlen(s->name));
+        g_byte_array_append(b, (const guint8 *)s->name, strlen(s->name));
+        buf_put32(b, len);
+        g_byte_array_append(b, data, len);
+    }
+    return g_byte_array_free_to_bytes(b);
 }
 
 typedef struct Writer {
@@ -74,16 +96,11 @@ bool vmstate_file_save(const char *path, const GuestRam *ram,
     put32(&w, VMSTATE_VERSION);
     put32(&w, GUEST_PAGE_SIZE);
     put(&w, &size_le, 8);
-    put32(&w, sections->len);
-    for (guint i = 0; i < sections->len; i++) {
-        VmStateSection *s = g_ptr_array_index(sections, i);
-        gsize len;
-        const void *data = g_bytes_get_data(s->data, &len);
-        put32(&w, strlen(s->name));
-        put(&w, s->name, strlen(s->name));
-        put32(&w, len);
-        put(&w, data, len);
-    }
+    g_autoptr(GBytes) secs = vmstate_sections_encode(sections);
+    gsize slen;
+    const void *sdata = g_bytes_get_data(secs, &slen);
+    put32(&w, slen);
+    put(&w, sdata, slen);
     for (uint64_t off = 0; off < ram->size; off += CHUNK) {
         put(&w, ram->host + off, MIN((uint64_t)CHUNK, ram->size - off));
     }
@@ -130,6 +147,46 @@ static bool get32(Reader *r, uint32_t *v)
     return true;
 }
 
+GPtrArray *vmstate_sections_decode(const void *data, size_t len, GError **errp)
+{
+    Reader r = { data, (const uint8_t *)data + len };
+    uint32_t nsec;
+
+    if (!get32(&r, &nsec) || nsec > VMSTATE_MAX_SECTIONS) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "device state: bad section count");
+        return NULL;
+    }
+    GPtrArray *secs = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vmstate_section_free);
+    for (uint32_t i = 0; i < nsec; i++) {
+        uint32_t nlen, dlen;
+        char name[64];
+        bool ok = get32(&r, &nlen) && nlen > 0 && nlen < sizeof(name) &&
+                  get(&r, name, nlen) && get32(&r, &dlen) &&
+                  dlen <= VMSTATE_MAX_SECTION_SIZE && (size_t)(r.end - r.p) >= dlen;
+        for (uint32_t c = 0; ok && c < nlen; c++) {
+            ok = g_ascii_isgraph(name[c]);
+        }
+        if (!ok) {
+            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                        "device state: section %u is malformed", i);
+            g_ptr_array_unref(secs);
+            return NULL;
+        }
+        name[nlen] = '\0';
+        g_ptr_array_add(secs, vmstate_section_new(name, r.p, dlen));
+        r.p += dlen;
+    }
+    if (r.p != r.end) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "device state: %zu trailing bytes", (size_t)(r.end - r.p));
+        g_ptr_array_unref(secs);
+        return NULL;
+    }
+    return secs;
+}
+
 GPtrArray *vmstate_file_load(const char *path, GuestRam *ram, GError **errp)
 {
     g_autoptr(GMappedFile) mf = g_mapped_file_new(path, FALSE, errp);
@@ -158,18 +215,18 @@ GPtrArray *vmstate_file_load(const char *path, GuestRam *ram, GError **errp)
 
     Reader r = { base, base + flen - 32 };
     char magic[8];
-    uint32_t version, page_size, nsec;
+    uint32_t version, page_size, slen;
     uint64_t ram_size;
     if (!get(&r, magic, 8) || memcmp(magic, VMSTATE_MAGIC, 8) ||
         !get32(&r, &version) || !get32(&r, &page_size) ||
-        !get(&r, &ram_size, 8) || !get32(&r, &nsec)) {
+        !get(&r, &ram_size, 8) || !get32(&r, &slen)) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "%s: not a hintmig state file", path);
         return NULL;
     }
     ram_size = GUINT64_FROM_LE(ram_size);
     if (version != VMSTATE_VERSION || page_size != GUEST_PAGE_SIZE ||
-        ram_size != ram->size || nsec > VMSTATE_MAX_SECTIONS) {
+        ram_size != ram->size || slen > (size_t)(r.end - r.p)) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "%s: version %u, page size %u, RAM %" G_GUINT64_FORMAT
                     " bytes does not fit this VM (version %u, page size %u, "
@@ -177,23 +234,11 @@ GPtrArray *vmstate_file_load(const char *path, GuestRam *ram, GError **errp)
                     ram_size, VMSTATE_VERSION, GUEST_PAGE_SIZE, ram->size);
         return NULL;
     }
-    GPtrArray *secs = g_ptr_array_new_with_free_func(
-        (GDestroyNotify)vmstate_section_free);
-    for (uint32_t i = 0; i < nsec; i++) {
-        uint32_t nlen, dlen32;
-        char name[64];
-        if (!get32(&r, &nlen) || nlen >= sizeof(name) || !get(&r, name, nlen) ||
-            !get32(&r, &dlen32) || dlen32 > VMSTATE_MAX_SECTION_SIZE ||
-            (size_t)(r.end - r.p) < dlen32) {
-            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                        "%s: section %u is malformed", path, i);
-            g_ptr_array_unref(secs);
-            return NULL;
-        }
-        name[nlen] = '\0';
-        g_ptr_array_add(secs, vmstate_section_new(name, r.p, dlen32));
-        r.p += dlen32;
+    GPtrArray *secs = vmstate_sections_decode(r.p, slen, errp);
+    if (!secs) {
+        return NULL;
     }
+    r.p += slen;
     if ((uint64_t)(r.end - r.p) != ram->size) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "%s: RAM part is %zu bytes, expected %" G_GUINT64_FORMAT,

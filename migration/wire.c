@@ -174,6 +174,28 @@ bool wire_status_decode(const void *p, size_t len, uint32_t *code, char **text,
     return true;
 }
 
+bool wire_uuid_parse(const char *s, uint8_t out[16])
+{
+    if (!g_uuid_string_is_valid(s)) {
+        return false;
+    }
+    for (unsigned i = 0; i < 16; i++) {
+        while (*s == '-') {
+            s++;
+        }
+        out[i] = g_ascii_xdigit_value(s[0]) << 4 | g_ascii_xdigit_value(s[1]);
+        s += 2;
+    }
+    return true;
+}
+
+void wire_uuid_format(const uint8_t u[16], char out[37])
+{
+    g_snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+               "%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2], u[3], u[4], u[5],
+               u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+}
+
 char *wire_features_str(uint64_t mask)
 {
     static const char *const names[] = { "zstd", "verify", "free-page-hint",

@@ -51,7 +51,11 @@ static const char usage_text[] =
 "Control:\n"
 "  -monitor stdio | -monitor unix:PATH,server[,nowait]\n"
 "                          human monitor (QEMU HMP); 'help' lists commands\n"
-"  -S                      do not start the vCPUs; wait for 'cont'\n"
+"  -S                      do not start the vCPUs; wait for 'cont' (with\n"
+"                          -incoming: stay paused once the guest arrived)\n"
+"  -incoming tcp:HOST:PORT | -incoming defer\n"
+"                          receive the guest by migration (host 0: any);\n"
+"                          with defer, wait for 'migrate_incoming URI'\n"
 "  -daemonize              detach once the VM is set up\n"
 "  -pidfile FILE           write the process id to FILE\n"
 "  -h, -help               print this help\n"
@@ -60,6 +64,7 @@ static const char usage_text[] =
 enum {
     OPT_MEM_PATH = 256, OPT_THP, OPT_NUMA, OPT_WORKLOAD, OPT_DIRTY,
     OPT_SMP, OPT_MONITOR, OPT_DAEMONIZE, OPT_PIDFILE, OPT_UUID, OPT_VERSION,
+    OPT_INCOMING,
 };
 
 static const struct option options[] = {
@@ -73,6 +78,7 @@ static const struct option options[] = {
     { "workload", required_argument, NULL, OPT_WORKLOAD },
     { "monitor", required_argument, NULL, OPT_MONITOR },
     { "S", no_argument, NULL, 'S' },
+    { "incoming", required_argument, NULL, OPT_INCOMING },
     { "daemonize", no_argument, NULL, OPT_DAEMONIZE },
     { "pidfile", required_argument, NULL, OPT_PIDFILE },
     { "help", no_argument, NULL, 'h' },
@@ -154,6 +160,7 @@ static int parse_args(int argc, char **argv, Args *a)
         case OPT_WORKLOAD: a->workload = optarg; break;
         case OPT_MONITOR: a->monitor = optarg; break;
         case 'S': a->cfg.start_paused = true; break;
+        case OPT_INCOMING: a->cfg.incoming = optarg; break;
         case OPT_DAEMONIZE: a->daemonize = true; break;
         case OPT_PIDFILE: a->pidfile = optarg; break;
         case 'h': fputs(usage_text, stdout); return -1;
@@ -277,7 +284,12 @@ int main(int argc, char **argv)
             goto fail;
         }
     }
-    if (!a.cfg.start_paused && !vm_start(vm, &err)) {
+    if (a.cfg.incoming && strcmp(a.cfg.incoming, "defer") &&
+        !migration_incoming_start(vm_migration(vm), a.cfg.incoming, &err)) {
+        fprintf(stderr, "hintmig-vm: -incoming %s: %s\n", a.cfg.incoming, err->message);
+        goto fail;
+    }
+    if (!a.cfg.incoming && !a.cfg.start_paused && !vm_start(vm, &err)) {
         fprintf(stderr, "hintmig-vm: %s\n", err->message);
         goto fail;
     }

@@ -24,6 +24,7 @@ struct VcpuSet {
     GCond run_cond;      /* run or quit changed */
     GCond parked_cond;   /* a vCPU parked */
     bool run;
+    bool hold;
     bool quit;
     VcpuPanicFn panic;
     void *opaque;
@@ -38,7 +39,7 @@ static gpointer vcpu_thread(gpointer data)
     g_mutex_lock(&s->lock);
     v->tid = syscall(SYS_gettid);
     while (!s->quit) {
-        if (!s->run || v->panicked) {
+        if (!s->run || s->hold || v->panicked) {
             if (!v->parked) {
                 v->parked = true;
                 g_cond_broadcast(&s->parked_cond);
@@ -138,6 +139,19 @@ void vcpu_set_pause(VcpuSet *s)
     s->run = false;
     g_cond_broadcast(&s->run_cond);
     for (unsigned i = 0; i < s->n; i++) {
+        while (!s->vcpus[i].parked) {
+            g_cond_wait(&s->parked_cond, &s->lock);
+        }
+    }
+    g_mutex_unlock(&s->lock);
+}
+
+void vcpu_set_hold(VcpuSet *s, bool hold)
+{
+    g_mutex_lock(&s->lock);
+    s->hold = hold;
+    g_cond_broadcast(&s->run_cond);
+    for (unsigned i = 0; hold && i < s->n; i++) {
         while (!s->vcpus[i].parked) {
             g_cond_wait(&s->parked_cond, &s->lock);
         }

@@ -16,6 +16,9 @@ struct Vm {
     Guest *guest;
     VcpuSet *vcpus;
     Monitor *mon;
+    Migration *mig;
+    void *mig_glue;
+    char *incoming;
     GMainLoop *loop;
     RunState state;
     GHookList notifiers;
@@ -84,16 +87,21 @@ Vm *vm_new(const VmConfig *cfg, GError **errp)
     Vm *vm = g_new0(Vm, 1);
     vm->cfg = *cfg;
     vm->cfg.uuid = NULL;
+    vm->cfg.uuid_explicit = cfg->uuid != NULL;
     vm->cfg.ram.mem_path = NULL;
+    vm->incoming = g_strdup(cfg->incoming);
+    vm->cfg.incoming = vm->incoming;
     vm->uuid = cfg->uuid ? g_ascii_strdown(cfg->uuid, -1) : g_uuid_string_random();
     vm->ram = ram;
     vm->guest = guest_new(ram, cfg->smp, &cfg->workload);
     vm->vcpus = vcpu_set_new(vm->guest, cfg->smp, vm_vcpu_panic, vm);
     vm->mon = monitor_new();
     vm->loop = g_main_loop_new(NULL, FALSE);
-    vm->state = RUN_STATE_PRELAUNCH;
+    vm->state = cfg->incoming ? RUN_STATE_INMIGRATE : RUN_STATE_PRELAUNCH;
     g_hook_list_init(&vm->notifiers, sizeof(GHook));
     hmp_commands_register(vm);
+    vm->mig = vm_migration_new(vm, &vm->mig_glue);
+    migration_hmp_register(vm->mig, vm->mon);
     return vm;
 }
 
@@ -102,6 +110,9 @@ void vm_free(Vm *vm)
     if (!vm) {
         return;
     }
+    migration_free(vm->mig);     /* its threads may still call into the VM */
+    g_free(vm->mig_glue);
+    g_free(vm->incoming);
     vcpu_set_free(vm->vcpus);
     g_hook_list_clear(&vm->notifiers);
     monitor_free(vm->mon);
@@ -181,11 +192,58 @@ void vm_remove_state_notifier(Vm *vm, gulong id)
 }
 
 Monitor *vm_monitor(Vm *vm) { return vm->mon; }
+Migration *vm_migration(Vm *vm) { return vm->mig; }
 GuestRam *vm_ram(Vm *vm) { return vm->ram; }
 Guest *vm_guest(Vm *vm) { return vm->guest; }
 VcpuSet *vm_vcpus(Vm *vm) { return vm->vcpus; }
 const char *vm_uuid(const Vm *vm) { return vm->uuid; }
 const VmConfig *vm_config(const Vm *vm) { return &vm->cfg; }
+
+void vm_set_uuid(Vm *vm, const char *uuid)
+{
+    g_free(vm->uuid);
+    vm->uuid = g_ascii_strdown(uuid, -1);
+}
+
+typedef struct MainCall {
+    Vm *vm;
+    void (*fn)(Vm *vm, void *data);
+    void *data;
+    GMutex lock;
+    GCond cond;
+    bool done;
+} MainCall;
+
+static gboolean main_call_cb(gpointer data)
+{
+    MainCall *c = data;
+    c->fn(c->vm, c->data);
+    g_mutex_lock(&c->lock);
+    c->done = true;
+    g_cond_signal(&c->cond);
+    g_mutex_unlock(&c->lock);
+    return G_SOURCE_REMOVE;
+}
+
+void vm_call_on_main(Vm *vm, void (*fn)(Vm *vm, void *data), void *data)
+{
+    MainCall c = { .vm = vm, .fn = fn, .data = data };
+
+    if (g_main_context_is_owner(g_main_context_default())) {
+        fn(vm, data);
+        return;
+    }
+    g_mutex_init(&c.lock);
+    g_cond_init(&c.cond);
+    g_main_context_invoke(NULL, main_call_cb, &c);
+    g_mutex_lock(&c.lock);
+    while (!c.done) {
+        g_cond_wait(&c.cond, &c.lock);
+    }
+    g_mutex_unlock(&c.lock);
+    g_mutex_clear(&c.lock);
+    g_cond_clear(&c.cond);
+}
 
 void vm_request_quit(Vm *vm)
 {

@@ -4,8 +4,8 @@
  *
  * The VMM hands in opaque sections, so this knows nothing of any one VMM.
  * Layout (little-endian): magic "HMSTATE1", u32 version, u32 page size,
- * u64 RAM size, u32 section count, then per section u32 name length, name,
- * u32 data length, data; then the RAM; then a SHA-256 of everything before.
+ * u64 RAM size, u32 length of the encoded sections, the sections (see
+ * vmstate_sections_encode), the RAM, and a SHA-256 of everything before.
  */
 #ifndef HINTMIG_VMSTATE_FILE_H
 #define HINTMIG_VMSTATE_FILE_H
@@ -40,6 +40,19 @@ bool vmstate_file_save(const char *path, const GuestRam *ram,
  * set and RAM is unchanged.
  */
 GPtrArray *vmstate_file_load(const char *path, GuestRam *ram, GError **errp);
+
+/*
+ * Encodes @sections as u32 count, then per section u32 name length, name,
+ * u32 data length, data (little-endian): the form both state files and the
+ * migration stream carry.
+ */
+GBytes *vmstate_sections_encode(GPtrArray *sections);
+
+/*
+ * Decodes what vmstate_sections_encode made; returns NULL with @errp set
+ * when it is malformed (counts, lengths and names are all checked).
+ */
+GPtrArray *vmstate_sections_decode(const void *data, size_t len, GError **errp);
 
 /* Returns the section named @name in @sections, or NULL. */
 GBytes *vmstate_sections_find(GPtrArray *sections, const char *name);

@@ -108,6 +108,12 @@ GBytes *wire_status_encode(uint32_t code, const char *text);
 bool wire_status_decode(const void *p, size_t len, uint32_t *code, char **text,
                         GError **errp);
 
+/* Parses a textual UUID into 16 bytes; false if @s is not a UUID. */
+bool wire_uuid_parse(const char *s, uint8_t out[16]);
+
+/* Formats 16 UUID bytes as lower-case text (37 bytes with the NUL). */
+void wire_uuid_format(const uint8_t uuid[16], char out[37]);
+
 /* Returns the names of the features in @mask, comma-separated. */
 char *wire_features_str(uint64_t mask);
 

@@ -29,6 +29,13 @@ void vcpu_set_resume(VcpuSet *s);
 /* Returns once every vCPU is parked between two guest operations. */
 void vcpu_set_pause(VcpuSet *s);
 
+/*
+ * Holds (@hold true) every vCPU parked, returning once they are, or lets
+ * them go back to what pause/resume say.  Independent of pause/resume, so a
+ * short hold (a dirty sync) never starts a paused VM.
+ */
+void vcpu_set_hold(VcpuSet *s, bool hold);
+
 unsigned vcpu_set_count(const VcpuSet *s);
 
 /* Returns vCPU @i's context; read or write it only while paused. */

@@ -16,6 +16,7 @@
 #include "guest/guest.h"
 #include "migration/dirty_tracker.h"
 #include "migration/guest_ram.h"
+#include "migration/migration.h"
 #include "migration/monitor.h"
 #include "vm/vcpu.h"
 
@@ -39,6 +40,8 @@ typedef struct VmConfig {
     bool start_paused;        /* -S */
     const char *uuid;         /* NULL: a random one */
     DirtyBackendKind dirty_backend;
+    const char *incoming;     /* -incoming URI or "defer"; NULL: none */
+    bool uuid_explicit;       /* set by vm_new: -uuid was given */
 } VmConfig;
 
 typedef struct Vm Vm;
@@ -77,6 +80,7 @@ gulong vm_add_state_notifier(Vm *vm, VmStateNotifyFn fn, void *opaque);
 void vm_remove_state_notifier(Vm *vm, gulong id);
 
 Monitor *vm_monitor(Vm *vm);
+Migration *vm_migration(Vm *vm);
 GuestRam *vm_ram(Vm *vm);
 Guest *vm_guest(Vm *vm);
 VcpuSet *vm_vcpus(Vm *vm);
@@ -113,5 +117,20 @@ bool vm_load_state_file(Vm *vm, const char *path, GError **errp);
 
 /* Returns the dirty-tracking backend migration would use, and why. */
 char *vm_describe_dirty_backend(Vm *vm);
+
+/*
+ * Runs @fn(@vm, @data) on the main thread and returns when it has run
+ * (directly, when called on the main thread).
+ */
+void vm_call_on_main(Vm *vm, void (*fn)(Vm *vm, void *data), void *data);
+
+/* Sets the UUID (text, validated by the caller). */
+void vm_set_uuid(Vm *vm, const char *uuid);
+
+/*
+ * Creates the migration engine for @vm (vm_migration.c); *@glue receives
+ * state to g_free() after migration_free().
+ */
+Migration *vm_migration_new(Vm *vm, void **glue);
 
 #endif

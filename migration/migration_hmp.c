@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The migration monitor commands, in QEMU's HMP names and output: migrate,
+ * migrate_incoming, migrate_cancel, migrate_set_capability,
+ * migrate_set_parameter and info migrate / migrate_capabilities /
+ * migrate_parameters.  hintmig's own lines follow QEMU's in info migrate.
+ */
+#include <string.h>
+
+#include "migration_priv.h"
+
+static bool hmp_migrate(void *opaque, int argc, char **argv, GString *out,
+                        GError **errp)
+{
+    Migration *m = opaque;
+    bool detach = argc == 3;
+
+    if (argc == 3 && strcmp(argv[1], "-d")) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "migrate: unknown flag '%s' (usage: migrate [-d] uri)", argv[1]);
+        return false;
+    }
+    if (m->host.ops->can_migrate && !m->host.ops->can_migrate(m->host.opaque, errp)) {
+        return false;
+    }
+    if (!migration_start(m, argv[argc - 1], errp)) {
+        return false;
+    }
+    if (detach) {
+        return true;
+    }
+    /* Without -d, as QEMU: return when it is over, keeping the loop alive. */
+    while (migration_is_active(m)) {
+        g_main_context_iteration(NULL, FALSE);
+        g_usleep(2000);
+    }
+    MigrationStats s;
+    migration_get_stats(m, &s);
+    bool ok = s.status == MIGRATION_STATUS_COMPLETED;
+    if (!ok) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "migration %s: %s",
+                    migration_status_str(s.status), s.error ? s.error : "");
+    }
+    (void)out;
+    migration_stats_clear(&s);
+    return ok;
+}
+
+static bool hmp_migrate_incoming(void *opaque, int argc, char **argv,
+                                 GString *out, GError **errp)
+{
+    Migration *m = opaque;
+    (void)argc, (void)out;
+
+    if (!m->host.ops->can_receive || !m->host.ops->can_receive(m->host.opaque, errp)) {
+        if (errp && !*errp) {
+            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+                        "'-incoming' was not specified on the command line");
+        }
+        return false;
+    }
+    return migration_incoming_start(m, argv[1], errp);
+}
+
+static bool hmp_migrate_cancel(void *opaque, int argc, char **argv, GString *out,
+                               GError **errp)
+{
+    (void)argc, (void)argv, (void)out;
+    return migration_cancel(opaque, errp);
+}
+
+static bool parse_on_off(const char *s, bool *out, GError **errp)
+{
+    if (!strcmp(s, "on") || !strcmp(s, "true")) {
+        *out = true;
+    } else if (!strcmp(s, "off") || !strcmp(s, "false")) {
+        *out = false;
+    } else {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "'%s' is not on or off", s);
+        return false;
+    }
+    return true;
+}
+
+static bool hmp_set_capability(void *opaque, int argc, char **argv, GString *out,
+                               GError **errp)
+{
+    bool on;
+    (void)argc, (void)out;
+    return parse_on_off(argv[2], &on, errp) &&
+           migration_set_capability(opaque, argv[1], on, errp);
+}
+
+static bool hmp_set_parameter(void *opaque, int argc, char **argv, GString *out,
+                              GError **errp)
+{
+    (void)argc, (void)out;
+    return migration_set_parameter(opaque, argv[1], argv[2], errp);
+}
+
+static void kbytes(GString *out, const char *name, uint64_t bytes)
+{
+    g_string_append_printf(out, "%s: %" G_GUINT64_FORMAT " kbytes\n", name,
+                           bytes >> 10);
+}
+
+static bool hmp_info_migrate(void *opaque, int argc, char **argv, GString *out,
+                             GError **errp)
+{
+    Migration *m = opaque;
+    MigrationStats s;
+    (void)argc, (void)argv, (void)errp;
+
+    migration_get_stats(m, &s);
+    if (s.status == MIGRATION_STATUS_NONE) {
+        migration_stats_clear(&s);
+        return true;        /* QEMU prints nothing before the first migration */
+    }
+    g_string_append_printf(out, "Migration status: %s", migration_status_str(s.status));
+    if ((s.status == MIGRATION_STATUS_FAILED || s.status == MIGRATION_STATUS_CANCELLED) &&
+        s.error) {
+        g_string_append_printf(out, " (%s)", s.error);
+    }
+    g_string_append_c(out, '\n');
+    if (s.incoming) {
+        g_string_append(out, "direction: incoming\n");
+    }
+    g_string_append_printf(out, "total time: %" G_GUINT64_FORMAT " ms\n", s.total_time_ms);
+    if (!s.incoming) {
+        if (s.status == MIGRATION_STATUS_COMPLETED) {
+            g_string_append_printf(out, "downtime: %" G_GUINT64_FORMAT " ms\n",
+                                   s.downtime_ms);
+        } else {
+            g_string_append_printf(out, "expected downtime: %" G_GUINT64_FORMAT " ms\n",
+                                   s.expected_downtime_ms);
+        }
+        g_string_append_printf(out, "setup: %" G_GUINT64_FORMAT " ms\n", s.setup_time_ms);
+    }
+    kbytes(out, "transferred ram", s.transferred_ram);
+    g_string_append_printf(out, "throughput: %0.2f mbps\n", s.throughput_mbps);
+    if (!s.incoming) {
+        kbytes(out, "remaining ram", s.ram_remaining);
+    }
+    kbytes(out, "total ram", s.ram_total);
+    g_string_append_printf(out, "duplicate: %" G_GUINT64_FORMAT " pages\n",
+                           s.duplicate_pages);
+    g_string_append_printf(out, "normal: %" G_GUINT64_FORMAT " pages\n", s.normal_pages);
+    kbytes(out, "normal bytes", s.normal_bytes);
+    if (!s.incoming) {
+        g_string_append_printf(out, "dirty sync count: %" G_GUINT64_FORMAT "\n",
+                               s.dirty_sync_count);
+    }
+    g_string_append(out, "page size: 4 kbytes\n");
+    if (!s.incoming) {
+        g_string_append_printf(out, "dirty pages rate: %" G_GUINT64_FORMAT " pages\n",
+                               s.dirty_pages_rate);
+    }
+    /* hintmig's own lines. */
+    kbytes(out, "wire bytes", s.incoming ? s.wire_bytes_received : s.wire_bytes);
+    g_string_append_printf(out, "compressed: %" G_GUINT64_FORMAT " kbytes -> %"
+                           G_GUINT64_FORMAT " kbytes (%.1f%%)\n",
+                           s.normal_bytes >> 10, s.compressed_bytes >> 10,
+                           s.normal_bytes ? 100.0 * s.compressed_bytes / s.normal_bytes
+                                          : 0.0);
+    g_string_append_printf(out, "rounds: %" G_GUINT64_FORMAT "\n", s.rounds);
+    if (!s.incoming && s.dirty_backend[0]) {
+        g_string_append_printf(out, "dirty tracking: %s\n", s.dirty_backend);
+    }
+    if (s.verified) {
+        if (s.verify_mismatches) {
+            g_string_append_printf(out, "verify: FAILED (%" G_GUINT64_FORMAT " of %"
+                                   G_GUINT64_FORMAT " chunks differ)\n",
+                                   s.verify_mismatches, s.verify_chunks);
+        } else {
+            g_string_append_printf(out, "verify: OK (%" G_GUINT64_FORMAT " chunks)\n",
+                                   s.verify_chunks);
+        }
+    } else if (s.status == MIGRATION_STATUS_COMPLETED) {
+        g_string_append(out, "verify: off\n");
+    }
+    migration_stats_clear(&s);
+    return true;
+}
+
+static bool hmp_info_caps(void *opaque, int argc, char **argv, GString *out,
+                          GError **errp)
+{
+    MigrationCaps c = migration_get_caps(opaque);
+    (void)argc, (void)argv, (void)errp;
+    g_string_append_printf(out, "verify: %s\nfree-page-hint: off\npostcopy-ram: off\n",
+                           c.verify ? "on" : "off");
+    return true;
+}
+
+static bool hmp_info_params(void *opaque, int argc, char **argv, GString *out,
+                            GError **errp)
+{
+    MigrationParams p = migration_get_params(opaque);
+    (void)argc, (void)argv, (void)errp;
+    g_string_append_printf(out,
+                           "downtime-limit: %" G_GUINT64_FORMAT " ms\n"
+                           "max-bandwidth: %" G_GUINT64_FORMAT " bytes/second%s\n"
+                           "compress-method: %s\n"
+                           "compress-level: %d\n"
+                           "compress-threads: %u\n",
+                           p.downtime_limit_ms, p.max_bandwidth,
+                           p.max_bandwidth ? "" : " (unlimited)",
+                           p.compress_method == COMPRESS_ZSTD ? "zstd" : "none",
+                           p.compress_level, p.compress_threads);
+    return true;
+}
+
+static const MonitorCmd cmds[] = {
+    { "migrate", NULL, "[-d] uri",
+      "migrate to URI (using -d to not wait for completion)", 1, 2, hmp_migrate },
+    { "migrate_incoming", NULL, "uri",
+      "continue an incoming migration from an -incoming defer", 1, 1,
+      hmp_migrate_incoming },
+    { "migrate_cancel", NULL, NULL, "cancel the current VM migration", 0, 0,
+      hmp_migrate_cancel },
+    { "migrate_set_capability", NULL, "capability state",
+      "enable/disable the usage of a capability for migration", 2, 2,
+      hmp_set_capability },
+    { "migrate_set_parameter", NULL, "parameter value",
+      "set a parameter for migration", 2, 2, hmp_set_parameter },
+};
+
+static const MonitorCmd infos[] = {
+    { "migrate", NULL, NULL, "show migration status", 0, 0, hmp_info_migrate },
+    { "migrate_capabilities", NULL, NULL, "show current migration capabilities",
+      0, 0, hmp_info_caps },
+    { "migrate_parameters", NULL, NULL, "show current migration parameters",
+      0, 0, hmp_info_params },
+};
+
+void migration_hmp_register(Migration *m, Monitor *mon)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(cmds); i++) {
+        monitor_register(mon, &cmds[i], m);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(infos); i++) {
+        monitor_register_info(mon, &infos[i], m);
+    }
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Private state shared by the engine's files (migration.c, precopy.c, incoming.c). */
+#ifndef HINTMIG_MIGRATION_PRIV_H
+#define HINTMIG_MIGRATION_PRIV_H
+
+#include "migration/migration.h"
+#include "migration/iouring_sender.h"
+
+/* Room for one wire header plus the largest RAM batch. */
+#define MIGRATION_BUF_SIZE (16 + (64u << 10) + 128 * 8 + (1u << 20))
+#define MIGRATION_TX_BUFS 32
+
+struct Migration {
+    MigrationHost host;
+
+    GMutex lock;                /* guards everything below */
+    MigrationParams params;
+    MigrationCaps caps;
+    MigrationStats stats;       /* the current (or last) migration's */
+    gint64 t_start;
+
+    /* outgoing */
+    char *uri;
+    GThread *thread;
+    bool thread_done;           /* the thread has finished; join it */
+    bool cancel;
+    int fd;                     /* the socket, -1 when none */
+    UringTx *tx;
+
+    /* incoming */
+    int listen_fd;
+    guint listen_src;
+    GThread *in_thread;
+    bool in_thread_done;
+    int in_fd;
+};
+
+/* Sets the status; with @why (printf-style), records the first error. */
+void migration_set_status(Migration *m, MigrationStatus s, const char *why, ...)
+    G_GNUC_PRINTF(3, 4);
+
+/* Returns true when cancel was asked. */
+bool migration_cancelled(Migration *m);
+
+/* The source thread (precopy.c) and the receiver thread (incoming.c). */
+gpointer precopy_thread(gpointer data);
+gpointer incoming_thread(gpointer data);
+
+/* TCP helpers (socket_uri.c).  Return -1 with @errp set on failure. */
+bool socket_uri_parse(const char *uri, char **host, char **port, GError **errp);
+int socket_connect(const char *uri, int timeout_ms, GError **errp);
+int socket_listen(const char *uri, GError **errp);
+/* Keepalive and a user timeout, so that a peer that died silently is noticed. */
+void socket_set_liveness(int fd);
+
+#endif

@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hintmig-vm's side of the migration engine: the MigrationHostOps that stop,
+ * resume and start this VM, and save and load its state sections ("vm": the
+ * UUID; "cpus": the vCPU contexts).
+ */
+#include <string.h>
+
+#include "vm/vm.h"
+#include "migration/vmstate_file.h"
+#include "migration/wire.h"
+
+typedef struct VmMigration {
+    Vm *vm;
+    RunState before;          /* run state when stop() was called */
+} VmMigration;
+
+static VmMigration *vmm_of(void *opaque)
+{
+    return opaque;
+}
+
+static void do_stop(Vm *vm, void *data)
+{
+    VmMigration *vmm = data;
+    vmm->before = vm_run_state(vm);
+    vm_stop(vm, RUN_STATE_FINISH_MIGRATE);
+}
+
+static void host_stop(void *opaque)
+{
+    vm_call_on_main(vmm_of(opaque)->vm, do_stop, opaque);
+}
+
+static void do_resume(Vm *vm, void *data)
+{
+    VmMigration *vmm = data;
+    g_autoptr(GError) err = NULL;
+
+    if (vmm->before == RUN_STATE_RUNNING) {
+        if (!vm_start(vm, &err)) {
+            g_printerr("hintmig-vm: cannot resume after migration: %s\n", err->message);
+            vm_set_run_state(vm, RUN_STATE_PAUSED);
+        }
+    } else {
+        vm_set_run_state(vm, vmm->before);
+    }
+}
+
+static void host_resume(void *opaque)
+{
+    vm_call_on_main(vmm_of(opaque)->vm, do_resume, opaque);
+}
+
+static void do_migrated(Vm *vm, void *data)
+{
+    (void)data;
+    vm_set_run_state(vm, RUN_STATE_POSTMIGRATE);
+}
+
+static void host_migrated(void *opaque)
+{
+    vm_call_on_main(vmm_of(opaque)->vm, do_migrated, NULL);
+}
+
+static GPtrArray *host_save_state(void *opaque)
+{
+    Vm *vm = vmm_of(opaque)->vm;
+    GPtrArray *secs = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vmstate_section_free);
+    uint8_t uuid[16];
+    g_autoptr(GBytes) cpus = vm_save_vcpus(vm);
+    gsize len;
+    const void *d = g_bytes_get_data(cpus, &len);
+
+    wire_uuid_parse(vm_uuid(vm), uuid);
+    g_ptr_array_add(secs, vmstate_section_new("vm", uuid, sizeof(uuid)));
+    g_ptr_array_add(secs, vmstate_section_new("cpus", d, len));
+    return secs;
+}
+
+static bool host_load_state(void *opaque, GPtrArray *secs, GError **errp)
+{
+    Vm *vm = vmm_of(opaque)->vm;
+    GBytes *uuid = vmstate_sections_find(secs, "vm");
+    GBytes *cpus = vmstate_sections_find(secs, "cpus");
+
+    if (!uuid || g_bytes_get_size(uuid) != 16 || !cpus) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "the \"vm\" or \"cpus\" section is missing or malformed");
+        return false;
+    }
+    if (!vm_load_vcpus(vm, cpus, errp)) {
+        return false;
+    }
+    char text[37];
+    wire_uuid_format(g_bytes_get_data(uuid, NULL), text);
+    vm_set_uuid(vm, text);
+    migration_set_uuid(vm_migration(vm), text);
+    /* RAM holds the migrated guest: attach to it when the VM starts. */
+    vm_guest(vm)->booted = false;
+    return true;
+}
+
+static void do_incoming_done(Vm *vm, void *data)
+{
+    g_autoptr(GError) err = NULL;
+    (void)data;
+
+    /* Leave "inmigrate": the guest is complete now. */
+    vm_set_run_state(vm, RUN_STATE_PAUSED);
+    if (!vm_config(vm)->start_paused && !vm_start(vm, &err)) {
+        g_printerr("hintmig-vm: migrated guest cannot start: %s\n", err->message);
+    }
+}
+
+static void host_incoming_done(void *opaque)
+{
+    vm_call_on_main(vmm_of(opaque)->vm, do_incoming_done, NULL);
+}
+
+static void host_quiesce(void *opaque, bool pause)
+{
+    vcpu_set_hold(vm_vcpus(vmm_of(opaque)->vm), pause);
+}
+
+static bool host_can_migrate(void *opaque, GError **errp)
+{
+    RunState st = vm_run_state(vmm_of(opaque)->vm);
+    if (st == RUN_STATE_INMIGRATE) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+                    "the VM is waiting for an incoming migration");
+        return false;
+    }
+    return true;
+}
+
+static bool host_can_receive(void *opaque, GError **errp)
+{
+    Vm *vm = vmm_of(opaque)->vm;
+    if (!vm_config(vm)->incoming) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+                    "'-incoming' was not specified on the command line");
+        return false;
+    }
+    if (vm_run_state(vm) != RUN_STATE_INMIGRATE) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+                    "the incoming migration has already completed");
+        return false;
+    }
+    return true;
+}
+
+static const MigrationHostOps vm_migration_ops = {
+    .stop = host_stop,
+    .resume = host_resume,
+    .migrated = host_migrated,
+    .save_state = host_save_state,
+    .load_state = host_load_state,
+    .incoming_done = host_incoming_done,
+    .quiesce = host_quiesce,
+    .can_migrate = host_can_migrate,
+    .can_receive = host_can_receive,
+};
+
+Migration *vm_migration_new(Vm *vm, void **glue)
+{
+    VmMigration *vmm = g_new0(VmMigration, 1);
+    const VmConfig *cfg = vm_config(vm);
+    MigrationHost host = {
+        .ops = &vm_migration_ops,
+        .opaque = vmm,
+        .ram = vm_ram(vm),
+        .uuid_explicit = cfg->uuid_explicit,
+        .nvcpus = cfg->smp,
+        .dirty_backend = cfg->dirty_backend,
+    };
+    vmm->vm = vm;
+    g_strlcpy(host.uuid, vm_uuid(vm), sizeof(host.uuid));
+    *glue = vmm;
+    return migration_new(&host);
+}
