@@ -19,6 +19,7 @@
 #include "migration/wire.h"
 
 #define RX_BUFS 16
+#define COMMIT_TIMEOUT_S 60
 
 typedef struct RxBuf {
     uint8_t *data;
@@ -288,8 +289,24 @@ static bool complete(Incoming *in, uint32_t seq, GError **errp)
         g_propagate_error(errp, g_steal_pointer(&err));
         return false;
     }
-    /* Ack before starting: a source that never hears back stays stopped. */
-    return ack(in, seq, WIRE_OK, NULL, errp);
+    if (!ack(in, seq, WIRE_OK, NULL, errp)) {
+        return false;
+    }
+    /* Run the guest only once the source has let go of it. */
+    WireHeader h;
+    g_autoptr(GBytes) payload = NULL;
+    struct timeval tv = { .tv_sec = COMMIT_TIMEOUT_S };
+    setsockopt(in->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (!wire_recv(in->fd, &h, &payload, errp)) {
+        g_prefix_error(errp, "waiting for the source to commit: ");
+        return false;
+    }
+    if (h.type != WIRE_COMMIT) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "expected commit, got %s", wire_type_str(h.type));
+        return false;
+    }
+    return true;
 }
 
 static bool incoming_run(Incoming *in, GError **errp)

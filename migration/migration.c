@@ -136,6 +136,15 @@ void migration_set_uuid(Migration *m, const char *uuid)
     g_mutex_unlock(&m->lock);
 }
 
+bool migration_commit(Migration *m)
+{
+    g_mutex_lock(&m->lock);
+    bool ok = !m->cancel;
+    m->committed = ok;
+    g_mutex_unlock(&m->lock);
+    return ok;
+}
+
 bool migration_is_active(Migration *m)
 {
     g_mutex_lock(&m->lock);
@@ -166,6 +175,7 @@ bool migration_start(Migration *m, const char *uri, GError **errp)
         .ram_remaining = m->host.ram->size,
     };
     m->cancel = false;
+    m->committed = false;
     m->t_start = g_get_monotonic_time();
     g_mutex_unlock(&m->lock);
 
@@ -182,6 +192,12 @@ bool migration_cancel(Migration *m, GError **errp)
         g_mutex_unlock(&m->lock);
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "no outgoing migration is running");
+        return false;
+    }
+    if (m->committed) {
+        g_mutex_unlock(&m->lock);
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+                    "too late to cancel: the destination is taking over the VM");
         return false;
     }
     m->cancel = true;

@@ -24,6 +24,7 @@ struct Migration {
     GThread *thread;
     bool thread_done;           /* the thread has finished; join it */
     bool cancel;
+    bool committed;             /* COMMIT is on its way: too late to cancel */
     int fd;                     /* the socket, -1 when none */
     UringTx *tx;
 
@@ -41,6 +42,12 @@ void migration_set_status(Migration *m, MigrationStatus s, const char *why, ...)
 
 /* Returns true when cancel was asked. */
 bool migration_cancelled(Migration *m);
+
+/*
+ * Marks the outgoing migration committed unless cancel was asked first.
+ * Returns false (cancelled) or true (cancel is refused from now on).
+ */
+bool migration_commit(Migration *m);
 
 /* The source thread (precopy.c) and the receiver thread (incoming.c). */
 gpointer precopy_thread(gpointer data);

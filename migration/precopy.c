@@ -640,6 +640,17 @@ static bool precopy_run(Precopy *p, GError **errp)
                     msg ? msg : "failed");
         return false;
     }
+    /* Second phase: the destination holds the guest until told to run it. */
+    if (!migration_commit(m)) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INTR, "cancelled by the user");
+        return false;
+    }
+    GError *commit_err = NULL;
+    if (!wire_send(p->fd, WIRE_COMMIT, 0, NULL, 0, &commit_err)) {
+        /* It never got the word, so it will not run the guest: we do. */
+        g_propagate_prefixed_error(errp, commit_err, "sending commit: ");
+        return false;
+    }
     g_mutex_lock(&m->lock);
     m->stats.rounds = round;
     m->stats.downtime_ms = (g_get_monotonic_time() - t_down) / 1000;

@@ -14,37 +14,32 @@
 
 bool socket_uri_parse(const char *uri, char **host, char **port, GError **errp)
 {
+    g_autofree char *h = NULL;
+    const char *colon;
+
     if (!g_str_has_prefix(uri, "tcp:")) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "unsupported migration URI '%s' (use tcp:HOST:PORT)", uri);
         return false;
     }
-    const char *hp = uri + 4, *colon;
+    const char *hp = uri + 4;
     if (*hp == '[') {               /* [v6 address]:port */
         const char *close = strchr(hp, ']');
-        if (!close || close[1] != ':') {
-            goto bad;
-        }
-        *host = g_strndup(hp + 1, close - hp - 1);
-        colon = close + 1;
+        colon = close && close[1] == ':' ? close + 1 : NULL;
+        h = colon ? g_strndup(hp + 1, close - hp - 1) : NULL;
     } else {
         colon = strrchr(hp, ':');
-        if (!colon) {
-            goto bad;
-        }
-        *host = g_strndup(hp, colon - hp);
+        h = colon ? g_strndup(hp, colon - hp) : NULL;
     }
     guint64 p;
-    if (!g_ascii_string_to_unsigned(colon + 1, 10, 1, 65535, &p, NULL)) {
-        g_free(*host);
-        goto bad;
+    if (!colon || !g_ascii_string_to_unsigned(colon + 1, 10, 1, 65535, &p, NULL)) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "bad migration URI '%s' (use tcp:HOST:PORT, port 1-65535)", uri);
+        return false;
     }
+    *host = g_steal_pointer(&h);
     *port = g_strdup(colon + 1);
     return true;
-bad:
-    g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                "bad migration URI '%s' (use tcp:HOST:PORT, port 1-65535)", uri);
-    return false;
 }
 
 void socket_set_liveness(int fd)

@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Precopy between two hintmig-vm processes on loopback: workloads, THP, and
+ * every failure case.  After a failure the source must still run a healthy
+ * guest, say why in "info migrate", and migrate fine the next time; the
+ * destination must never run a half-received guest.
+ */
+#include <signal.h>
+#include <string.h>
+
+#include "migration/wire.h"
+#include "net_faults.h"
+#include "vm_harness.h"
+#include "test_util.h"
+
+static char *dir;
+static int vm_seq;
+
+static void setup(void)
+{
+    dir = test_tmpdir();
+}
+
+static void teardown(void)
+{
+    test_rmdir(dir);
+    g_free(dir);
+}
+
+static TestVm *start(const char *role, const char *const *args)
+{
+    g_autofree char *name = g_strdup_printf("%s%d", role, vm_seq++);
+    return test_vm_start(dir, name, args);
+}
+
+/* A destination for @src_ram/@smp listening on @port (returned). */
+static TestVm *start_dest(const char *ram, const char *smp, const char *thp,
+                          int *port)
+{
+    *port = test_free_port();
+    g_autofree char *inc = g_strdup_printf("tcp:127.0.0.1:%d", *port);
+    const char *args[] = { "-m", ram, "-smp", smp, "--thp", thp, "-incoming",
+                           inc, NULL };
+    return start("dst", args);
+}
+
+static char *status_of(TestVm *vm)
+{
+    g_autofree char *out = test_vm_cmd(vm, "info migrate");
+    char *s = test_field(out, "Migration status");
+    return s ? s : g_strdup("none");
+}
+
+/* Polls until the migration status starts with @want; returns it. */
+static char *wait_status(TestVm *vm, const char *want, int timeout_ms)
+{
+    for (int t = 0; t < timeout_ms; t += 20) {
+        char *s = status_of(vm);
+        if (g_str_has_prefix(s, want)) {
+            return s;
+        }
+        g_free(s);
+        g_usleep(20000);
+    }
+    g_autofree char *last = status_of(vm);
+    ck_abort_msg("status '%s' not reached in %d ms; last: %s", want, timeout_ms, last);
+    return NULL;
+}
+
+static void assert_guest_ok(TestVm *vm)
+{
+    g_autofree char *g = test_vm_cmd(vm, "info guest");
+    ck_assert_msg(g_str_has_prefix(g, "guest memory check: OK ("), "%s", g);
+}
+
+static void assert_running(TestVm *vm)
+{
+    g_autofree char *st = test_vm_cmd(vm, "info status");
+    ck_assert_str_eq(st, "VM status: running\n");
+}
+
+/* Migrates @src to a fresh destination and checks everything about it. */
+static void migrate_ok(TestVm *src, const char *ram, const char *smp,
+                       const char *thp)
+{
+    int port;
+    TestVm *dst = start_dest(ram, smp, thp, &port);
+    g_autofree char *out = test_vm_cmd(src, "migrate tcp:127.0.0.1:%d", port);
+    ck_assert_msg(!strcmp(out, ""), "migrate said: %s", out);
+    g_autofree char *info = test_vm_cmd(src, "info migrate");
+    ck_assert_msg(strstr(info, "Migration status: completed\n"), "%s", info);
+    ck_assert_msg(strstr(info, "verify: OK ("), "%s", info);
+    ck_assert_ptr_nonnull(strstr(info, "dirty tracking: "));
+    g_autofree char *st = test_vm_cmd(src, "info status");
+    ck_assert_str_eq(st, "VM status: paused (postmigrate)\n");
+    g_autofree char *dinfo = test_vm_cmd(dst, "info migrate");
+    ck_assert_msg(strstr(dinfo, "Migration status: completed\n"), "%s", dinfo);
+    assert_running(dst);
+    assert_guest_ok(dst);
+    /* The guest keeps working on the destination. */
+    g_autofree char *g1 = test_vm_cmd(dst, "info guest");
+    g_usleep(200000);
+    g_autofree char *g2 = test_vm_cmd(dst, "info guest");
+    g_autofree char *w1 = test_field(g1, "page writes");
+    g_autofree char *w2 = test_field(g2, "page writes");
+    g_autofree char *wl = test_field(g2, "workload");
+    if (!g_str_has_prefix(wl, "idle")) {
+        ck_assert_msg(g_ascii_strtoull(w2, NULL, 10) > g_ascii_strtoull(w1, NULL, 10),
+                      "guest stalled on the destination: %s -> %s", w1, w2);
+    }
+    test_vm_quit(dst);
+}
+
+static TestVm *start_src(const char *ram, const char *smp, const char *thp,
+                         const char *workload)
+{
+    const char *args[] = { "-m", ram, "-smp", smp, "--thp", thp, "--workload",
+                           workload, NULL };
+    TestVm *src = start("src", args);
+    g_usleep(300000);      /* let the workload get going */
+    return src;
+}
+
+/* After a failed or cancelled migration: all is well and it can go again. */
+static void assert_source_recovers(TestVm *src, const char *ram, const char *why)
+{
+    g_autofree char *info = test_vm_cmd(src, "info migrate");
+    g_autofree char *st = test_field(info, "Migration status");
+    ck_assert_msg(strstr(st, why), "expected '%s' in status: %s", why, st);
+    assert_running(src);
+    assert_guest_ok(src);
+    g_free(test_vm_cmd(src, "migrate_set_parameter max-bandwidth 0"));
+    migrate_ok(src, ram, "1", "off");
+}
+
+/* ---- workloads ---- */
+
+START_TEST(idle_guest)
+{
+    TestVm *src = start_src("256M", "1", "off", "idle");
+    migrate_ok(src, "256M", "1", "off");
+    test_vm_quit(src);
+}
+END_TEST
+
+START_TEST(churn_guest_thp_off)
+{
+    TestVm *src = start_src("256M", "2", "off", "churn,wss=64M,rate=8M");
+    migrate_ok(src, "256M", "2", "off");
+    test_vm_quit(src);
+}
+END_TEST
+
+START_TEST(churn_guest_thp_on)
+{
+    TestVm *src = start_src("256M", "2", "on", "churn,wss=64M,rate=8M");
+    migrate_ok(src, "256M", "2", "on");
+    test_vm_quit(src);
+}
+END_TEST
+
+START_TEST(fill_free_guest)
+{
+    TestVm *src = start_src("256M", "2", "off", "fill-free,fill=128M");
+    g_usleep(300000);
+    migrate_ok(src, "256M", "2", "off");
+    test_vm_quit(src);
+}
+END_TEST
+
+START_TEST(raw_when_compression_is_off)
+{
+    TestVm *src = start_src("256M", "1", "off", "churn,wss=32M,rate=1M");
+    g_free(test_vm_cmd(src, "migrate_set_parameter compress-method none"));
+    migrate_ok(src, "256M", "1", "off");
+    g_autofree char *info = test_vm_cmd(src, "info migrate");
+    g_autofree char *c = test_field(info, "compressed");
+    ck_assert_msg(strstr(c, "(100.0%)"), "%s", c);
+    test_vm_quit(src);
+}
+END_TEST
+
+/* ---- failures ---- */
+
+START_TEST(cancel_in_setup)
+{
+    TestVm *src = start_src("256M", "1", "off", "churn,wss=32M,rate=4M");
+    int port = test_free_port();
+    FakeDest *f = fake_dest_start(port, FAKE_NO_HELLO_REPLY);
+    g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port));
+    g_free(wait_status(src, "setup", 5000));
+    g_autofree char *c = test_vm_cmd(src, "migrate_cancel");
+    ck_assert_str_eq(c, "");
+    g_free(wait_status(src, "cancelled", 10000));
+    fake_dest_stop(f);
+    assert_source_recovers(src, "256M", "cancelled");
+    test_vm_quit(src);
+}
+END_TEST
+
+START_TEST(cancel_while_active)
+{
+    TestVm *src = start_src("256M", "1", "off", "churn,wss=64M,rate=4M");
+    int port;
+    TestVm *dst = start_dest("256M", "1", "off", &port);
+    g_free(test_vm_cmd(src, "migrate_set_parameter max-bandwidth 4M"));
+    g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port));
+    g_free(wait_status(src, "active", 5000));
+    g_usleep(300000);
+    g_autofree char *c = test_vm_cmd(src, "migrate_cancel");
+    ck_assert_str_eq(c, "");
+    g_free(wait_status(src, "cancelled", 10000));
+    g_free(wait_status(dst, "failed", 10000));
+    g_autofree char *dst_st = test_vm_cmd(dst, "info status");
+    ck_assert_str_eq(dst_st, "VM status: paused (inmigrate)\n");
+    test_vm_quit(dst);
+    assert_source_recovers(src, "256M", "cancelled");
+    test_vm_quit(src);
+}
+END_TEST
+
+START_TEST(cancel_in_stop_and_copy)
+{
+    TestVm *src = start_src("256M", "1", "off", "churn,wss=32M,rate=4M");
+    int port = test_free_port();
+    FakeDest *f = fake_dest_start(port, FAKE_NO_COMPLETE_ACK);
+    g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port));
+    g_free(wait_status(src, "device", 10000));
+    g_autofree char *st = test_vm_cmd(src, "info status");
+    ck_assert_str_eq(st, "VM status: paused (finish-migrate)\n");
+    for (int i = 0; i < 250 && !fake_dest_seen(f, WIRE_COMPLETE); i++) {
+        g_usleep(20000);
+    }
+    ck_assert(fake_dest_seen(f, WIRE_COMPLETE));
+    g_autofree char *c = test_vm_cmd(src, "migrate_cancel");
+    ck_assert_str_eq(c, "");
+    g_free(wait_status(src, "cancelled", 10000));
+    ck_assert(!fake_dest_seen(f, WIRE_COMMIT));    /* it never got the guest */
+    fake_dest_stop(f);
+    assert_source_recovers(src, "256M", "cancelled");
+    test_vm_quit(src);
+}
+END_TEST
+
+START_TEST(destination_killed)
+{
+    TestVm *src = start_src("256M", "1", "off", "churn,wss=64M,rate=4M");
+    int port;
+    TestVm *dst = start_dest("256M", "1", "off", &port);
+    g_free(test_vm_cmd(src, "migrate_set_parameter max-bandwidth 4M"));
+    g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port));
+    g_free(wait_status(src, "active", 5000));
+    g_usleep(300000);
+    test_vm_kill(dst);
+    g_autofree char *s = wait_status(src, "failed", 30000);
+    ck_assert_msg(strstr(s, "connection") || strstr(s, "closed"), "%s", s);
+    assert_source_recovers(src, "256M", "failed");
+    test_vm_quit(src);
+}
+END_TEST
+
+/* Runs a migration through a faulty proxy; the destination must fail. */
+static void through_proxy(ProxyMode mode, uint64_t offset, const char *why)
+{
+    TestVm *src = start_src("256M", "1", "off", "churn,wss=64M,rate=4M");
+    int port;
+    TestVm *dst = start_dest("256M", "1", "off", &port);
+    int pport = test_free_port();
+    Proxy *p = proxy_start(pport, port, mode, offset);
+    g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", pport));
+    g_autofree char *s = wait_status(src, "failed", 30000);
+    ck_assert_msg(!why || strstr(s, why), "expected '%s' in: %s", why, s);
+    g_autofree char *ds = wait_status(dst, "failed", 10000);
+    g_autofree char *dst_st = test_vm_cmd(dst, "info status");
+    ck_assert_msg(!strcmp(dst_st, "VM status: paused (inmigrate)\n"),
+                  "destination after '%s': %s", ds, dst_st);
+    proxy_stop(p);
+    test_vm_quit(dst);
+    assert_source_recovers(src, "256M", "failed");
+    test_vm_quit(src);
+}
+
+START_TEST(connection_reset)
+{
+    through_proxy(PROXY_RESET, 3u << 20, NULL);
+}
+END_TEST
+
+START_TEST(truncated_stream)
+{
+    through_proxy(PROXY_TRUNCATE, 2u << 20, NULL);
+}
+END_TEST
+
+START_TEST(corrupted_stream)
+{
+    /* Inside the RAM batches, past the handshake. */
+    through_proxy(PROXY_CORRUPT, (1u << 20) + 4321, "destination");
+}
+END_TEST
+
+START_TEST(destination_ram_differs)
+{
+    TestVm *src = start_src("256M", "1", "off", "churn,wss=32M,rate=4M");
+    int port;
+    TestVm *dst = start_dest("512M", "1", "off", &port);
+    g_autofree char *out = test_vm_cmd(src, "migrate tcp:127.0.0.1:%d", port);
+    ck_assert_msg(strstr(out, "destination refused") && strstr(out, "256 MiB") &&
+                  strstr(out, "512 MiB"), "%s", out);
+    g_autofree char *ds = wait_status(dst, "failed", 5000);
+    ck_assert_msg(strstr(ds, "refused"), "%s", ds);
+    test_vm_quit(dst);
+    assert_source_recovers(src, "256M", "refused");
+    test_vm_quit(src);
+}
+END_TEST
+
+START_TEST(monitor_commands)
+{
+    TestVm *src = start_src("128M", "1", "off", "idle");
+    g_autofree char *caps = test_vm_cmd(src, "info migrate_capabilities");
+    ck_assert_ptr_nonnull(strstr(caps, "verify: on\n"));
+    g_autofree char *e1 = test_vm_cmd(src, "migrate_set_capability verify maybe");
+    ck_assert_str_eq(e1, "Error: 'maybe' is not on or off\n");
+    g_autofree char *e2 = test_vm_cmd(src, "migrate_set_capability warp-drive on");
+    ck_assert(g_str_has_prefix(e2, "Error: unknown capability 'warp-drive'"));
+    g_autofree char *e3 = test_vm_cmd(src, "migrate_set_parameter compress-level 99");
+    ck_assert(g_str_has_prefix(e3, "Error: compress-level: '99' is not a number"));
+    g_autofree char *e4 = test_vm_cmd(src, "migrate_set_parameter compress-method lz4");
+    ck_assert(g_str_has_prefix(e4, "Error: compress-method"));
+    g_autofree char *e5 = test_vm_cmd(src, "migrate ftp://x");
+    ck_assert(g_str_has_prefix(e5, "Error: unsupported migration URI"));
+    g_autofree char *e6 = test_vm_cmd(src, "migrate tcp:127.0.0.1:99999");
+    ck_assert(g_str_has_prefix(e6, "Error: bad migration URI"));
+    static const char *const bad_uris[] = {
+        "tcp:nohost", "tcp:[::1", "tcp::", "tcp:1.2.3.4:0", "tcp:", "tcp:h:12x",
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad_uris); i++) {
+        g_autofree char *e = test_vm_cmd(src, "migrate %s", bad_uris[i]);
+        ck_assert_msg(g_str_has_prefix(e, "Error: bad migration URI"), "%s: %s",
+                      bad_uris[i], e);
+    }
+    assert_running(src);
+    g_autofree char *e7 = test_vm_cmd(src, "migrate_cancel");
+    ck_assert(g_str_has_prefix(e7, "Error: no outgoing migration"));
+    g_autofree char *e8 = test_vm_cmd(src, "migrate_incoming tcp:0:5555");
+    ck_assert(g_str_has_prefix(e8, "Error: '-incoming' was not specified"));
+    g_free(test_vm_cmd(src, "migrate_set_parameter downtime-limit 50"));
+    g_free(test_vm_cmd(src, "migrate_set_parameter max-bandwidth 1G"));
+    g_autofree char *params = test_vm_cmd(src, "info migrate_parameters");
+    ck_assert_ptr_nonnull(strstr(params, "downtime-limit: 50 ms\n"));
+    ck_assert_ptr_nonnull(strstr(params, "max-bandwidth: 1073741824 bytes/second\n"));
+    /* Nothing to connect to: a clear failure, and the VM runs on. */
+    int port = test_free_port();
+    g_autofree char *e9 = test_vm_cmd(src, "migrate tcp:127.0.0.1:%d", port);
+    ck_assert_msg(strstr(e9, "cannot connect"), "%s", e9);
+    assert_running(src);
+    test_vm_quit(src);
+}
+END_TEST
+
+START_TEST(incoming_defer)
+{
+    TestVm *src = start_src("128M", "1", "off", "churn,wss=16M,rate=2M");
+    const char *args[] = { "-m", "128M", "-incoming", "defer", NULL };
+    TestVm *dst = start("dst", args);
+    g_autofree char *st = test_vm_cmd(dst, "info status");
+    ck_assert_str_eq(st, "VM status: paused (inmigrate)\n");
+    g_autofree char *c = test_vm_cmd(dst, "cont");
+    ck_assert(g_str_has_prefix(c, "Error: an incoming migration has not completed"));
+    int port = test_free_port();
+    g_autofree char *mi = test_vm_cmd(dst, "migrate_incoming tcp:127.0.0.1:%d", port);
+    ck_assert_str_eq(mi, "");
+    g_autofree char *out = test_vm_cmd(src, "migrate tcp:127.0.0.1:%d", port);
+    ck_assert_str_eq(out, "");
+    assert_running(dst);
+    assert_guest_ok(dst);
+    g_autofree char *again = test_vm_cmd(dst, "migrate_incoming tcp:127.0.0.1:%d", port);
+    ck_assert(g_str_has_prefix(again, "Error: the incoming migration has already"));
+    test_vm_quit(dst);
+    test_vm_quit(src);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("precopy_e2e");
+    TCase *ok = tcase_create("workloads");
+    TCase *bad = tcase_create("failures");
+
+    tcase_add_checked_fixture(ok, setup, teardown);
+    tcase_add_checked_fixture(bad, setup, teardown);
+    tcase_set_timeout(ok, 180);
+    tcase_set_timeout(bad, 180);
+    tcase_add_test(ok, idle_guest);
+    tcase_add_test(ok, churn_guest_thp_off);
+    tcase_add_test(ok, churn_guest_thp_on);
+    tcase_add_test(ok, fill_free_guest);
+    tcase_add_test(ok, raw_when_compression_is_off);
+    tcase_add_test(ok, monitor_commands);
+    tcase_add_test(ok, incoming_defer);
+    tcase_add_test(bad, cancel_in_setup);
+    tcase_add_test(bad, cancel_while_active);
+    tcase_add_test(bad, cancel_in_stop_and_copy);
+    tcase_add_test(bad, destination_killed);
+    tcase_add_test(bad, connection_reset);
+    tcase_add_test(bad, truncated_stream);
+    tcase_add_test(bad, corrupted_stream);
+    tcase_add_test(bad, destination_ram_differs);
+    suite_add_tcase(s, ok);
+    suite_add_tcase(s, bad);
+    return test_run(s);
+}
