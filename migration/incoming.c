@@ -229,9 +229,11 @@ static bool verify_ram(Incoming *in, char **why)
 {
     g_autofree uint64_t *ours = g_new(uint64_t, in->nchunks);
     uint64_t bad = 0, first_bad = 0;
+    gint64 t0 = g_get_monotonic_time();
 
     ram_digest_chunks(in->ram, RAM_DIGEST_CHUNK_PAGES, 0, in->nchunks, ours,
                       migration_get_params(in->m).compress_threads);
+    uint64_t ms = (g_get_monotonic_time() - t0) / 1000;
     for (uint64_t c = 0; c < in->nchunks; c++) {
         if (ours[c] != in->src_digests[c] && !bad++) {
             first_bad = c;
@@ -240,6 +242,7 @@ static bool verify_ram(Incoming *in, char **why)
     g_mutex_lock(&in->m->lock);
     in->m->stats.verify_chunks = in->nchunks;
     in->m->stats.verify_mismatches = bad;
+    in->m->stats.verify_dest_ms = ms;
     in->m->stats.verified = true;
     g_mutex_unlock(&in->m->lock);
     if (bad) {

@@ -175,6 +175,8 @@ static bool hmp_info_migrate(void *opaque, int argc, char **argv, GString *out,
         } else {
             g_string_append_printf(out, "verify: OK (%" G_GUINT64_FORMAT " chunks)\n",
                                    s.verify_chunks);
+            g_string_append_printf(out, "verify time: %" G_GUINT64_FORMAT " ms\n",
+                                   s.incoming ? s.verify_dest_ms : s.verify_source_ms);
         }
     } else if (s.status == MIGRATION_STATUS_COMPLETED) {
         g_string_append(out, "verify: off\n");

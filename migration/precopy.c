@@ -439,14 +439,27 @@ static bool send_device_state(Precopy *p, GError **errp)
     return send_msg(p, WIRE_DEVICE_STATE, 0, d, len, errp);
 }
 
-static bool send_digests(Precopy *p, GError **errp)
+typedef struct DigestTask {
+    const GuestRam *ram;
+    uint64_t n;
+    uint64_t *out;
+    gint64 us;
+} DigestTask;
+
+/* Hashes the stopped VM's RAM while the last round is on its way. */
+static gpointer digest_task(gpointer data)
 {
-    uint64_t n = ram_digest_nchunks(p->ram, RAM_DIGEST_CHUNK_PAGES);
-    g_autofree uint64_t *dig = g_new(uint64_t, n);
+    DigestTask *t = data;
+    gint64 t0 = g_get_monotonic_time();
+    ram_digest_chunks(t->ram, RAM_DIGEST_CHUNK_PAGES, 0, t->n, t->out, 1);
+    t->us = g_get_monotonic_time() - t0;
+    return NULL;
+}
+
+static bool send_digests(Precopy *p, const uint64_t *dig, uint64_t n, GError **errp)
+{
     g_autofree uint8_t *msg = g_malloc(16 + VERIFY_PER_MSG * 8);
 
-    ram_digest_chunks(p->ram, RAM_DIGEST_CHUNK_PAGES, 0, n, dig,
-                      p->params.compress_threads);
     for (uint64_t first = 0; first < n; first += VERIFY_PER_MSG) {
         uint32_t count = MIN((uint64_t)VERIFY_PER_MSG, n - first);
         uint32_t cp = GUINT32_TO_LE(RAM_DIGEST_CHUNK_PAGES), c = GUINT32_TO_LE(count);
@@ -554,9 +567,12 @@ static bool precopy_run(Precopy *p, GError **errp)
         }
         uint64_t ndirty = bitmap_count(p->dirty, p->ram->npages);
         publish(p);
+        /* Dirty pages are data pages: charge each what a data page has cost
+         * on the wire so far, not the average with zero pages thrown in. */
         g_mutex_lock(&p->lock);
-        uint64_t pages = p->codec.zero_pages + p->codec.data_pages;
-        double per_page = pages ? (double)p->ram_bytes / pages : GUEST_PAGE_SIZE;
+        double per_page = p->codec.data_pages
+            ? (double)p->codec.payload_bytes / p->codec.data_pages + 8
+            : GUEST_PAGE_SIZE;
         g_mutex_unlock(&p->lock);
         uint64_t expected_ms = (uint64_t)(ndirty * per_page * 1000 / MAX(bw, 1.0));
 
@@ -593,8 +609,18 @@ static bool precopy_run(Precopy *p, GError **errp)
         return false;
     }
     round++;
-    if (!send_pages(p, p->dirty, round, errp) || !end_round(p, round, errp) ||
-        !send_device_state(p, errp) || (p->verify && !send_digests(p, errp))) {
+    DigestTask dt = { p->ram, ram_digest_nchunks(p->ram, RAM_DIGEST_CHUNK_PAGES) };
+    g_autofree uint64_t *digests = dt.out = g_new(uint64_t, dt.n);
+    GThread *hasher = p->verify ? g_thread_new("digest", digest_task, &dt) : NULL;
+    bool sent = send_pages(p, p->dirty, round, errp) && end_round(p, round, errp) &&
+                send_device_state(p, errp);
+    if (hasher) {
+        g_thread_join(hasher);
+        g_mutex_lock(&m->lock);
+        m->stats.verify_source_ms = dt.us / 1000;
+        g_mutex_unlock(&m->lock);
+    }
+    if (!sent || (p->verify && !send_digests(p, digests, dt.n, errp))) {
         return false;
     }
     g_mutex_lock(&p->rp_lock);

@@ -69,6 +69,7 @@ struct pm_scan_arg {
 
 /* fs/proc/task_mmu.c: /proc/PID/pagemap entry bits */
 #define PM_ENTRY_SOFT_DIRTY  (1ULL << 55)
+#define PM_ENTRY_SWAPPED     (1ULL << 62)
 #define PM_ENTRY_PRESENT     (1ULL << 63)
 
 #endif /* HINTMIG_KERNEL_COMPAT_H */

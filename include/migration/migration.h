@@ -103,6 +103,8 @@ typedef struct MigrationStats {
     double throughput_mbps;        /* wire throughput so far */
     uint64_t verify_chunks;        /* chunks compared */
     uint64_t verify_mismatches;    /* chunks that differed */
+    uint64_t verify_source_ms;     /* hashing the source's RAM (overlaps the last round) */
+    uint64_t verify_dest_ms;       /* hashing the destination's RAM (in the downtime) */
     bool verified;                 /* a verdict exists */
     char dirty_backend[64];        /* tracker in use, and why */
 } MigrationStats;

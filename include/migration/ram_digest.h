@@ -25,8 +25,10 @@ uint64_t ram_digest_nchunks(const GuestRam *ram, uint32_t chunk_pages);
 
 /*
  * Computes the digests of chunks [@first, @first + @n) of @ram into @out,
- * on @nthreads threads.  Each chunk is seeded with its index, so a chunk in
- * the wrong place does not match.
+ * on @nthreads threads.  A chunk's digest is the digest of its pages'
+ * digests in order, seeded with the chunk index, so a page or a chunk in the
+ * wrong place does not match.  Pages that are not backed by memory (never
+ * touched) count as zero pages and are not read.
  */
 void ram_digest_chunks(const GuestRam *ram, uint32_t chunk_pages, uint64_t first,
                        uint64_t n, uint64_t *out, unsigned nthreads);
