@@ -46,34 +46,50 @@ static uint64_t xorshift64(uint64_t *s)
     return *s = x;
 }
 
-void page_content_fill(void *dst, uint64_t pfn, uint32_t gen)
+void page_content_random(void *dst, size_t len, uint64_t seed)
 {
     uint8_t *p = dst;
-    uint64_t s = seed_of(pfn, gen) | 1;
-    uint64_t hdr[2] = { pfn, (uint64_t)gen << 32 | 0x48504147u /* "GAPH" */ };
-    size_t off = sizeof(hdr);
+    uint64_t s = seed | 1;
 
-    memcpy(p, hdr, sizeof(hdr));
-    if (page_content_is_random(pfn, gen)) {
-        for (; off < GUEST_PAGE_SIZE; off += 8) {
-            uint64_t v = xorshift64(&s);
-            memcpy(p + off, &v, 8);
-        }
-        return;
+    for (size_t off = 0; off + 8 <= len; off += 8) {
+        uint64_t v = xorshift64(&s);
+        memcpy(p + off, &v, 8);
     }
-    /* Text: ten 6-bit word picks from each random draw. */
-    while (off < GUEST_PAGE_SIZE) {
+}
+
+void page_content_text(void *dst, size_t len, uint64_t seed)
+{
+    uint8_t *p = dst;
+    uint64_t s = seed | 1;
+    size_t off = 0;
+
+    /* Ten 6-bit word picks from each random draw. */
+    while (off < len) {
         uint64_t r = xorshift64(&s);
-        for (int i = 0; i < 10 && off < GUEST_PAGE_SIZE; i++, r >>= 6) {
+        for (int i = 0; i < 10 && off < len; i++, r >>= 6) {
             const char *w = words[r & 63];
-            size_t len = strlen(w);
-            size_t n = MIN(len, GUEST_PAGE_SIZE - off);
+            size_t n = MIN(strlen(w), len - off);
             memcpy(p + off, w, n);
             off += n;
-            if (off < GUEST_PAGE_SIZE) {
+            if (off < len) {
                 p[off++] = (r & 0x3f) == 7 ? '\n' : ' ';
             }
         }
+    }
+}
+
+void page_content_fill(void *dst, uint64_t pfn, uint32_t gen)
+{
+    uint8_t *p = dst;
+    uint64_t hdr[2] = { pfn, (uint64_t)gen << 32 | 0x48504147u /* "GAPH" */ };
+
+    memcpy(p, hdr, sizeof(hdr));
+    if (page_content_is_random(pfn, gen)) {
+        page_content_random(p + sizeof(hdr), GUEST_PAGE_SIZE - sizeof(hdr),
+                            seed_of(pfn, gen));
+    } else {
+        page_content_text(p + sizeof(hdr), GUEST_PAGE_SIZE - sizeof(hdr),
+                          seed_of(pfn, gen));
     }
 }
 

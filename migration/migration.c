@@ -39,7 +39,7 @@ Migration *migration_new(const MigrationHost *host)
         .downtime_limit_ms = 300,
         .max_bandwidth = 0,
         .compress_method = COMPRESS_ZSTD,
-        .compress_level = 1,
+        .compress_level = 3,   /* as fast as 1 here, 5% smaller (bench/) */
         .compress_threads = 2,
     };
     m->caps.verify = true;

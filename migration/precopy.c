@@ -443,6 +443,7 @@ typedef struct DigestTask {
     const GuestRam *ram;
     uint64_t n;
     uint64_t *out;
+    unsigned threads;
     gint64 us;
 } DigestTask;
 
@@ -451,7 +452,7 @@ static gpointer digest_task(gpointer data)
 {
     DigestTask *t = data;
     gint64 t0 = g_get_monotonic_time();
-    ram_digest_chunks(t->ram, RAM_DIGEST_CHUNK_PAGES, 0, t->n, t->out, 1);
+    ram_digest_chunks(t->ram, RAM_DIGEST_CHUNK_PAGES, 0, t->n, t->out, t->threads);
     t->us = g_get_monotonic_time() - t0;
     return NULL;
 }
@@ -609,7 +610,8 @@ static bool precopy_run(Precopy *p, GError **errp)
         return false;
     }
     round++;
-    DigestTask dt = { p->ram, ram_digest_nchunks(p->ram, RAM_DIGEST_CHUNK_PAGES) };
+    DigestTask dt = { p->ram, ram_digest_nchunks(p->ram, RAM_DIGEST_CHUNK_PAGES),
+                      .threads = p->params.compress_threads };
     g_autofree uint64_t *digests = dt.out = g_new(uint64_t, dt.n);
     GThread *hasher = p->verify ? g_thread_new("digest", digest_task, &dt) : NULL;
     bool sent = send_pages(p, p->dirty, round, errp) && end_round(p, round, errp) &&

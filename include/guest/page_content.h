@@ -22,6 +22,12 @@ bool page_content_check(const void *page, uint64_t pfn, uint32_t gen);
 /* Returns true when (@pfn, @gen) gives random rather than text content. */
 bool page_content_is_random(uint64_t pfn, uint32_t gen);
 
+/* Writes @len bytes of text-like words chosen by @seed (any length). */
+void page_content_text(void *dst, size_t len, uint64_t seed);
+
+/* Writes @len bytes (a multiple of 8) of random bytes chosen by @seed. */
+void page_content_random(void *dst, size_t len, uint64_t seed);
+
 /* splitmix64 step: the guest's seeding hash. */
 uint64_t page_content_mix(uint64_t x);
 

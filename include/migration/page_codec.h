@@ -2,14 +2,19 @@
 /*
  * RAM page batches: what a WIRE_RAM_BATCH message carries.
  *
- *   u32 round | u16 npages | u8 encoding | u8 flags | u32 data_len | u32 0
- *   npages x u64 entry: pfn << 1 | has_data
- *   data_len bytes: the data pages, concatenated (PAGE_ENC_RAW) or as one
- *   zstd frame that decompresses to exactly that (PAGE_ENC_ZSTD)
+ *   u32 round | u16 npages | u8 encoding | u8 flags | u32 data_len |
+ *   u32 frame_len
+ *   npages x u64 entry: pfn << 2 | kind (PAGE_ZERO, PAGE_FRAME, PAGE_RAW)
+ *   data_len bytes: frame_len bytes of one zstd frame that decompresses to
+ *   the PAGE_FRAME pages in order (PAGE_ENC_ZSTD only), then the PAGE_RAW
+ *   pages, 4 KiB each, in order
  *
- * Zero pages travel as an entry only.  One frame per batch compresses better
- * than a frame per page, and the receiver still decompresses straight into
- * guest RAM by moving zstd's output buffer from page to page.
+ * Zero pages travel as an entry only.  Pages that look random (many distinct
+ * byte values in a sample) go raw: zstd cannot shrink them, and mixed into
+ * the frame they spoil the coding of the text around them.  One frame per
+ * batch compresses better than a frame per page, and the receiver still
+ * decompresses straight into guest RAM by moving zstd's output buffer from
+ * page to page.
  */
 #ifndef HINTMIG_PAGE_CODEC_H
 #define HINTMIG_PAGE_CODEC_H
@@ -28,6 +33,12 @@ typedef enum {
     PAGE_ENC_ZSTD = 1,
 } PageEncoding;
 
+typedef enum {
+    PAGE_ZERO = 0,
+    PAGE_FRAME = 1,
+    PAGE_RAW = 2,
+} PageKind;
+
 typedef struct PageCodecStats {
     uint64_t zero_pages;      /* sent as a marker only */
     uint64_t data_pages;      /* sent with content */
@@ -35,6 +46,7 @@ typedef struct PageCodecStats {
     uint64_t payload_bytes;   /* data as sent: compressed or raw */
     uint64_t zstd_batches;    /* batches where compression paid */
     uint64_t raw_batches;     /* batches sent raw */
+    uint64_t raw_pages;       /* pages sent raw because they looked random */
 } PageCodecStats;
 
 typedef struct PageEncoder PageEncoder;
@@ -54,7 +66,7 @@ void page_encoder_free(PageEncoder *e);
  * Encodes pages @pfns[0..@n) of @ram (n <= PAGE_BATCH_MAX) for round
  * @round into @out, which holds page_batch_max_size(@n) bytes.  Returns
  * the encoded size and adds to @stats.  Compression is kept only when it
- * saves at least an eighth.
+ * saves at least an eighth of the pages put in the frame.
  */
 size_t page_encode(PageEncoder *e, const GuestRam *ram, const uint64_t *pfns,
                    unsigned n, uint32_t round, uint8_t *out,
@@ -74,5 +86,8 @@ bool page_decode(PageDecoder *d, GuestRam *ram, const uint8_t *buf, size_t len,
 
 /* Returns true when the 4 KiB page at @p is all zero. */
 bool page_is_zero(const void *p);
+
+/* Returns true when the page at @p looks incompressible (random bytes). */
+bool page_looks_random(const void *p);
 
 #endif

@@ -161,6 +161,43 @@ START_TEST(incompressible_batch_goes_raw)
 }
 END_TEST
 
+START_TEST(random_pages_stay_out_of_the_frame)
+{
+    GuestRam *src = ram_new(), *dst = ram_new();
+    PageEncoder *e = page_encoder_new(true, 3);
+    PageDecoder *d = page_decoder_new();
+    g_autofree uint8_t *buf = g_malloc(page_batch_max_size(PAGE_BATCH_MAX));
+    PageCodecStats st = { 0 }, ds = { 0 };
+    uint64_t pfns[96];
+    unsigned nrandom = 0;
+    uint32_t round;
+
+    for (unsigned i = 0; i < 96; i++) {
+        pfns[i] = 200 + i;
+        if (i % 3 == 0) {
+            page_content_random(guest_ram_page(src, pfns[i]), GUEST_PAGE_SIZE, i + 1);
+            nrandom++;
+        } else {
+            page_content_text(guest_ram_page(src, pfns[i]), GUEST_PAGE_SIZE, i + 1);
+        }
+        ck_assert_int_eq(page_looks_random(guest_ram_page(src, pfns[i])), i % 3 == 0);
+    }
+    size_t len = page_encode(e, src, pfns, 96, 2, buf, &st);
+    ck_assert_uint_eq(st.raw_pages, nrandom);
+    ck_assert_uint_eq(buf[6], PAGE_ENC_ZSTD);
+    /* Raw pages whole, the text at well under half its size. */
+    ck_assert_uint_lt(len, PAGE_BATCH_HEADER + 96 * 8 + nrandom * GUEST_PAGE_SIZE +
+                           (96 - nrandom) * GUEST_PAGE_SIZE / 2);
+    ck_assert(page_decode(d, dst, buf, len, &round, &ds, NULL));
+    ck_assert_mem_eq(guest_ram_page(src, 200), guest_ram_page(dst, 200),
+                     96 * GUEST_PAGE_SIZE);
+    page_encoder_free(e);
+    page_decoder_free(d);
+    guest_ram_free(src);
+    guest_ram_free(dst);
+}
+END_TEST
+
 START_TEST(hostile_batches_are_refused)
 {
     GuestRam *src = ram_new(), *dst = ram_new();
@@ -216,7 +253,19 @@ START_TEST(hostile_batches_are_refused)
     dl -= GUEST_PAGE_SIZE;
     memcpy(buf + 8, &dl, 4);
     ck_assert(!page_decode(d, dst, buf, len - GUEST_PAGE_SIZE, &round, &st, &err));
-    ck_assert_ptr_nonnull(strstr(err->message, "raw RAM batch"));
+    ck_assert_ptr_nonnull(strstr(err->message, "RAM batch carries"));
+    g_clear_error(&err);
+    /* An entry of kind 3, and a frame longer than the data. */
+    len = page_encode(e, src, pfns, 8, 1, buf, &st);
+    memcpy(bad, buf, len);
+    bad[PAGE_BATCH_HEADER + 8] |= 3;
+    ck_assert(!page_decode(d, dst, bad, len, &round, &st, &err));
+    ck_assert_ptr_nonnull(strstr(err->message, "invalid"));
+    g_clear_error(&err);
+    memcpy(bad, buf, len);
+    bad[12] = bad[13] = bad[14] = 0xff;
+    ck_assert(!page_decode(d, dst, bad, len, &round, &st, &err));
+    ck_assert_ptr_nonnull(strstr(err->message, "malformed"));
     page_encoder_free(raw);
     page_encoder_free(e);
     page_decoder_free(d);
@@ -296,6 +345,7 @@ int main(void)
     tcase_add_test(tc, batch_roundtrip_raw);
     tcase_add_test(tc, incompressible_batch_goes_raw);
     tcase_add_test(tc, hostile_batches_are_refused);
+    tcase_add_test(tc, random_pages_stay_out_of_the_frame);
     tcase_add_test(tc, digests_catch_flips_and_misplacement);
     tcase_add_test(tc, presence_and_zero_pages);
     suite_add_tcase(s, tc);

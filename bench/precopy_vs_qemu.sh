@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Benchmark (not a test): migrate a paused 2 GiB VM whose RAM comes from an
+# image (per 4 KiB page: 25% zero, 25% random, 50% text-like) on loopback,
+# with hintmig-vm and with Debian's stock QEMU (memory-backend-file,
+# share=off, -S, multifd with 2 channels), in the same run.  Prints each
+# one's total time and bytes on the wire, and the ratios.
+#
+# Before every measured migration the script touches and frees 6 GiB
+# (bench/warm_memory), so neither tool runs on memory the host has never
+# faulted in (a first touch is several times slower here).
+#
+# Wire bytes are counted the same way for both: the loopback interface's
+# transmit counter over the migration (payload plus TCP/IP headers, both
+# directions).  Each tool's own counter is printed beside it.
+#
+#   bench/precopy_vs_qemu.sh [REPS]     (default 3; medians are reported)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+reps=${1:-3}
+size=${BENCH_RAM:-2G}
+scripts/install-deps.sh
+command -v qemu-system-x86_64 >/dev/null || {
+    echo "bench: installing qemu-system-x86 (the baseline)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 >/dev/null
+}
+[ -f build/build.ninja ] || meson setup build >/dev/null
+meson compile -C build >/dev/null
+
+work=${BENCH_DIR:-/tmp/hintmig-bench}
+mkdir -p "$work"
+img=$work/image-$size
+[ -f "$img" ] || build/bench/make_image "$img" "$size"
+hmp=build/hintmig-hmp
+vm=build/hintmig-vm
+
+lo_tx() { awk '/^ *lo:/ { sub(/^ *lo:/, ""); print $9 }' /proc/net/dev; }
+field() { sed -n "s/^$1: \([0-9.]*\).*/\1/p" | head -1; }
+quit_all() {
+    for s in "$work"/*.sock; do
+        [ -S "$s" ] && timeout 5 "$hmp" "$s" quit >/dev/null 2>&1 || true
+        rm -f "$s"
+    done
+}
+trap quit_all EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_done() {   # socket -> prints the final "info migrate"
+    local out
+    for _ in $(seq 1 3000); do
+        out=$("$hmp" "$1" "info migrate")
+        case $(sed -n 's/.*Migration status: \([a-z-]*\).*/\1/p' <<<"$out" | head -1) in
+            completed) echo "$out"; return 0 ;;
+            failed|cancelled) echo "$out" >&2; return 1 ;;
+        esac
+        sleep 0.05
+    done
+    return 1
+}
+
+warm() { build/bench/warm_memory "${BENCH_WARM:-6G}"; }
+
+run_hintmig() {
+    warm
+    local p; p=$(port)
+    "$vm" -m "$size" --mem-path "$img" -S -monitor "unix:$work/hs.sock,server,nowait" -daemonize
+    "$vm" -m "$size" -S -incoming "tcp:127.0.0.1:$p" \
+          -monitor "unix:$work/hd.sock,server,nowait" -daemonize
+    local tx0; tx0=$(lo_tx)
+    "$hmp" "$work/hs.sock" "migrate -d tcp:127.0.0.1:$p" >/dev/null
+    local out; out=$(wait_done "$work/hs.sock")
+    local tx1; tx1=$(lo_tx)
+    grep -q '^verify: OK' <<<"$out" || { echo "bench: hintmig verify failed" >&2; exit 1; }
+    echo "$(field 'total time' <<<"$out") $((tx1 - tx0)) $(( $(field 'wire bytes' <<<"$out") * 1024 ))"
+    quit_all
+}
+
+qemu_common=(-machine pc,accel=kvm:tcg -m "$size" -S -display none -nodefaults -daemonize)
+run_qemu() {
+    warm
+    local p; p=$(port)
+    qemu-system-x86_64 "${qemu_common[@]}" \
+        -object "memory-backend-file,id=ram0,size=$size,mem-path=$img,share=off" \
+        -machine memory-backend=ram0 -monitor "unix:$work/qs.sock,server,nowait"
+    qemu-system-x86_64 "${qemu_common[@]}" \
+        -object "memory-backend-ram,id=ram0,size=$size" -machine memory-backend=ram0 \
+        -incoming defer -monitor "unix:$work/qd.sock,server,nowait"
+    for s in qs qd; do
+        "$hmp" "$work/$s.sock" "migrate_set_capability multifd on" \
+            "migrate_set_parameter multifd-channels 2" >/dev/null
+    done
+    "$hmp" "$work/qs.sock" "migrate_set_parameter max-bandwidth 100G" \
+        "migrate_set_parameter downtime-limit 300" >/dev/null
+    "$hmp" "$work/qd.sock" "migrate_incoming tcp:127.0.0.1:$p" >/dev/null
+    local tx0; tx0=$(lo_tx)
+    "$hmp" "$work/qs.sock" "migrate -d tcp:127.0.0.1:$p" >/dev/null
+    local out; out=$(wait_done "$work/qs.sock")
+    local tx1; tx1=$(lo_tx)
+    echo "$(field 'total time' <<<"$out") $((tx1 - tx0)) $(( $(field 'transferred ram' <<<"$out") * 1024 ))"
+    quit_all
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+declare -a h_t h_w h_own q_t q_w q_own
+for r in $(seq 1 "$reps"); do
+    read -r t w own < <(run_hintmig); h_t+=("$t"); h_w+=("$w"); h_own+=("$own")
+    read -r t w own < <(run_qemu);    q_t+=("$t"); q_w+=("$w"); q_own+=("$own")
+    printf 'rep %d: hintmig %s ms %s B | qemu %s ms %s B\n' "$r" "${h_t[-1]}" \
+        "${h_w[-1]}" "${q_t[-1]}" "${q_w[-1]}"
+done
+
+ht=$(printf '%s\n' "${h_t[@]}" | median); hw=$(printf '%s\n' "${h_w[@]}" | median)
+qt=$(printf '%s\n' "${q_t[@]}" | median); qw=$(printf '%s\n' "${q_w[@]}" | median)
+ho=$(printf '%s\n' "${h_own[@]}" | median); qo=$(printf '%s\n' "${q_own[@]}" | median)
+echo
+echo "paused $size VM from an image (25% zero, 25% random, 50% text), loopback, median of $reps"
+printf '%-26s %10s %16s %18s\n' "" "time ms" "wire bytes (lo)" "own counter bytes"
+printf '%-26s %10s %16s %18s\n' "hintmig (zstd, verify on)" "$ht" "$hw" "$ho"
+printf '%-26s %10s %16s %18s\n' "QEMU 7.2 multifd x2" "$qt" "$qw" "$qo"
+awk -v ht="$ht" -v qt="$qt" -v hw="$hw" -v qw="$qw" 'BEGIN {
+    printf "time ratio hintmig/QEMU: %.3f (target <= 0.333)\n", ht / qt
+    printf "wire ratio hintmig/QEMU: %.3f (target <= 0.500)\n", hw / qw }'
