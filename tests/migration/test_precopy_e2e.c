@@ -260,9 +260,11 @@ START_TEST(destination_killed)
 END_TEST
 
 /* Runs a migration through a faulty proxy; the destination must fail. */
-static void through_proxy(ProxyMode mode, uint64_t offset, const char *why)
+static void through_proxy(ProxyMode mode, uint64_t offset, const char *why,
+                          const char *compress)
 {
     TestVm *src = start_src("256M", "1", "off", "churn,wss=64M,rate=4M");
+    g_free(test_vm_cmd(src, "migrate_set_parameter compress-method %s", compress));
     int port;
     TestVm *dst = start_dest("256M", "1", "off", &port);
     int pport = test_free_port();
@@ -276,26 +278,36 @@ static void through_proxy(ProxyMode mode, uint64_t offset, const char *why)
                   "destination after '%s': %s", ds, dst_st);
     proxy_stop(p);
     test_vm_quit(dst);
+    g_free(test_vm_cmd(src, "migrate_set_parameter compress-method zstd"));
     assert_source_recovers(src, "256M", "failed");
     test_vm_quit(src);
 }
 
 START_TEST(connection_reset)
 {
-    through_proxy(PROXY_RESET, 3u << 20, NULL);
+    through_proxy(PROXY_RESET, 3u << 20, NULL, "zstd");
 }
 END_TEST
 
 START_TEST(truncated_stream)
 {
-    through_proxy(PROXY_TRUNCATE, 2u << 20, NULL);
+    through_proxy(PROXY_TRUNCATE, 2u << 20, NULL, "zstd");
 }
 END_TEST
 
 START_TEST(corrupted_stream)
 {
     /* Inside the RAM batches, past the handshake. */
-    through_proxy(PROXY_CORRUPT, (1u << 20) + 4321, "destination");
+    through_proxy(PROXY_CORRUPT, (1u << 20) + 4321, "destination", "zstd");
+}
+END_TEST
+
+START_TEST(corruption_only_verification_sees)
+{
+    /* Raw pages: a flipped byte inside page data decodes fine; only the
+     * digests can tell, and they must. */
+    through_proxy(PROXY_CORRUPT, (3u << 20) + 777, "RAM verification failed",
+                  "none");
 }
 END_TEST
 
@@ -406,6 +418,7 @@ int main(void)
     tcase_add_test(bad, connection_reset);
     tcase_add_test(bad, truncated_stream);
     tcase_add_test(bad, corrupted_stream);
+    tcase_add_test(bad, corruption_only_verification_sees);
     tcase_add_test(bad, destination_ram_differs);
     suite_add_tcase(s, ok);
     suite_add_tcase(s, bad);
