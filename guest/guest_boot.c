@@ -53,6 +53,8 @@ bool guest_boot(Guest *g, GError **errp)
     sb->wl_wss = g->boot_wl.wss;
     sb->wl_rate = g->boot_wl.rate;
     sb->wl_fill = g->boot_wl.fill;
+    sb->balloon_poison = g->boot_balloon.poison;
+    sb->balloon_flags = g->boot_balloon.early_release ? GUEST_BALLOON_EARLY_RELEASE : 0;
 
     uint64_t resident = MIN(g->ram->npages / 64, (uint64_t)RESIDENT_MAX_PAGES);
     for (uint64_t i = 0; i < resident; i++) {

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "guest/balloon_driver.h"
 #include "guest/guest.h"
 #include "guest/page_content.h"
 #include "guest/page_vec.h"
@@ -334,6 +335,10 @@ bool guest_vcpu_step(Guest *g, GuestVcpuState *st, GuestVcpuPace *pace,
         st->index >= GUEST_MAX_VCPUS) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "vCPU %u: invalid vCPU state", st->index);
+        return false;
+    }
+    /* The boot vCPU also runs the balloon driver, like a kernel thread. */
+    if (st->index == 0 && !balloon_driver_step(g, errp)) {
         return false;
     }
     if (!st->task_pfn) {

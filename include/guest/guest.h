@@ -52,12 +52,22 @@ typedef struct GuestVcpuPace {
     uint64_t writes_at_t0;
 } GuestVcpuPace;
 
+struct VirtioBalloon;
+
+/* Boot parameters of the guest's balloon driver. */
+typedef struct BalloonDriverConfig {
+    uint32_t poison;          /* page poison value to report (0: none) */
+    bool early_release;       /* release hinted pages before DONE */
+} BalloonDriverConfig;
+
 typedef struct Guest {
     GuestRam *ram;
     GuestMem mem;
     bool booted;
     unsigned nvcpus;
     WorkloadConfig boot_wl;   /* used only if this guest boots fresh */
+    BalloonDriverConfig boot_balloon;
+    struct VirtioBalloon *balloon;   /* the "hardware", or NULL: no device */
 } Guest;
 
 typedef struct GuestCheck {

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define GUEST_MAGIC         0x21474d544e494848ULL  /* "HHINTMG!" */
-#define GUEST_LAYOUT_VERSION 1
+#define GUEST_LAYOUT_VERSION 2
 #define GUEST_MAX_ORDER     10      /* 4 MiB blocks, as Linux's MAX_ORDER */
 #define GUEST_MAX_VCPUS     64
 #define GUEST_PFN_NONE      UINT32_MAX
@@ -79,7 +79,42 @@ typedef struct GuestSuperblock {
     uint64_t nr_free[GUEST_MAX_ORDER + 1];  /* blocks on each list */
     uint64_t free_pages;
     uint64_t task_pfn[GUEST_MAX_VCPUS];
+    uint64_t balloon_pfn;    /* the balloon driver's state page, or 0 */
+    uint32_t balloon_flags;  /* boot parameters: GUEST_BALLOON_* */
+    uint32_t balloon_poison; /* page poison value the driver reports */
 } GuestSuperblock;
+
+#define GUEST_BALLOON_EARLY_RELEASE 1u   /* release hinted pages before DONE */
+#define GUEST_BALLOON_QSIZE 64
+#define GUEST_BALLOON_MAGIC 0x4e4c4142u  /* "BALN" */
+
+/*
+ * The balloon driver's state page: its free page queue (descriptor table,
+ * avail and used rings) and bookkeeping, all in guest RAM.
+ */
+typedef struct GuestBalloon {
+    uint32_t magic;
+    uint32_t phase;          /* GBP_* */
+    uint32_t cmd_id;         /* the id being reported under, or 0 */
+    uint32_t poison;
+    uint16_t avail_idx;      /* next avail index to publish */
+    uint16_t last_used;      /* used entries consumed */
+    uint16_t in_flight;      /* descriptors the device still holds */
+    uint16_t pad;
+    uint32_t held_dir;       /* page vector of held 4 MiB blocks */
+    uint32_t ring_pfn;       /* descriptor table, avail and used rings */
+    uint64_t held;           /* blocks held (reported, not released) */
+    uint64_t reported;       /* blocks reported, all rounds */
+    uint64_t released_early; /* blocks released before DONE, re-initialised */
+    uint64_t rounds;
+    uint32_t ids[GUEST_BALLOON_QSIZE];   /* 4-byte command buffers */
+} GuestBalloon;
+
+enum guest_balloon_phase {
+    GBP_IDLE = 0,            /* nothing reported or held */
+    GBP_REPORTING = 1,       /* sending blocks under cmd_id */
+    GBP_HOLDING = 2,         /* STOP sent; blocks held until DONE */
+};
 
 enum guest_task_phase {
     GTP_IDLE = 0,
