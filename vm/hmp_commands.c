@@ -4,6 +4,7 @@
  * HMP names and output forms.
  */
 #include "vm/vm.h"
+#include "hw/virtio/virtio-balloon-hint.h"
 
 void hmp_commands_register(Vm *vm);
 
@@ -132,6 +133,21 @@ static bool hmp_info_dirty_tracking(void *opaque, int argc, char **argv,
     return true;
 }
 
+static bool hmp_info_balloon(void *opaque, int argc, char **argv, GString *out,
+                             GError **errp)
+{
+    VirtioBalloon *vb = vm_balloon(opaque);
+    (void)argc, (void)argv;
+
+    if (!vb) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                    "No balloon device has been activated");
+        return false;
+    }
+    vb_info(vb, out);
+    return true;
+}
+
 static bool hmp_x_save_state(void *opaque, int argc, char **argv, GString *out,
                              GError **errp)
 {
@@ -168,6 +184,7 @@ static const MonitorCmd vm_infos[] = {
     { "version", NULL, NULL, "show the version of hintmig-vm", 0, 0,
       hmp_info_version },
     { "memdev", NULL, NULL, "show memory backends", 0, 0, hmp_info_memdev },
+    { "balloon", NULL, NULL, "show balloon information", 0, 0, hmp_info_balloon },
     { "dirty-tracking", NULL, NULL,
       "show the dirty-tracking backend migration uses, and why", 0, 0,
       hmp_info_dirty_tracking },

@@ -32,6 +32,14 @@ static const char usage_text[] =
 "  --thp on|off            transparent huge pages for guest RAM\n"
 "                          (default: the host's policy)\n"
 "  --numa-node N           bind guest RAM to host NUMA node N\n"
+"  -device virtio-balloon[,free-page-hint=on|off]\n"
+"                          a virtio-balloon device; with free-page-hint=on\n"
+"                          the guest reports free pages for migration\n"
+"  --balloon-driver [poison=N][,release=done|early]\n"
+"                          the guest's balloon driver: the page poison value\n"
+"                          it reports (default 0: none), and whether it keeps\n"
+"                          hinted pages until DONE (default) or releases them\n"
+"                          early, re-initialising them\n"
 "  --dirty-tracking auto|uffd-wp|soft-dirty\n"
 "                          dirty-tracking backend for migration (default auto:\n"
 "                          uffd-wp where the kernel has it)\n"
@@ -64,7 +72,7 @@ static const char usage_text[] =
 enum {
     OPT_MEM_PATH = 256, OPT_THP, OPT_NUMA, OPT_WORKLOAD, OPT_DIRTY,
     OPT_SMP, OPT_MONITOR, OPT_DAEMONIZE, OPT_PIDFILE, OPT_UUID, OPT_VERSION,
-    OPT_INCOMING,
+    OPT_INCOMING, OPT_DEVICE, OPT_BALLOON_DRIVER,
 };
 
 static const struct option options[] = {
@@ -79,6 +87,8 @@ static const struct option options[] = {
     { "monitor", required_argument, NULL, OPT_MONITOR },
     { "S", no_argument, NULL, 'S' },
     { "incoming", required_argument, NULL, OPT_INCOMING },
+    { "device", required_argument, NULL, OPT_DEVICE },
+    { "balloon-driver", required_argument, NULL, OPT_BALLOON_DRIVER },
     { "daemonize", no_argument, NULL, OPT_DAEMONIZE },
     { "pidfile", required_argument, NULL, OPT_PIDFILE },
     { "help", no_argument, NULL, 'h' },
@@ -102,6 +112,62 @@ static bool parse_uint(const char *s, unsigned max, unsigned *out)
         return false;
     }
     *out = v;
+    return true;
+}
+
+/* -device virtio-balloon[,free-page-hint=on|off] */
+static bool parse_device(const char *spec, VmConfig *cfg, GError **errp)
+{
+    g_auto(GStrv) parts = g_strsplit(spec, ",", -1);
+
+    if (g_strcmp0(parts[0], "virtio-balloon") &&
+        g_strcmp0(parts[0], "virtio-balloon-pci")) {
+        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "-device %s: unknown device (hintmig-vm has virtio-balloon)",
+                    parts[0] ? parts[0] : "");
+        return false;
+    }
+    cfg->balloon = true;
+    for (int i = 1; parts[i]; i++) {
+        if (!strcmp(parts[i], "free-page-hint=on")) {
+            cfg->free_page_hint = true;
+        } else if (!strcmp(parts[i], "free-page-hint=off")) {
+            cfg->free_page_hint = false;
+        } else {
+            g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                        "-device virtio-balloon: unknown property '%s'", parts[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* --balloon-driver [poison=N][,release=done|early] */
+static bool parse_balloon_driver(const char *spec, BalloonDriverConfig *b,
+                                 GError **errp)
+{
+    g_auto(GStrv) parts = g_strsplit(spec, ",", -1);
+
+    for (int i = 0; parts[i]; i++) {
+        guint64 v;
+        if (g_str_has_prefix(parts[i], "poison=") &&
+            g_ascii_string_to_unsigned(parts[i] + 7, 0, 0, UINT32_MAX, &v, NULL)) {
+            b->poison = v;
+        } else if (g_str_has_prefix(parts[i], "poison=0x") &&
+                   g_ascii_string_to_unsigned(parts[i] + 9, 16, 0, UINT32_MAX, &v,
+                                              NULL)) {
+            b->poison = v;
+        } else if (!strcmp(parts[i], "release=early")) {
+            b->early_release = true;
+        } else if (!strcmp(parts[i], "release=done")) {
+            b->early_release = false;
+        } else {
+            g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                        "--balloon-driver: bad parameter '%s' (use poison=N, "
+                        "release=done or release=early)", parts[i]);
+            return false;
+        }
+    }
     return true;
 }
 
@@ -161,6 +227,16 @@ static int parse_args(int argc, char **argv, Args *a)
         case OPT_MONITOR: a->monitor = optarg; break;
         case 'S': a->cfg.start_paused = true; break;
         case OPT_INCOMING: a->cfg.incoming = optarg; break;
+        case OPT_DEVICE:
+            if (!parse_device(optarg, &a->cfg, &err)) {
+                return fail("%s%s", err->message, "");
+            }
+            break;
+        case OPT_BALLOON_DRIVER:
+            if (!parse_balloon_driver(optarg, &a->cfg.balloon_driver, &err)) {
+                return fail("%s%s", err->message, "");
+            }
+            break;
         case OPT_DAEMONIZE: a->daemonize = true; break;
         case OPT_PIDFILE: a->pidfile = optarg; break;
         case 'h': fputs(usage_text, stdout); return -1;

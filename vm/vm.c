@@ -3,11 +3,14 @@
 #include <string.h>
 
 #include "vm/vm.h"
+#include "hw/virtio/virtio-balloon-hint.h"
 #include "migration/vmstate_file.h"
+#include "migration/wire.h"
 
 void hmp_commands_register(Vm *vm);
 
 #define VCPU_SECTION "cpus"
+#define BALLOON_SECTION "virtio-balloon"
 
 struct Vm {
     VmConfig cfg;
@@ -18,6 +21,7 @@ struct Vm {
     Monitor *mon;
     Migration *mig;
     void *mig_glue;
+    VirtioBalloon *balloon;
     char *incoming;
     GMainLoop *loop;
     RunState state;
@@ -67,6 +71,12 @@ static void vm_vcpu_panic(void *opaque, unsigned index, const char *msg)
     g_idle_add(vm_panic_bh, ev);
 }
 
+static void balloon_run_state(void *opaque, bool running, RunState state)
+{
+    (void)state;
+    vb_set_running(opaque, running);
+}
+
 Vm *vm_new(const VmConfig *cfg, GError **errp)
 {
     if (cfg->smp < 1 || cfg->smp > GUEST_MAX_VCPUS) {
@@ -94,11 +104,20 @@ Vm *vm_new(const VmConfig *cfg, GError **errp)
     vm->uuid = cfg->uuid ? g_ascii_strdown(cfg->uuid, -1) : g_uuid_string_random();
     vm->ram = ram;
     vm->guest = guest_new(ram, cfg->smp, &cfg->workload);
+    vm->guest->boot_balloon = cfg->balloon_driver;
+    if (cfg->balloon) {
+        vm->balloon = virtio_balloon_new(ram, cfg->free_page_hint);
+        vm->guest->balloon = vm->balloon;
+    }
     vm->vcpus = vcpu_set_new(vm->guest, cfg->smp, vm_vcpu_panic, vm);
     vm->mon = monitor_new();
     vm->loop = g_main_loop_new(NULL, FALSE);
     vm->state = cfg->incoming ? RUN_STATE_INMIGRATE : RUN_STATE_PRELAUNCH;
     g_hook_list_init(&vm->notifiers, sizeof(GHook));
+    if (vm->balloon) {
+        /* The device polls only while the VM runs. */
+        vm_add_state_notifier(vm, balloon_run_state, vm->balloon);
+    }
     hmp_commands_register(vm);
     vm->mig = vm_migration_new(vm, &vm->mig_glue);
     migration_hmp_register(vm->mig, vm->mon);
@@ -114,6 +133,7 @@ void vm_free(Vm *vm)
     g_free(vm->mig_glue);
     g_free(vm->incoming);
     vcpu_set_free(vm->vcpus);
+    virtio_balloon_free(vm->balloon);
     g_hook_list_clear(&vm->notifiers);
     monitor_free(vm->mon);
     g_main_loop_unref(vm->loop);
@@ -193,6 +213,7 @@ void vm_remove_state_notifier(Vm *vm, gulong id)
 
 Monitor *vm_monitor(Vm *vm) { return vm->mon; }
 Migration *vm_migration(Vm *vm) { return vm->mig; }
+VirtioBalloon *vm_balloon(Vm *vm) { return vm->balloon; }
 GuestRam *vm_ram(Vm *vm) { return vm->ram; }
 Guest *vm_guest(Vm *vm) { return vm->guest; }
 VcpuSet *vm_vcpus(Vm *vm) { return vm->vcpus; }
@@ -320,6 +341,55 @@ bool vm_load_vcpus(Vm *vm, GBytes *blob, GError **errp)
     return true;
 }
 
+GPtrArray *vm_save_sections(Vm *vm)
+{
+    GPtrArray *secs = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)vmstate_section_free);
+    uint8_t uuid[16];
+    g_autoptr(GBytes) cpus = vm_save_vcpus(vm);
+    gsize len;
+    const void *d = g_bytes_get_data(cpus, &len);
+
+    wire_uuid_parse(vm->uuid, uuid);
+    g_ptr_array_add(secs, vmstate_section_new("vm", uuid, sizeof(uuid)));
+    g_ptr_array_add(secs, vmstate_section_new(VCPU_SECTION, d, len));
+    if (vm->balloon) {
+        g_autoptr(GBytes) b = vb_save(vm->balloon);
+        d = g_bytes_get_data(b, &len);
+        g_ptr_array_add(secs, vmstate_section_new(BALLOON_SECTION, d, len));
+    }
+    return secs;
+}
+
+bool vm_load_sections(Vm *vm, GPtrArray *secs, GError **errp)
+{
+    GBytes *uuid = vmstate_sections_find(secs, "vm");
+    GBytes *cpus = vmstate_sections_find(secs, VCPU_SECTION);
+    GBytes *balloon = vmstate_sections_find(secs, BALLOON_SECTION);
+
+    if (!uuid || g_bytes_get_size(uuid) != 16 || !cpus) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "the \"vm\" or \"cpus\" section is missing or malformed");
+        return false;
+    }
+    if (balloon && !vm->balloon) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "the source has a virtio-balloon device and this VM has none "
+                    "(add -device virtio-balloon,free-page-hint=on)");
+        return false;
+    }
+    if (!vm_load_vcpus(vm, cpus, errp) ||
+        (balloon && !vb_load(vm->balloon, balloon, errp))) {
+        return false;
+    }
+    char text[37];
+    wire_uuid_format(g_bytes_get_data(uuid, NULL), text);
+    vm_set_uuid(vm, text);
+    /* RAM holds another guest now: attach to it when the VM starts. */
+    vm->guest->booted = false;
+    return true;
+}
+
 bool vm_save_state_file(Vm *vm, const char *path, GError **errp)
 {
     if (vm->state == RUN_STATE_RUNNING) {
@@ -327,12 +397,7 @@ bool vm_save_state_file(Vm *vm, const char *path, GError **errp)
                     "the VM is running; stop it first");
         return false;
     }
-    g_autoptr(GPtrArray) secs = g_ptr_array_new_with_free_func(
-        (GDestroyNotify)vmstate_section_free);
-    g_autoptr(GBytes) cpus = vm_save_vcpus(vm);
-    gsize len;
-    const void *data = g_bytes_get_data(cpus, &len);
-    g_ptr_array_add(secs, vmstate_section_new(VCPU_SECTION, data, len));
+    g_autoptr(GPtrArray) secs = vm_save_sections(vm);
     return vmstate_file_save(path, vm->ram, secs, errp);
 }
 
@@ -344,21 +409,7 @@ bool vm_load_state_file(Vm *vm, const char *path, GError **errp)
         return false;
     }
     g_autoptr(GPtrArray) secs = vmstate_file_load(path, vm->ram, errp);
-    if (!secs) {
-        return false;
-    }
-    GBytes *cpus = vmstate_sections_find(secs, VCPU_SECTION);
-    if (!cpus) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                    "%s: no vCPU state in the file", path);
-        return false;
-    }
-    if (!vm_load_vcpus(vm, cpus, errp)) {
-        return false;
-    }
-    /* RAM now holds another guest: attach to it at the next start. */
-    vm->guest->booted = false;
-    return true;
+    return secs && vm_load_sections(vm, secs, errp);
 }
 
 char *vm_describe_dirty_backend(Vm *vm)

@@ -7,8 +7,7 @@
 #include <string.h>
 
 #include "vm/vm.h"
-#include "migration/vmstate_file.h"
-#include "migration/wire.h"
+
 
 typedef struct VmMigration {
     Vm *vm;
@@ -65,40 +64,16 @@ static void host_migrated(void *opaque)
 
 static GPtrArray *host_save_state(void *opaque)
 {
-    Vm *vm = vmm_of(opaque)->vm;
-    GPtrArray *secs = g_ptr_array_new_with_free_func(
-        (GDestroyNotify)vmstate_section_free);
-    uint8_t uuid[16];
-    g_autoptr(GBytes) cpus = vm_save_vcpus(vm);
-    gsize len;
-    const void *d = g_bytes_get_data(cpus, &len);
-
-    wire_uuid_parse(vm_uuid(vm), uuid);
-    g_ptr_array_add(secs, vmstate_section_new("vm", uuid, sizeof(uuid)));
-    g_ptr_array_add(secs, vmstate_section_new("cpus", d, len));
-    return secs;
+    return vm_save_sections(vmm_of(opaque)->vm);
 }
 
 static bool host_load_state(void *opaque, GPtrArray *secs, GError **errp)
 {
     Vm *vm = vmm_of(opaque)->vm;
-    GBytes *uuid = vmstate_sections_find(secs, "vm");
-    GBytes *cpus = vmstate_sections_find(secs, "cpus");
-
-    if (!uuid || g_bytes_get_size(uuid) != 16 || !cpus) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                    "the \"vm\" or \"cpus\" section is missing or malformed");
+    if (!vm_load_sections(vm, secs, errp)) {
         return false;
     }
-    if (!vm_load_vcpus(vm, cpus, errp)) {
-        return false;
-    }
-    char text[37];
-    wire_uuid_format(g_bytes_get_data(uuid, NULL), text);
-    vm_set_uuid(vm, text);
-    migration_set_uuid(vm_migration(vm), text);
-    /* RAM holds the migrated guest: attach to it when the VM starts. */
-    vm_guest(vm)->booted = false;
+    migration_set_uuid(vm_migration(vm), vm_uuid(vm));
     return true;
 }
 

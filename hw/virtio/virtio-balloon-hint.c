@@ -30,6 +30,7 @@ typedef struct HintRange {
 
 struct VirtioBalloon {
     GuestRam *ram;
+    uint64_t host_features;
     GMutex lock;
     GCond cond;
     GThread *thread;
@@ -187,10 +188,13 @@ static gpointer vb_thread(gpointer data)
     return NULL;
 }
 
-VirtioBalloon *virtio_balloon_new(GuestRam *ram)
+VirtioBalloon *virtio_balloon_new(GuestRam *ram, bool free_page_hint)
 {
     VirtioBalloon *vb = g_new0(VirtioBalloon, 1);
     vb->ram = ram;
+    vb->host_features = free_page_hint ? HOST_FEATURES
+                                       : HOST_FEATURES & ~((1ull << VIRTIO_BALLOON_F_FREE_PAGE_HINT) |
+                                                           (1ull << VIRTIO_BALLOON_F_PAGE_POISON));
     vb->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     vb->cmd_id = CMD_ID_MIN - 1;
     vb->cfg.free_page_hint_cmd_id = VIRTIO_BALLOON_CMD_ID_STOP;
@@ -223,14 +227,13 @@ void virtio_balloon_free(VirtioBalloon *vb)
 
 uint64_t vb_host_features(VirtioBalloon *vb)
 {
-    (void)vb;
-    return HOST_FEATURES;
+    return vb->host_features;
 }
 
 bool vb_set_features(VirtioBalloon *vb, uint64_t features)
 {
     g_mutex_lock(&vb->lock);
-    bool ok = !(features & ~HOST_FEATURES) &&
+    bool ok = !(features & ~vb->host_features) &&
               !(vb->status & VIRTIO_STATUS_FEATURES_OK);
     if (ok) {
         vb->features = features;
@@ -489,7 +492,7 @@ bool vb_load(VirtioBalloon *vb, GBytes *state, GError **errp)
     for (unsigned i = 0; i < S_WORDS; i++) {
         v[i] = GUINT64_FROM_LE(in[i]);
     }
-    if (v[S_VERSION] != STATE_VERSION || (v[S_FEATURES] & ~HOST_FEATURES) ||
+    if (v[S_VERSION] != STATE_VERSION || (v[S_FEATURES] & ~vb->host_features) ||
         v[S_STATUS] > 0xff || v[S_FPH] > FPH_START || v[S_CMD_ID] > UINT32_MAX ||
         v[S_CFG_CMD] > UINT32_MAX || v[S_POISON] > UINT32_MAX) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,

@@ -42,6 +42,9 @@ typedef struct VmConfig {
     DirtyBackendKind dirty_backend;
     const char *incoming;     /* -incoming URI or "defer"; NULL: none */
     bool uuid_explicit;       /* set by vm_new: -uuid was given */
+    bool balloon;             /* -device virtio-balloon */
+    bool free_page_hint;      /* ...,free-page-hint=on */
+    BalloonDriverConfig balloon_driver;   /* the guest driver's boot options */
 } VmConfig;
 
 typedef struct Vm Vm;
@@ -80,6 +83,8 @@ gulong vm_add_state_notifier(Vm *vm, VmStateNotifyFn fn, void *opaque);
 void vm_remove_state_notifier(Vm *vm, gulong id);
 
 Monitor *vm_monitor(Vm *vm);
+/* Returns the virtio-balloon device, or NULL if the VM has none. */
+struct VirtioBalloon *vm_balloon(Vm *vm);
 Migration *vm_migration(Vm *vm);
 GuestRam *vm_ram(Vm *vm);
 Guest *vm_guest(Vm *vm);
@@ -108,6 +113,18 @@ GBytes *vm_save_vcpus(Vm *vm);
  * magic, indexes).
  */
 bool vm_load_vcpus(Vm *vm, GBytes *blob, GError **errp);
+
+/*
+ * The VM's state sections: "vm" (the UUID), "cpus" (vCPU contexts) and,
+ * with the device, "virtio-balloon".  The VM must be paused.
+ */
+GPtrArray *vm_save_sections(Vm *vm);
+
+/*
+ * Loads sections saved by vm_save_sections into a paused VM; false with
+ * @errp when they do not fit it (vCPUs, a device it lacks).
+ */
+bool vm_load_sections(Vm *vm, GPtrArray *secs, GError **errp);
 
 /* Writes RAM and vCPU state to @path; the VM must not be running. */
 bool vm_save_state_file(Vm *vm, const char *path, GError **errp);

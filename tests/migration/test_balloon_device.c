@@ -61,7 +61,7 @@ static void setup(void)
 {
     GuestRamOptions o = { .size = RAM, .numa_node = -1 };
     ram = guest_ram_new(&o, NULL);
-    vb = virtio_balloon_new(ram);
+    vb = virtio_balloon_new(ram, true);
     got = g_array_new(FALSE, FALSE, sizeof(HintSeen));
     done_id = 0;
     next_desc = avail_n = 0;
@@ -274,7 +274,7 @@ START_TEST(state_moves_with_the_vm)
     send_id(id);
     settle();
     g_autoptr(GBytes) st = vb_save(vb);
-    VirtioBalloon *b2 = virtio_balloon_new(ram);
+    VirtioBalloon *b2 = virtio_balloon_new(ram, true);
     g_autoptr(GError) err = NULL;
     ck_assert_msg(vb_load(b2, st, &err), "%s", err ? err->message : "");
     ck_assert_uint_eq(vb_poison(b2), 0xdeadbeef);

@@ -50,7 +50,7 @@ static void boot(uint32_t poison, bool early)
     g = guest_new(ram, 1, &wl);
     g->boot_balloon = (BalloonDriverConfig) { poison, early };
     ck_assert(guest_boot(g, NULL));
-    vb = virtio_balloon_new(ram);
+    vb = virtio_balloon_new(ram, true);
     g->balloon = vb;
     hinted = g_hash_table_new(NULL, NULL);
     hinted_bytes = 0;

@@ -66,8 +66,11 @@ typedef struct VirtioBalloonStats {
     uint64_t rounds;           /* cmd ids issued */
 } VirtioBalloonStats;
 
-/* Creates the device over @ram with its poll thread (VM counted as stopped). */
-VirtioBalloon *virtio_balloon_new(GuestRam *ram);
+/*
+ * Creates the device over @ram with its poll thread (the VM counts as
+ * stopped).  With @free_page_hint false the feature is not offered.
+ */
+VirtioBalloon *virtio_balloon_new(GuestRam *ram, bool free_page_hint);
 void virtio_balloon_free(VirtioBalloon *vb);
 
 /* ---- the bus: what the driver uses ---- */
