@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The free page hint filter: see include/migration/hint_filter.h. */
+#include <sys/mman.h>
+#include <glib.h>
+
+#include "migration/bitmap.h"
+#include "migration/hint_filter.h"
+
+struct HintFilter {
+    GuestRam *ram;
+    GMutex lock;
+    uint32_t cmd_id;            /* accepted id, 0 when none */
+    unsigned long *candidates;  /* hinted under cmd_id, not yet resolved */
+    unsigned long *skip;        /* resolved: stays off the wire */
+    HintFilterStats stats;
+};
+
+HintFilter *hint_filter_new(GuestRam *ram)
+{
+    HintFilter *f = g_new0(HintFilter, 1);
+    f->ram = ram;
+    g_mutex_init(&f->lock);
+    f->candidates = bitmap_new(ram->npages);
+    f->skip = bitmap_new(ram->npages);
+    return f;
+}
+
+void hint_filter_free(HintFilter *f)
+{
+    if (f) {
+        g_mutex_clear(&f->lock);
+        g_free(f->candidates);
+        g_free(f->skip);
+        g_free(f);
+    }
+}
+
+void hint_filter_begin(HintFilter *f, uint32_t cmd_id)
+{
+    g_mutex_lock(&f->lock);
+    f->cmd_id = cmd_id;
+    g_mutex_unlock(&f->lock);
+}
+
+void hint_filter_end(HintFilter *f)
+{
+    hint_filter_begin(f, 0);
+}
+
+void hint_filter_add(HintFilter *f, uint32_t cmd_id, uint64_t gpa, uint64_t len)
+{
+    uint64_t first = gpa >> GUEST_PAGE_SHIFT;
+    uint64_t n = len >> GUEST_PAGE_SHIFT;
+
+    if (first >= f->ram->npages) {
+        return;
+    }
+    n = MIN(n, f->ram->npages - first);
+    g_mutex_lock(&f->lock);
+    if (!cmd_id || cmd_id != f->cmd_id) {
+        f->stats.stale_pages += n;
+    } else {
+        bitmap_set_range(f->candidates, first, n);
+        f->stats.hinted_pages += n;
+    }
+    g_mutex_unlock(&f->lock);
+}
+
+uint64_t hint_filter_commit(HintFilter *f, const unsigned long *dirty,
+                            bool madv_free)
+{
+    uint64_t joined = 0, words = BITMAP_LONGS(f->ram->npages);
+
+    g_mutex_lock(&f->lock);
+    for (uint64_t w = 0; w < words; w++) {
+        unsigned long c = f->candidates[w];
+        unsigned long keep = c & ~dirty[w] & ~f->skip[w];
+        f->stats.dirty_dropped += __builtin_popcountl(c & dirty[w]);
+        joined += __builtin_popcountl(keep);
+        f->skip[w] |= keep;
+        f->candidates[w] = keep;      /* remember what joined, for madvise */
+    }
+    f->stats.skipped += joined;
+    if (madv_free) {
+        /* Runs of pages that joined: the source needs their content no more. */
+        uint64_t npages = f->ram->npages;
+        for (uint64_t p = bitmap_next_set(f->candidates, npages, 0); p < npages;) {
+            uint64_t end = p;
+            while (end < npages && bitmap_test_bit(f->candidates, end)) {
+                end++;
+            }
+            if (madvise(guest_ram_page(f->ram, p), (end - p) << GUEST_PAGE_SHIFT,
+                        MADV_FREE) == 0) {
+                f->stats.madv_freed_bytes += (end - p) << GUEST_PAGE_SHIFT;
+            }
+            p = bitmap_next_set(f->candidates, npages, end);
+        }
+    }
+    bitmap_zero(f->candidates, f->ram->npages);
+    g_mutex_unlock(&f->lock);
+    return joined;
+}
+
+void hint_filter_apply_dirty(HintFilter *f, const unsigned long *dirty)
+{
+    uint64_t words = BITMAP_LONGS(f->ram->npages);
+
+    g_mutex_lock(&f->lock);
+    for (uint64_t w = 0; w < words; w++) {
+        unsigned long back = f->skip[w] & dirty[w];
+        if (back) {
+            uint64_t n = __builtin_popcountl(back);
+            f->stats.rewritten += n;
+            f->stats.skipped -= n;
+            f->skip[w] &= ~back;
+        }
+    }
+    g_mutex_unlock(&f->lock);
+}
+
+bool hint_filter_skip(const HintFilter *f, uint64_t pfn)
+{
+    return bitmap_test_bit(f->skip, pfn);
+}
+
+const unsigned long *hint_filter_set(const HintFilter *f)
+{
+    return f->skip;
+}
+
+HintFilterStats hint_filter_stats(HintFilter *f)
+{
+    g_mutex_lock(&f->lock);
+    HintFilterStats s = f->stats;
+    g_mutex_unlock(&f->lock);
+    return s;
+}

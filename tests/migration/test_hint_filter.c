@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The free page hint filter: when a hinted page may stay off the wire. */
+#include <string.h>
+
+#include "migration/bitmap.h"
+#include "migration/hint_filter.h"
+#include "test_util.h"
+
+#define NPAGES 8192u     /* 32 MiB */
+
+static GuestRam *ram;
+static HintFilter *f;
+
+static void setup(void)
+{
+    GuestRamOptions o = { .size = (uint64_t)NPAGES * GUEST_PAGE_SIZE, .numa_node = -1 };
+    ram = guest_ram_new(&o, NULL);
+    f = hint_filter_new(ram);
+}
+
+static void teardown(void)
+{
+    hint_filter_free(f);
+    guest_ram_free(ram);
+}
+
+static uint64_t gpa(uint64_t pfn) { return pfn << GUEST_PAGE_SHIFT; }
+
+START_TEST(stale_ids_are_ignored)
+{
+    g_autofree unsigned long *none = bitmap_new(NPAGES);
+    hint_filter_begin(f, 7);
+    hint_filter_add(f, 6, gpa(0), 1024 * GUEST_PAGE_SIZE);    /* old id */
+    hint_filter_add(f, 0, gpa(0), 1024 * GUEST_PAGE_SIZE);    /* STOP is no id */
+    hint_filter_add(f, 7, gpa(2048), 1024 * GUEST_PAGE_SIZE);
+    hint_filter_end(f);
+    hint_filter_add(f, 7, gpa(4096), 1024 * GUEST_PAGE_SIZE); /* after the end */
+    ck_assert_uint_eq(hint_filter_commit(f, none, false), 1024);
+    ck_assert(!hint_filter_skip(f, 0));
+    ck_assert(hint_filter_skip(f, 2048));
+    ck_assert(!hint_filter_skip(f, 4096));
+    HintFilterStats s = hint_filter_stats(f);
+    ck_assert_uint_eq(s.hinted_pages, 1024);
+    ck_assert_uint_eq(s.stale_pages, 3 * 1024);
+}
+END_TEST
+
+/* A page dirtied after its id was issued is sent, hint or not. */
+START_TEST(pages_dirtied_since_the_request_are_sent)
+{
+    g_autofree unsigned long *dirty = bitmap_new(NPAGES);
+    hint_filter_begin(f, 3);
+    hint_filter_add(f, 3, gpa(0), 2048 * GUEST_PAGE_SIZE);
+    bitmap_set_bit(dirty, 10);
+    bitmap_set_bit(dirty, 2047);
+    bitmap_set_bit(dirty, 5000);          /* dirty, never hinted */
+    ck_assert_uint_eq(hint_filter_commit(f, dirty, false), 2046);
+    ck_assert(!hint_filter_skip(f, 10));
+    ck_assert(!hint_filter_skip(f, 2047));
+    ck_assert(hint_filter_skip(f, 11));
+    ck_assert_uint_eq(hint_filter_stats(f).dirty_dropped, 2);
+
+    /* A later write to a kept page puts it back on the wire. */
+    bitmap_zero(dirty, NPAGES);
+    bitmap_set_bit(dirty, 100);
+    hint_filter_apply_dirty(f, dirty);
+    ck_assert(!hint_filter_skip(f, 100));
+    HintFilterStats s = hint_filter_stats(f);
+    ck_assert_uint_eq(s.rewritten, 1);
+    ck_assert_uint_eq(s.skipped, 2045);
+    ck_assert_uint_eq(bitmap_count(hint_filter_set(f), NPAGES), 2045);
+}
+END_TEST
+
+START_TEST(ranges_past_ram_are_cut)
+{
+    g_autofree unsigned long *none = bitmap_new(NPAGES);
+    hint_filter_begin(f, 2);
+    hint_filter_add(f, 2, gpa(NPAGES - 4), 64 * GUEST_PAGE_SIZE);
+    hint_filter_add(f, 2, gpa(NPAGES + 10), 64 * GUEST_PAGE_SIZE);
+    ck_assert_uint_eq(hint_filter_commit(f, none, false), 4);
+}
+END_TEST
+
+static uint64_t lazyfree_kb(void)
+{
+    g_autofree char *s = NULL;
+    ck_assert(g_file_get_contents("/proc/self/smaps_rollup", &s, NULL, NULL));
+    char *p = strstr(s, "LazyFree:");
+    ck_assert_ptr_nonnull(p);
+    return g_ascii_strtoull(p + 9, NULL, 10);
+}
+
+/* Pages kept off the wire are released on the source: LazyFree grows by them. */
+START_TEST(skipped_pages_are_madv_freed)
+{
+    g_autofree unsigned long *none = bitmap_new(NPAGES);
+    memset(ram->host, 0x11, ram->size);
+    uint64_t before = lazyfree_kb();
+    hint_filter_begin(f, 9);
+    hint_filter_add(f, 9, gpa(1024), 4096 * GUEST_PAGE_SIZE);   /* 16 MiB */
+    ck_assert_uint_eq(hint_filter_commit(f, none, true), 4096);
+    uint64_t after = lazyfree_kb();
+    ck_assert_uint_ge(after - before, 15 * 1024);
+    ck_assert_uint_eq(hint_filter_stats(f).madv_freed_bytes, 16u << 20);
+    /* The guest writing a released page still works (and will be sent). */
+    ((uint8_t *)guest_ram_page(ram, 2000))[0] = 7;
+    ck_assert_uint_eq(((uint8_t *)guest_ram_page(ram, 2000))[0], 7);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("hint_filter");
+    TCase *tc = tcase_create("filter");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, stale_ids_are_ignored);
+    tcase_add_test(tc, pages_dirtied_since_the_request_are_sent);
+    tcase_add_test(tc, ranges_past_ram_are_cut);
+    tcase_add_test(tc, skipped_pages_are_madv_freed);
+    suite_add_tcase(s, tc);
+    return test_run(s);
+}
