@@ -18,9 +18,8 @@
 #include <sys/mman.h>
 #include <glib.h>
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
+#include "migration/kernel_compat.h"
+
 
 #define LEN (1ull << 30)
 #define BATCH (512u << 10)

@@ -158,7 +158,10 @@ static uint64_t task_create(Guest *g, unsigned vcpu)
         t->phase = GTP_WSS_ALLOC;
         break;
     case GWL_FILL_FREE:
-        t->phase = GTP_FILL;
+        /* The light working set first, then the fill: allocated after the
+         * free, its pages would land scattered among the other vCPUs'
+         * freed fill and split the 4 MiB blocks free page hints report. */
+        t->phase = GTP_WSS_ALLOC;
         t->fill_target = MIN(sb->wl_fill / GUEST_PAGE_SIZE / n, PAGE_VEC_MAX);
         break;
     default:
@@ -264,7 +267,7 @@ static int task_run(Guest *g, GuestTask *t, GuestVcpuPace *pace, int64_t now,
             t->wss_count++;
         }
         if (t->wss_count >= t->wss_target) {
-            t->phase = GTP_CHURN;
+            t->phase = t->fill_target && !t->fill_count ? GTP_FILL : GTP_CHURN;
         }
         return 0;
     case GTP_CHURN: {
@@ -317,7 +320,7 @@ static int task_run(Guest *g, GuestTask *t, GuestVcpuPace *pace, int64_t now,
                 return ret;
             }
             t->fill_dir = GUEST_PFN_NONE;
-            t->phase = GTP_WSS_ALLOC;
+            t->phase = GTP_CHURN;
         }
         return 0;
     case GTP_IDLE:

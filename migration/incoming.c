@@ -9,10 +9,13 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "migration_priv.h"
+#include "migration/bitmap.h"
+#include "migration/kernel_compat.h"
 #include "migration/page_codec.h"
 #include "migration/ram_digest.h"
 #include "migration/vmstate_file.h"
@@ -45,6 +48,7 @@ typedef struct Incoming {
     GPtrArray *sections;
     uint64_t *src_digests;
     uint64_t nchunks, digests_received;
+    unsigned long *hinted;        /* hinted by the source and not sent since */
 } Incoming;
 
 static RxBuf stop_buf;
@@ -59,7 +63,8 @@ static gpointer decoder_thread(gpointer data)
         PageCodecStats st = { 0 };
         uint32_t round;
         g_autoptr(GError) err = NULL;
-        bool ok = page_decode(d, in->ram, b->data, b->len, &round, &st, &err);
+        bool ok = page_decode(d, in->ram, b->data, b->len, &round, &st, in->hinted,
+                              &err);
 
         g_mutex_lock(&in->lock);
         if (!ok && !in->decode_error) {
@@ -164,7 +169,7 @@ static bool hello(Incoming *in, GError **errp)
     }
     char uuid[37];
     wire_uuid_format(hi.uuid, uuid);
-    uint64_t supported = WIRE_FEAT_ZSTD | WIRE_FEAT_VERIFY;
+    uint64_t supported = WIRE_FEAT_ZSTD | WIRE_FEAT_VERIFY | WIRE_FEAT_FREE_PAGE_HINT;
     r.features_accepted = hi.features_offered & supported;
     if (hi.page_size != GUEST_PAGE_SIZE || hi.ram_size != in->ram->size ||
         hi.nvcpus != host->nvcpus) {
@@ -194,6 +199,58 @@ static bool hello(Incoming *in, GError **errp)
         return false;
     }
     in->features = r.features_accepted;
+    return true;
+}
+
+/*
+ * Free pages the source will not send: they must read as zero, or as the
+ * guest's poison value, and verification leaves them out until they arrive.
+ */
+static bool apply_hinted(Incoming *in, const uint8_t *d, size_t len, GError **errp)
+{
+    uint32_t poison, count;
+
+    if (len < 8) {
+        return give_up(in, WIRE_ERR_PROTOCOL, errp, "hinted message too short");
+    }
+    memcpy(&poison, d, 4);
+    memcpy(&count, d + 4, 4);
+    poison = GUINT32_FROM_LE(poison);
+    count = GUINT32_FROM_LE(count);
+    if (len != 8 + (size_t)count * 16) {
+        return give_up(in, WIRE_ERR_PROTOCOL, errp, "malformed hinted message");
+    }
+    if (!in->hinted) {
+        in->hinted = bitmap_new(in->ram->npages);
+    }
+    uint64_t pages = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t pfn, n;
+        memcpy(&pfn, d + 8 + (size_t)i * 16, 8);
+        memcpy(&n, d + 16 + (size_t)i * 16, 8);
+        pfn = GUINT64_FROM_LE(pfn);
+        n = GUINT64_FROM_LE(n);
+        if (!n || pfn >= in->ram->npages || n > in->ram->npages - pfn) {
+            return give_up(in, WIRE_ERR_PROTOCOL, errp,
+                           "hinted range %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
+                           " is outside RAM", pfn, n);
+        }
+        uint8_t *p = guest_ram_page(in->ram, pfn);
+        size_t bytes = n << GUEST_PAGE_SHIFT;
+        if (poison) {
+            madvise(p, bytes, MADV_POPULATE_WRITE);
+            for (size_t off = 0; off < bytes; off += 4) {
+                memcpy(p + off, &poison, 4);
+            }
+        } else {
+            madvise(p, bytes, MADV_DONTNEED);     /* reads as zero again */
+        }
+        bitmap_set_range(in->hinted, pfn, n);
+        pages += n;
+    }
+    g_mutex_lock(&in->m->lock);
+    in->m->stats.hinted_pages += pages;
+    g_mutex_unlock(&in->m->lock);
     return true;
 }
 
@@ -232,7 +289,7 @@ static bool verify_ram(Incoming *in, char **why)
     gint64 t0 = g_get_monotonic_time();
 
     ram_digest_chunks(in->ram, RAM_DIGEST_CHUNK_PAGES, 0, in->nchunks, ours,
-                      migration_get_params(in->m).compress_threads);
+                      migration_get_params(in->m).compress_threads, in->hinted);
     uint64_t ms = (g_get_monotonic_time() - t0) / 1000;
     for (uint64_t c = 0; c < in->nchunks; c++) {
         if (ours[c] != in->src_digests[c] && !bad++) {
@@ -265,6 +322,11 @@ static bool complete(Incoming *in, uint32_t seq, GError **errp)
         ack(in, seq, WIRE_ERR_DATA, err->message, NULL);
         g_propagate_error(errp, g_steal_pointer(&err));
         return false;
+    }
+    if (in->hinted) {
+        g_mutex_lock(&in->m->lock);
+        in->m->stats.hint_skipped_pages = bitmap_count(in->hinted, in->ram->npages);
+        g_mutex_unlock(&in->m->lock);
     }
     if (in->features & WIRE_FEAT_VERIFY) {
         g_autofree char *why = NULL;
@@ -382,6 +444,22 @@ static bool incoming_run(Incoming *in, GError **errp)
             }
             break;
         }
+        case WIRE_HINTED:
+            if (!(in->features & WIRE_FEAT_FREE_PAGE_HINT)) {
+                return give_up(in, WIRE_ERR_PROTOCOL, errp,
+                               "hinted message without the free-page-hint feature");
+            }
+            {
+                /* Batches already queued may still write these pages. */
+                g_autoptr(GError) err = NULL;
+                if (!drain(in, &err)) {
+                    return give_up(in, WIRE_ERR_DATA, errp, "%s", err->message);
+                }
+            }
+            if (!apply_hinted(in, payload, h.len, errp)) {
+                return false;
+            }
+            break;
         case WIRE_VERIFY:
             if (!(in->features & WIRE_FEAT_VERIFY)) {
                 return give_up(in, WIRE_ERR_PROTOCOL, errp,
@@ -453,6 +531,7 @@ gpointer incoming_thread(gpointer data)
     }
     g_free(in.dec);
     g_free(in.src_digests);
+    g_free(in.hinted);
     g_free(in.decode_error);
     if (in.sections) {
         g_ptr_array_unref(in.sections);

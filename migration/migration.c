@@ -43,6 +43,8 @@ Migration *migration_new(const MigrationHost *host)
         .compress_threads = 2,
     };
     m->caps.verify = true;
+    g_hook_list_init(&m->notifiers, sizeof(GHook));
+    g_cond_init(&m->hint_cond);
     m->fd = m->listen_fd = m->in_fd = -1;
     return m;
 }
@@ -103,6 +105,8 @@ void migration_free(Migration *m)
         close(m->listen_fd);
     }
     migration_stats_clear(&m->stats);
+    g_hook_list_clear(&m->notifiers);
+    g_cond_clear(&m->hint_cond);
     g_mutex_clear(&m->lock);
     g_free(m->uri);
     g_free(m);
@@ -127,6 +131,48 @@ bool migration_cancelled(Migration *m)
     bool c = m->cancel;
     g_mutex_unlock(&m->lock);
     return c;
+}
+
+gulong migration_add_notifier(Migration *m, MigrationNotifyFn fn, void *opaque)
+{
+    GHook *hook = g_hook_alloc(&m->notifiers);
+    hook->func = (gpointer)fn;
+    hook->data = opaque;
+    g_hook_append(&m->notifiers, hook);
+    return hook->hook_id;
+}
+
+void migration_remove_notifier(Migration *m, gulong id)
+{
+    g_hook_destroy(&m->notifiers, id);
+}
+
+static void notify_one(GHook *hook, gpointer data)
+{
+    ((MigrationNotifyFn)hook->func)(hook->data, data);
+}
+
+void migration_notify(Migration *m, MigrationEventData *d)
+{
+    g_hook_list_marshal(&m->notifiers, FALSE, notify_one, d);
+}
+
+void migration_free_page_hint(Migration *m, uint32_t cmd_id, uint64_t gpa,
+                              uint64_t len)
+{
+    g_mutex_lock(&m->lock);
+    if (m->hints) {
+        hint_filter_add(m->hints, cmd_id, gpa, len);
+    }
+    g_mutex_unlock(&m->lock);
+}
+
+void migration_free_page_round_done(Migration *m, uint32_t cmd_id)
+{
+    g_mutex_lock(&m->lock);
+    m->hint_round_done = cmd_id;
+    g_cond_broadcast(&m->hint_cond);
+    g_mutex_unlock(&m->lock);
 }
 
 void migration_set_uuid(Migration *m, const char *uuid)
@@ -293,16 +339,27 @@ MigrationCaps migration_get_caps(Migration *m)
 bool migration_set_capability(Migration *m, const char *name, bool on,
                               GError **errp)
 {
-    if (!strcmp(name, "free-page-hint") || !strcmp(name, "postcopy-ram")) {
+    if (!strcmp(name, "postcopy-ram")) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
                     "capability '%s' is not implemented yet", name);
         return false;
     }
-    if (strcmp(name, "verify")) {
+    if (strcmp(name, "verify") && strcmp(name, "free-page-hint")) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "unknown capability '%s' (known: verify, free-page-hint, "
                     "postcopy-ram)", name);
         return false;
+    }
+    if (!strcmp(name, "free-page-hint") && on) {
+        MigrationEventData d = { .event = MIGRATION_EV_HINT_PROBE };
+        migration_notify(m, &d);
+        if (!d.hint_capable) {
+            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NODEV,
+                        "free-page-hint needs a virtio-balloon device with "
+                        "free-page-hint=on%s%s", d.why_not[0] ? ": " : "",
+                        d.why_not);
+            return false;
+        }
     }
     g_mutex_lock(&m->lock);
     if (is_running(m->stats.status)) {
@@ -311,7 +368,11 @@ bool migration_set_capability(Migration *m, const char *name, bool on,
                     "capabilities cannot change while a migration runs");
         return false;
     }
-    m->caps.verify = on;
+    if (!strcmp(name, "verify")) {
+        m->caps.verify = on;
+    } else {
+        m->caps.free_page_hint = on;
+    }
     g_mutex_unlock(&m->lock);
     return true;
 }

@@ -164,6 +164,17 @@ static bool hmp_info_migrate(void *opaque, int argc, char **argv, GString *out,
                            s.normal_bytes ? 100.0 * s.compressed_bytes / s.normal_bytes
                                           : 0.0);
     g_string_append_printf(out, "rounds: %" G_GUINT64_FORMAT "\n", s.rounds);
+    if (s.hinted_pages || s.hint_skipped_pages || s.hint_note[0]) {
+        g_string_append_printf(out, "hinted: %" G_GUINT64_FORMAT " pages\n"
+                               "hint-skipped: %" G_GUINT64_FORMAT " pages\n",
+                               s.hinted_pages, s.hint_skipped_pages);
+        if (!s.incoming) {
+            kbytes(out, "madv-freed", s.madv_freed_bytes);
+        }
+        if (s.hint_note[0]) {
+            g_string_append_printf(out, "hint note: %s\n", s.hint_note);
+        }
+    }
     if (!s.incoming && s.dirty_backend[0]) {
         g_string_append_printf(out, "dirty tracking: %s\n", s.dirty_backend);
     }
@@ -190,8 +201,8 @@ static bool hmp_info_caps(void *opaque, int argc, char **argv, GString *out,
 {
     MigrationCaps c = migration_get_caps(opaque);
     (void)argc, (void)argv, (void)errp;
-    g_string_append_printf(out, "verify: %s\nfree-page-hint: off\npostcopy-ram: off\n",
-                           c.verify ? "on" : "off");
+    g_string_append_printf(out, "verify: %s\nfree-page-hint: %s\npostcopy-ram: off\n",
+                           c.verify ? "on" : "off", c.free_page_hint ? "on" : "off");
     return true;
 }
 

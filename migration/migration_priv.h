@@ -4,6 +4,7 @@
 #define HINTMIG_MIGRATION_PRIV_H
 
 #include "migration/migration.h"
+#include "migration/hint_filter.h"
 #include "migration/iouring_sender.h"
 
 /* Room for one wire header plus the largest RAM batch. */
@@ -18,6 +19,11 @@ struct Migration {
     MigrationCaps caps;
     MigrationStats stats;       /* the current (or last) migration's */
     gint64 t_start;
+
+    GHookList notifiers;        /* MigrationNotifyFn, for devices */
+    HintFilter *hints;          /* the running migration's, or NULL */
+    GCond hint_cond;
+    uint32_t hint_round_done;   /* the last id whose round the driver closed */
 
     /* outgoing */
     char *uri;
@@ -39,6 +45,9 @@ struct Migration {
 /* Sets the status; with @why (printf-style), records the first error. */
 void migration_set_status(Migration *m, MigrationStatus s, const char *why, ...)
     G_GNUC_PRINTF(3, 4);
+
+/* Tells every notifier about @d->event; they answer in @d. */
+void migration_notify(Migration *m, MigrationEventData *d);
 
 /* Returns true when cancel was asked. */
 bool migration_cancelled(Migration *m);

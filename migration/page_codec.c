@@ -5,11 +5,10 @@
 #include <sys/mman.h>
 #include <zstd.h>
 
+#include "migration/bitmap.h"
+#include "migration/kernel_compat.h"
 #include "migration/page_codec.h"
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23   /* Linux 5.14 */
-#endif
 
 struct PageEncoder {
     ZSTD_CCtx *cctx;
@@ -258,7 +257,8 @@ static bool decompress_pages(PageDecoder *d, GuestRam *ram, const uint64_t *pfns
 }
 
 bool page_decode(PageDecoder *d, GuestRam *ram, const uint8_t *buf, size_t len,
-                 uint32_t *round, PageCodecStats *stats, GError **errp)
+                 uint32_t *round, PageCodecStats *stats, unsigned long *arrived,
+                 GError **errp)
 {
     uint64_t pfns[PAGE_BATCH_MAX];
     uint8_t kind[PAGE_BATCH_MAX];
@@ -318,6 +318,10 @@ bool page_decode(PageDecoder *d, GuestRam *ram, const uint8_t *buf, size_t len,
         } else if (kind[i] == PAGE_ZERO && !page_is_zero(p)) {
             /* Needs writing only if this RAM holds something else. */
             memset(p, 0, GUEST_PAGE_SIZE);
+        }
+        if (arrived) {
+            __atomic_fetch_and(&arrived[pfns[i] / BITS_PER_LONG],
+                               ~(1UL << (pfns[i] % BITS_PER_LONG)), __ATOMIC_RELAXED);
         }
     }
     *round = get32(buf);

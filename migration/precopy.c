@@ -26,6 +26,7 @@
 #define HANDSHAKE_TIMEOUT_S 30
 #define COMPLETE_TIMEOUT_S 120
 #define VERIFY_PER_MSG 65536u        /* digests per WIRE_VERIFY message */
+#define HINT_WAIT_MS 5000            /* for the guest to report its free pages */
 
 typedef struct EncodeJob {
     UringTxBuf *buf;
@@ -39,6 +40,9 @@ typedef struct Precopy {
     GuestRam *ram;
     MigrationParams params;
     bool verify;
+    bool hinting;                 /* the free-page-hint capability is on */
+    bool hints_started;           /* a device was asked for hints: DONE owed */
+    HintFilter *hints;
     int fd;
     uint64_t features;
     UringTx *tx;
@@ -104,6 +108,12 @@ static void publish(Precopy *p)
     s->wire_bytes_received = rx;
     if (p->tracker) {
         s->dirty_sync_count = dirty_tracker_stats(p->tracker).syncs;
+    }
+    if (p->hints) {
+        HintFilterStats h = hint_filter_stats(p->hints);
+        s->hinted_pages = h.hinted_pages;
+        s->hint_skipped_pages = h.skipped;
+        s->madv_freed_bytes = h.madv_freed_bytes;
     }
     uint64_t ms = (g_get_monotonic_time() - m->t_start) / 1000;
     s->throughput_mbps = ms ? tx.bytes_sent * 8.0 / ms / 1000.0 : 0;
@@ -201,6 +211,9 @@ static bool send_pages(Precopy *p, const unsigned long *bitmap, uint32_t round,
     for (uint64_t pfn = bitmap ? bitmap_next_set(bitmap, npages, 0) : 0;
          pfn < npages;
          pfn = bitmap ? bitmap_next_set(bitmap, npages, pfn + 1) : pfn + 1) {
+        if (p->hints && hint_filter_skip(p->hints, pfn)) {
+            continue;            /* free, hinted, untouched since */
+        }
         if (!job) {
             job = g_async_queue_pop(p->job_pool);
             job->buf = uring_tx_buf_get(p->tx);
@@ -372,6 +385,11 @@ static bool handshake(Precopy *p, GError **errp)
     if (p->params.compress_method == COMPRESS_ZSTD) {
         hello.features_required |= WIRE_FEAT_ZSTD;
     }
+    if (p->hinting) {
+        /* Pages left off the wire must be known as such over there. */
+        hello.features_offered |= WIRE_FEAT_FREE_PAGE_HINT;
+        hello.features_required |= WIRE_FEAT_FREE_PAGE_HINT;
+    }
     if (!wire_uuid_parse(host->uuid, hello.uuid)) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "the VM's UUID '%s' is not valid", host->uuid);
@@ -444,6 +462,7 @@ typedef struct DigestTask {
     uint64_t n;
     uint64_t *out;
     unsigned threads;
+    const unsigned long *exclude;
     gint64 us;
 } DigestTask;
 
@@ -452,7 +471,8 @@ static gpointer digest_task(gpointer data)
 {
     DigestTask *t = data;
     gint64 t0 = g_get_monotonic_time();
-    ram_digest_chunks(t->ram, RAM_DIGEST_CHUNK_PAGES, 0, t->n, t->out, t->threads);
+    ram_digest_chunks(t->ram, RAM_DIGEST_CHUNK_PAGES, 0, t->n, t->out, t->threads,
+                      t->exclude);
     t->us = g_get_monotonic_time() - t0;
     return NULL;
 }
@@ -480,6 +500,100 @@ static bool send_digests(Precopy *p, const uint64_t *dig, uint64_t n, GError **e
     p->m->stats.verify_chunks = n;
     g_mutex_unlock(&p->m->lock);
     return true;
+}
+
+/* Sends the destination the pages that stay off the wire, as runs. */
+static bool send_hinted(Precopy *p, uint32_t poison, GError **errp)
+{
+    const unsigned long *set = hint_filter_set(p->hints);
+    uint64_t npages = p->ram->npages;
+    g_autoptr(GByteArray) msg = g_byte_array_new();
+    uint32_t count = 0, hdr[2];
+
+    g_byte_array_append(msg, (guint8 *)hdr, 8);
+    for (uint64_t pfn = bitmap_next_set(set, npages, 0); pfn < npages;) {
+        uint64_t end = pfn;
+        while (end < npages && bitmap_test_bit(set, end)) {
+            end++;
+        }
+        uint64_t run[2] = { GUINT64_TO_LE(pfn), GUINT64_TO_LE(end - pfn) };
+        g_byte_array_append(msg, (guint8 *)run, 16);
+        count++;
+        if (msg->len + 16 > WIRE_MAX_PAYLOAD / 2 || end >= npages ||
+            bitmap_next_set(set, npages, end) >= npages) {
+            hdr[0] = GUINT32_TO_LE(poison);
+            hdr[1] = GUINT32_TO_LE(count);
+            memcpy(msg->data, hdr, 8);
+            if (!send_msg(p, WIRE_HINTED, 0, msg->data, msg->len, errp)) {
+                return false;
+            }
+            g_byte_array_set_size(msg, 8);
+            count = 0;
+        }
+        pfn = bitmap_next_set(set, npages, end);
+    }
+    return true;
+}
+
+/*
+ * Hint-first: before the bulk pass, ask the guest for its free pages and
+ * wait (bounded) until it has reported them, so stale free pages are never
+ * sent ahead of their hints.  The sync before the request and the one after
+ * decide which hints hold (see hint_filter.h).
+ */
+static bool collect_hints(Precopy *p, GError **errp)
+{
+    Migration *m = p->m;
+    MigrationEventData d = { .event = MIGRATION_EV_HINT_START };
+
+    bitmap_zero(p->dirty, p->ram->npages);
+    if (!dirty_tracker_sync(p->tracker, p->dirty, errp)) {
+        return false;
+    }
+    /* The driver starts as soon as the id is out, and the device hands
+     * hints over only under m->lock: publish and open the filter together
+     * so that the first hints are not taken for stale ones. */
+    g_mutex_lock(&m->lock);
+    migration_notify(m, &d);
+    if (!d.cmd_id) {
+        g_snprintf(m->stats.hint_note, sizeof(m->stats.hint_note),
+                   "no hints this time: %s", d.why_not[0] ? d.why_not
+                                                          : "no device answered");
+        g_mutex_unlock(&m->lock);
+        return true;
+    }
+    p->hints_started = true;
+    hint_filter_begin(p->hints, d.cmd_id);
+    gint64 until = g_get_monotonic_time() + HINT_WAIT_MS * 1000;
+    while (m->hint_round_done != d.cmd_id && !m->cancel &&
+           g_cond_wait_until(&m->hint_cond, &m->lock, until)) {
+    }
+    bool timed_out = m->hint_round_done != d.cmd_id;
+    if (timed_out) {
+        g_snprintf(m->stats.hint_note, sizeof(m->stats.hint_note),
+                   "the guest did not finish reporting within %d ms", HINT_WAIT_MS);
+    }
+    g_mutex_unlock(&m->lock);
+
+    MigrationEventData stop = { .event = MIGRATION_EV_HINT_STOP };
+    migration_notify(m, &stop);
+    hint_filter_end(p->hints);
+    bitmap_zero(p->dirty, p->ram->npages);
+    if (!dirty_tracker_sync(p->tracker, p->dirty, errp)) {
+        return false;
+    }
+    hint_filter_commit(p->hints, p->dirty, true);
+    publish(p);
+    return send_hinted(p, d.poison, errp);
+}
+
+static void hints_done(Precopy *p)
+{
+    if (p->hints_started) {
+        MigrationEventData d = { .event = MIGRATION_EV_DONE };
+        migration_notify(p->m, &d);
+        p->hints_started = false;
+    }
 }
 
 /* Ends round @round: a ROUND_END the destination acks once applied. */
@@ -543,6 +657,10 @@ static bool precopy_run(Precopy *p, GError **errp)
         p->enc[i] = g_thread_new("encoder", encoder_thread, p);
     }
 
+    if (p->hinting && !collect_hints(p, errp)) {
+        return false;
+    }
+
     /* Bulk pass: every page, while tracking catches what changes behind it. */
     uint32_t round = 1;
     gint64 round_start = g_get_monotonic_time(), last_sync = round_start;
@@ -565,6 +683,9 @@ static bool precopy_run(Precopy *p, GError **errp)
         bitmap_zero(p->dirty, p->ram->npages);
         if (!dirty_tracker_sync(p->tracker, p->dirty, errp)) {
             return false;
+        }
+        if (p->hints) {
+            hint_filter_apply_dirty(p->hints, p->dirty);   /* written: send */
         }
         uint64_t ndirty = bitmap_count(p->dirty, p->ram->npages);
         publish(p);
@@ -609,9 +730,16 @@ static bool precopy_run(Precopy *p, GError **errp)
     if (!dirty_tracker_sync(p->tracker, p->dirty, errp)) {
         return false;
     }
+    if (p->hints) {
+        hint_filter_apply_dirty(p->hints, p->dirty);
+    }
+    /* DONE before the device state is saved: the guest sees it wherever it
+     * runs next, here after a failure or over there. */
+    hints_done(p);
     round++;
     DigestTask dt = { p->ram, ram_digest_nchunks(p->ram, RAM_DIGEST_CHUNK_PAGES),
-                      .threads = p->params.compress_threads };
+                      .threads = p->params.compress_threads,
+                      .exclude = p->hints ? hint_filter_set(p->hints) : NULL };
     g_autofree uint64_t *digests = dt.out = g_new(uint64_t, dt.n);
     GThread *hasher = p->verify ? g_thread_new("digest", digest_task, &dt) : NULL;
     bool sent = send_pages(p, p->dirty, round, errp) && end_round(p, round, errp) &&
@@ -690,6 +818,7 @@ static bool precopy_run(Precopy *p, GError **errp)
 
 static void precopy_cleanup(Precopy *p)
 {
+    hints_done(p);             /* failed or cancelled: the guest gets its pages */
     if (p->enc) {
         for (unsigned i = 0; i < p->nenc; i++) {
             g_async_queue_push(p->enc_q, &stop_job);
@@ -719,6 +848,10 @@ static void precopy_cleanup(Precopy *p)
         close(p->fd);
     }
     dirty_tracker_free(p->tracker);
+    g_mutex_lock(&p->m->lock);
+    p->m->hints = NULL;
+    g_mutex_unlock(&p->m->lock);
+    hint_filter_free(p->hints);
     g_free(p->dirty);
     g_async_queue_unref(p->enc_q);
     g_async_queue_unref(p->job_pool);
@@ -740,6 +873,7 @@ gpointer precopy_thread(gpointer data)
         .ram = m->host.ram,
         .params = migration_get_params(m),
         .verify = migration_get_caps(m).verify,
+        .hinting = migration_get_caps(m).free_page_hint,
         .fd = -1,
         .enc_q = g_async_queue_new(),
         .job_pool = g_async_queue_new(),
@@ -754,6 +888,13 @@ gpointer precopy_thread(gpointer data)
     g_cond_init(&p.rp_cond);
     for (unsigned i = 0; i < MIGRATION_TX_BUFS; i++) {
         g_async_queue_push(p.job_pool, &p.jobs[i]);
+    }
+    if (p.hinting) {
+        p.hints = hint_filter_new(p.ram);
+        g_mutex_lock(&m->lock);
+        m->hints = p.hints;
+        m->hint_round_done = 0;
+        g_mutex_unlock(&m->lock);
     }
 
     bool ok = precopy_run(&p, &err);

@@ -56,6 +56,7 @@ uint64_t ram_digest_nchunks(const GuestRam *ram, uint32_t chunk_pages)
 typedef struct DigestJob {
     const GuestRam *ram;
     const unsigned long *present;   /* NULL: read every page */
+    const unsigned long *exclude;   /* NULL: none */
     uint64_t zero_digest;
     uint32_t chunk_pages;
     uint64_t first, n;
@@ -71,7 +72,8 @@ static gpointer digest_range(gpointer data)
         uint64_t pfn = c * j->chunk_pages;
         uint64_t count = MIN((uint64_t)j->chunk_pages, j->ram->npages - pfn);
         for (uint64_t i = 0; i < count; i++) {
-            bool touched = !j->present || bitmap_test_bit(j->present, pfn + i);
+            bool touched = (!j->present || bitmap_test_bit(j->present, pfn + i)) &&
+                           !(j->exclude && bitmap_test_bit(j->exclude, pfn + i));
             pages[i] = touched ? ram_digest(guest_ram_page(j->ram, pfn + i),
                                             GUEST_PAGE_SIZE, 0)
                                : j->zero_digest;
@@ -87,7 +89,8 @@ static gpointer digest_range(gpointer data)
 }
 
 void ram_digest_chunks(const GuestRam *ram, uint32_t chunk_pages, uint64_t first,
-                       uint64_t n, uint64_t *out, unsigned nthreads)
+                       uint64_t n, uint64_t *out, unsigned nthreads,
+                       const unsigned long *exclude)
 {
     static const uint8_t zero[GUEST_PAGE_SIZE];
     /* Without a presence map every page is read: slower, same digests. */
@@ -100,8 +103,8 @@ void ram_digest_chunks(const GuestRam *ram, uint32_t chunk_pages, uint64_t first
     uint64_t per = (n + nthreads - 1) / nthreads;
     for (unsigned t = 0; t < nthreads; t++) {
         uint64_t start = MIN(n, t * per);
-        jobs[t] = (DigestJob) { ram, present, zd, chunk_pages, first + start,
-                                MIN(per, n - start), out + start };
+        jobs[t] = (DigestJob) { ram, present, exclude, zd, chunk_pages,
+                                first + start, MIN(per, n - start), out + start };
         if (t > 0 && jobs[t].n) {
             threads[t] = g_thread_new("digest", digest_range, &jobs[t]);
         }

@@ -33,6 +33,7 @@ const char *wire_type_str(uint16_t type)
     case WIRE_VERIFY: return "verify";
     case WIRE_COMPLETE: return "complete";
     case WIRE_COMMIT: return "commit";
+    case WIRE_HINTED: return "hinted";
     case WIRE_HELLO_REPLY: return "hello-reply";
     case WIRE_ACK: return "ack";
     case WIRE_ERROR: return "error";

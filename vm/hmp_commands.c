@@ -4,6 +4,7 @@
  * HMP names and output forms.
  */
 #include "vm/vm.h"
+#include "guest/balloon_driver.h"
 #include "hw/virtio/virtio-balloon-hint.h"
 
 void hmp_commands_register(Vm *vm);
@@ -71,6 +72,22 @@ static bool hmp_info_guest(void *opaque, int argc, char **argv, GString *out,
                                G_GUINT64_FORMAT " MiB\n",
                                (guint64)info.boot_id, wl, info.writes,
                                info.free_pages >> 8, info.npages >> 8);
+        const GuestSuperblock *sb = vm_guest(vm)->mem.sb;
+        g_string_append_printf(out, "free blocks by order (0-%d):", GUEST_MAX_ORDER);
+        for (unsigned o = 0; o <= GUEST_MAX_ORDER; o++) {
+            g_string_append_printf(out, " %" G_GUINT64_FORMAT, sb->nr_free[o]);
+        }
+        g_string_append_c(out, '\n');
+        GuestBalloon *b = balloon_driver_state(vm_guest(vm));
+        if (b) {
+            static const char *const phases[] = { "idle", "reporting", "holding" };
+            g_string_append_printf(out, "balloon driver: %s, %" G_GUINT64_FORMAT
+                                   " blocks held, %" G_GUINT64_FORMAT " reported in %"
+                                   G_GUINT64_FORMAT " rounds, %" G_GUINT64_FORMAT
+                                   " released early\n",
+                                   b->phase < 3 ? phases[b->phase] : "corrupt",
+                                   b->held, b->reported, b->rounds, b->released_early);
+        }
     }
     guest_check_clear(&check);
     return true;

@@ -121,6 +121,9 @@ Vm *vm_new(const VmConfig *cfg, GError **errp)
     hmp_commands_register(vm);
     vm->mig = vm_migration_new(vm, &vm->mig_glue);
     migration_hmp_register(vm->mig, vm->mon);
+    if (vm->balloon) {
+        vm_migration_attach_balloon(vm);
+    }
     return vm;
 }
 
@@ -128,6 +131,9 @@ void vm_free(Vm *vm)
 {
     if (!vm) {
         return;
+    }
+    if (vm->balloon) {
+        vb_set_client(vm->balloon, NULL);    /* no hints into a freed engine */
     }
     migration_free(vm->mig);     /* its threads may still call into the VM */
     g_free(vm->mig_glue);

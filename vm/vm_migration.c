@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "vm/vm.h"
+#include "hw/virtio/virtio-balloon-hint.h"
 
 
 typedef struct VmMigration {
@@ -154,4 +155,51 @@ Migration *vm_migration_new(Vm *vm, void **glue)
     g_strlcpy(host.uuid, vm_uuid(vm), sizeof(host.uuid));
     *glue = vmm;
     return migration_new(&host);
+}
+
+/* ---- the balloon device as a free page hint supplier ---- */
+
+static void balloon_event(void *opaque, MigrationEventData *d)
+{
+    VirtioBalloon *vb = vm_balloon(opaque);
+
+    switch (d->event) {
+    case MIGRATION_EV_HINT_PROBE:
+        d->hint_capable = vb_host_features(vb) &
+                          (1ull << VIRTIO_BALLOON_F_FREE_PAGE_HINT);
+        break;
+    case MIGRATION_EV_HINT_START:
+        d->cmd_id = fph_start(vb);
+        d->poison = vb_poison(vb);
+        if (!d->cmd_id) {
+            g_strlcpy(d->why_not, vb_hint_ready(vb)
+                      ? "the VM is not running"
+                      : "the guest's balloon driver is not ready",
+                      sizeof(d->why_not));
+        }
+        break;
+    case MIGRATION_EV_HINT_STOP:
+        fph_stop(vb);
+        break;
+    case MIGRATION_EV_DONE:
+        fph_done(vb);
+        break;
+    }
+}
+
+static void balloon_hint(void *opaque, uint32_t cmd_id, uint64_t gpa, uint64_t len)
+{
+    migration_free_page_hint(vm_migration(opaque), cmd_id, gpa, len);
+}
+
+static void balloon_round_done(void *opaque, uint32_t cmd_id)
+{
+    migration_free_page_round_done(vm_migration(opaque), cmd_id);
+}
+
+void vm_migration_attach_balloon(Vm *vm)
+{
+    VirtioBalloonClient c = { balloon_hint, balloon_round_done, vm };
+    vb_set_client(vm_balloon(vm), &c);
+    migration_add_notifier(vm_migration(vm), balloon_event, vm);
 }

@@ -14,6 +14,7 @@
 #include <linux/userfaultfd.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 
 /* include/uapi/linux/userfaultfd.h */
 #ifndef UFFD_FEATURE_WP_UNPOPULATED
@@ -66,6 +67,11 @@ struct pm_scan_arg {
 
 #define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
 #endif /* PAGEMAP_SCAN */
+
+/* include/uapi/asm-generic/mman-common.h (Linux 5.14) */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 /* fs/proc/task_mmu.c: /proc/PID/pagemap entry bits */
 #define PM_ENTRY_SOFT_DIRTY  (1ULL << 55)

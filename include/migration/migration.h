@@ -76,7 +76,36 @@ typedef struct MigrationParams {
 
 typedef struct MigrationCaps {
     bool verify;                   /* digest RAM after completion (default on) */
+    bool free_page_hint;           /* leave guest-reported free pages off the wire */
 } MigrationCaps;
+
+/*
+ * What the engine tells devices, through notifiers registered on the
+ * Migration context.  A device that supplies free page hints answers in
+ * the event data.
+ */
+typedef enum MigrationEvent {
+    MIGRATION_EV_HINT_PROBE,   /* can you supply hints?  set hint_capable */
+    MIGRATION_EV_HINT_START,   /* tracking was just synced: issue a fresh
+                                * command id in cmd_id (0: not now, say why) */
+    MIGRATION_EV_HINT_STOP,    /* hints are no longer used */
+    MIGRATION_EV_DONE,         /* the migration is over, completed or not:
+                                * give every hinted page back to the guest */
+} MigrationEvent;
+
+typedef struct MigrationEventData {
+    MigrationEvent event;
+    bool hint_capable;
+    uint32_t cmd_id;
+    uint32_t poison;           /* the guest's page poison value */
+    char why_not[128];
+} MigrationEventData;
+
+/*
+ * A notifier.  It may be called with the engine's lock held, so it must not
+ * call back into the engine; a device reports hints from its own thread.
+ */
+typedef void (*MigrationNotifyFn)(void *opaque, MigrationEventData *data);
 
 /* One set of counters, source or destination; each feeds "info migrate". */
 typedef struct MigrationStats {
@@ -103,6 +132,10 @@ typedef struct MigrationStats {
     double throughput_mbps;        /* wire throughput so far */
     uint64_t verify_chunks;        /* chunks compared */
     uint64_t verify_mismatches;    /* chunks that differed */
+    uint64_t hinted_pages;         /* pages the guest hinted under the round's id */
+    uint64_t hint_skipped_pages;   /* hinted pages kept off the wire */
+    uint64_t madv_freed_bytes;     /* hinted pages released on the source */
+    char hint_note[128];           /* why hinting did not run, if it did not */
     uint64_t verify_source_ms;     /* hashing the source's RAM (overlaps the last round) */
     uint64_t verify_dest_ms;       /* hashing the destination's RAM (in the downtime) */
     bool verified;                 /* a verdict exists */
@@ -132,6 +165,20 @@ bool migration_cancel(Migration *m, GError **errp);
  * set on a bad URI, a busy port, or an incoming migration already running.
  */
 bool migration_incoming_start(Migration *m, const char *uri, GError **errp);
+
+/* Adds a notifier for MigrationEvent; returns its id. */
+gulong migration_add_notifier(Migration *m, MigrationNotifyFn fn, void *opaque);
+void migration_remove_notifier(Migration *m, gulong id);
+
+/*
+ * A device reports a free page hint (any thread); hints under an id that is
+ * not the current round's are ignored.
+ */
+void migration_free_page_hint(Migration *m, uint32_t cmd_id, uint64_t gpa,
+                              uint64_t len);
+
+/* A device reports that the driver finished round @cmd_id (it sent STOP). */
+void migration_free_page_round_done(Migration *m, uint32_t cmd_id);
 
 /* Changes the VM's UUID (a destination adopts its source's). */
 void migration_set_uuid(Migration *m, const char *uuid);

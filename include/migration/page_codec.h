@@ -79,10 +79,12 @@ void page_decoder_free(PageDecoder *d);
  * Applies an encoded batch to @ram.  Every entry, length and the zstd frame
  * are checked; a malformed batch returns false with @errp set (pages already
  * written stay written: the caller fails the migration).  Sets *@round.
- * Adds the pages applied to @stats.
+ * Adds the pages applied to @stats.  With @arrived, atomically clears the
+ * bit of every page applied (the receiver's set of pages not yet sent).
  */
 bool page_decode(PageDecoder *d, GuestRam *ram, const uint8_t *buf, size_t len,
-                 uint32_t *round, PageCodecStats *stats, GError **errp);
+                 uint32_t *round, PageCodecStats *stats, unsigned long *arrived,
+                 GError **errp);
 
 /* Returns true when the 4 KiB page at @p is all zero. */
 bool page_is_zero(const void *p);

@@ -28,9 +28,12 @@ uint64_t ram_digest_nchunks(const GuestRam *ram, uint32_t chunk_pages);
  * on @nthreads threads.  A chunk's digest is the digest of its pages'
  * digests in order, seeded with the chunk index, so a page or a chunk in the
  * wrong place does not match.  Pages that are not backed by memory (never
- * touched) count as zero pages and are not read.
+ * touched) count as zero pages and are not read, and so do pages set in
+ * @exclude (may be NULL): free pages the guest hinted, whose content does
+ * not matter and differs between the two sides.
  */
 void ram_digest_chunks(const GuestRam *ram, uint32_t chunk_pages, uint64_t first,
-                       uint64_t n, uint64_t *out, unsigned nthreads);
+                       uint64_t n, uint64_t *out, unsigned nthreads,
+                       const unsigned long *exclude);
 
 #endif

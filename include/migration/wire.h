@@ -33,6 +33,8 @@ typedef enum WireType {
     WIRE_VERIFY = 5,         /* u32 chunk_pages, u32 first, u32 count, u64 digests[] */
     WIRE_COMPLETE = 6,       /* everything sent; acked once verified and loaded */
     WIRE_COMMIT = 7,         /* the source lets go: the destination may run */
+    WIRE_HINTED = 8,         /* u32 poison, u32 count, count x (u64 pfn, u64 pages):
+                              * free pages that will not be sent */
     /* destination -> source (the return path) */
     WIRE_HELLO_REPLY = 16,   /* WireHelloReply */
     WIRE_ACK = 17,           /* u32 status (0 = ok), then a message if not ok */

@@ -150,4 +150,7 @@ void vm_set_uuid(Vm *vm, const char *uuid);
  */
 Migration *vm_migration_new(Vm *vm, void **glue);
 
+/* Subscribes the VM's balloon device to its migrations (vm_migration.c). */
+void vm_migration_attach_balloon(Vm *vm);
+
 #endif

@@ -109,7 +109,7 @@ static void roundtrip(bool zstd)
         size_t len = page_encode(e, src, pfns, PAGE_BATCH_MAX, 5, buf, &es);
         ck_assert_uint_le(len, page_batch_max_size(PAGE_BATCH_MAX));
         uint32_t round;
-        ck_assert_msg(page_decode(d, dst, buf, len, &round, &ds, &err), "%s",
+        ck_assert_msg(page_decode(d, dst, buf, len, &round, &ds, NULL, &err), "%s",
                       err ? err->message : "");
         ck_assert_uint_eq(round, 5);
     }
@@ -188,7 +188,7 @@ START_TEST(random_pages_stay_out_of_the_frame)
     /* Raw pages whole, the text at well under half its size. */
     ck_assert_uint_lt(len, PAGE_BATCH_HEADER + 96 * 8 + nrandom * GUEST_PAGE_SIZE +
                            (96 - nrandom) * GUEST_PAGE_SIZE / 2);
-    ck_assert(page_decode(d, dst, buf, len, &round, &ds, NULL));
+    ck_assert(page_decode(d, dst, buf, len, &round, &ds, NULL, NULL));
     ck_assert_mem_eq(guest_ram_page(src, 200), guest_ram_page(dst, 200),
                      96 * GUEST_PAGE_SIZE);
     page_encoder_free(e);
@@ -232,7 +232,7 @@ START_TEST(hostile_batches_are_refused)
         if (cases[c].dlen == 0) {
             bad[cases[c].at] = cases[c].val;
         }
-        ck_assert_msg(!page_decode(d, dst, bad, blen, &round, &st, &err),
+        ck_assert_msg(!page_decode(d, dst, bad, blen, &round, &st, NULL, &err),
                       "%s accepted", cases[c].what);
         ck_assert_msg(strstr(err->message, cases[c].msg), "%s: %s",
                       cases[c].what, err->message);
@@ -244,7 +244,7 @@ START_TEST(hostile_batches_are_refused)
     memcpy(&dl, bad + 8, 4);
     dl -= 10;
     memcpy(bad + 8, &dl, 4);
-    ck_assert(!page_decode(d, dst, bad, len - 10, &round, &st, &err));
+    ck_assert(!page_decode(d, dst, bad, len - 10, &round, &st, NULL, &err));
     g_clear_error(&err);
     /* A raw batch whose length does not match its data pages. */
     PageEncoder *raw = page_encoder_new(false, 1);
@@ -252,19 +252,19 @@ START_TEST(hostile_batches_are_refused)
     memcpy(&dl, buf + 8, 4);
     dl -= GUEST_PAGE_SIZE;
     memcpy(buf + 8, &dl, 4);
-    ck_assert(!page_decode(d, dst, buf, len - GUEST_PAGE_SIZE, &round, &st, &err));
+    ck_assert(!page_decode(d, dst, buf, len - GUEST_PAGE_SIZE, &round, &st, NULL, &err));
     ck_assert_ptr_nonnull(strstr(err->message, "RAM batch carries"));
     g_clear_error(&err);
     /* An entry of kind 3, and a frame longer than the data. */
     len = page_encode(e, src, pfns, 8, 1, buf, &st);
     memcpy(bad, buf, len);
     bad[PAGE_BATCH_HEADER + 8] |= 3;
-    ck_assert(!page_decode(d, dst, bad, len, &round, &st, &err));
+    ck_assert(!page_decode(d, dst, bad, len, &round, &st, NULL, &err));
     ck_assert_ptr_nonnull(strstr(err->message, "invalid"));
     g_clear_error(&err);
     memcpy(bad, buf, len);
     bad[12] = bad[13] = bad[14] = 0xff;
-    ck_assert(!page_decode(d, dst, bad, len, &round, &st, &err));
+    ck_assert(!page_decode(d, dst, bad, len, &round, &st, NULL, &err));
     ck_assert_ptr_nonnull(strstr(err->message, "malformed"));
     page_encoder_free(raw);
     page_encoder_free(e);
@@ -282,11 +282,11 @@ START_TEST(digests_catch_flips_and_misplacement)
     g_autofree uint64_t *d2 = g_new(uint64_t, n);
 
     fill(a);
-    ram_digest_chunks(a, 64, 0, n, d1, 1);
-    ram_digest_chunks(a, 64, 0, n, d2, 3);     /* threads change nothing */
+    ram_digest_chunks(a, 64, 0, n, d1, 1, NULL);
+    ram_digest_chunks(a, 64, 0, n, d2, 3, NULL);     /* threads change nothing */
     ck_assert_mem_eq(d1, d2, n * 8);
     ((uint8_t *)guest_ram_page(a, 300))[17] ^= 0x08;
-    ram_digest_chunks(a, 64, 0, n, d2, 2);
+    ram_digest_chunks(a, 64, 0, n, d2, 2, NULL);
     for (uint64_t c = 0; c < n; c++) {
         ck_assert_msg((d1[c] != d2[c]) == (c == 300 / 64), "chunk %" G_GUINT64_FORMAT, c);
     }
@@ -321,13 +321,13 @@ START_TEST(presence_and_zero_pages)
     uint64_t n = ram_digest_nchunks(a, RAM_DIGEST_CHUNK_PAGES);
     g_autofree uint64_t *da = g_new(uint64_t, n);
     g_autofree uint64_t *db = g_new(uint64_t, n);
-    ram_digest_chunks(a, RAM_DIGEST_CHUNK_PAGES, 0, n, da, 2);
-    ram_digest_chunks(b, RAM_DIGEST_CHUNK_PAGES, 0, n, db, 1);
+    ram_digest_chunks(a, RAM_DIGEST_CHUNK_PAGES, 0, n, da, 2, NULL);
+    ram_digest_chunks(b, RAM_DIGEST_CHUNK_PAGES, 0, n, db, 1, NULL);
     ck_assert_mem_eq(da, db, n * 8);
     /* A page moved within a chunk does not match. */
     ((uint8_t *)guest_ram_page(b, 10))[5] = 0;
     ((uint8_t *)guest_ram_page(b, 11))[5] = 1;
-    ram_digest_chunks(b, RAM_DIGEST_CHUNK_PAGES, 0, n, db, 1);
+    ram_digest_chunks(b, RAM_DIGEST_CHUNK_PAGES, 0, n, db, 1, NULL);
     ck_assert_uint_ne(da[0], db[0]);
     guest_ram_free(a);
     guest_ram_free(b);
