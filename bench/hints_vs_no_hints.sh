@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Benchmark (not a test): a 2 GiB guest that wrote and freed 1200 MiB
+# (fill-free,fill=1200M), migrated on loopback with and without free page
+# hints, in the same run.  Prints total time, downtime and wire bytes for
+# both, the ratios, the wire bytes against the memory the guest uses, and
+# the source's LazyFree after MADV_FREE.
+#
+#   bench/hints_vs_no_hints.sh [REPS]     (default 3; medians are reported)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+reps=${1:-3}
+scripts/install-deps.sh
+[ -f build/build.ninja ] || meson setup build >/dev/null
+meson compile -C build >/dev/null
+
+vm=build/hintmig-vm
+hmp=build/hintmig-hmp
+work=$(mktemp -d /tmp/hintmig-hints.XXXXXX)
+quit_all() {
+    for s in "$work"/*.sock; do
+        [ -S "$s" ] && timeout 5 "$hmp" "$s" quit >/dev/null 2>&1 || true
+    done
+}
+trap 'quit_all; rm -rf "$work"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+field() { sed -n "s/^$1: \([0-9.]*\).*/\1/p" | head -1; }
+
+run() {   # $1 = on|off -> "time_ms downtime_ms wire_bytes in_use_bytes lazyfree_kb"
+    local p; p=$(port)
+    build/bench/warm_memory 5G
+    "$vm" -m 2G -smp 2 --workload fill-free,fill=1200M \
+        -device virtio-balloon,free-page-hint=on -pidfile "$work/src.pid" \
+        -monitor "unix:$work/src.sock,server,nowait" -daemonize
+    "$vm" -m 2G -smp 2 -device virtio-balloon,free-page-hint=on \
+        -incoming "tcp:127.0.0.1:$p" -monitor "unix:$work/dst.sock,server,nowait" -daemonize
+    local g free
+    for _ in $(seq 1 600); do      # until the fill has been written and freed
+        g=$("$hmp" "$work/src.sock" "info guest")
+        free=$(sed -n 's/^free memory: \([0-9]*\) of.*/\1/p' <<<"$g")
+        [ "$(field 'page writes' <<<"$g")" -gt 307200 ] && [ "$free" -gt 1900 ] && break
+        sleep 0.1
+    done
+    local in_use=$(( (2048 - free) << 20 ))
+    "$hmp" "$work/src.sock" "migrate_set_capability free-page-hint $1" \
+        "migrate tcp:127.0.0.1:$p" >/dev/null
+    local out; out=$("$hmp" "$work/src.sock" "info migrate")
+    grep -q '^verify: OK' <<<"$out" || { echo "bench: migration failed: $out" >&2; exit 1; }
+    local lazy; lazy=$(awk '/^LazyFree:/ { print $2 }' "/proc/$(cat "$work/src.pid")/smaps_rollup")
+    echo "$(field 'total time' <<<"$out") $(field 'downtime' <<<"$out") \
+$(( $(field 'wire bytes' <<<"$out") * 1024 )) $in_use $lazy"
+    quit_all
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+declare -a on_t on_d on_w off_t off_d off_w use lazy
+for r in $(seq 1 "$reps"); do
+    read -r t d w u l < <(run on);  on_t+=("$t"); on_d+=("$d"); on_w+=("$w"); use+=("$u"); lazy+=("$l")
+    read -r t d w u l < <(run off); off_t+=("$t"); off_d+=("$d"); off_w+=("$w")
+    printf 'rep %d: hints %s ms %s B | no hints %s ms %s B\n' "$r" "${on_t[-1]}" \
+        "${on_w[-1]}" "${off_t[-1]}" "${off_w[-1]}"
+done
+m() { printf '%s\n' "$@" | median; }
+ht=$(m "${on_t[@]}"); hd=$(m "${on_d[@]}"); hw=$(m "${on_w[@]}")
+nt=$(m "${off_t[@]}"); nd=$(m "${off_d[@]}"); nw=$(m "${off_w[@]}")
+iu=$(m "${use[@]}"); lz=$(m "${lazy[@]}")
+echo
+echo "2 GiB guest, fill-free,fill=1200M (in use: $iu bytes), loopback, median of $reps"
+printf '%-12s %10s %12s %14s %14s\n' "" "time ms" "downtime ms" "wire bytes" "wire / in use"
+awk -v t="$ht" -v d="$hd" -v w="$hw" -v u="$iu" 'BEGIN { printf "%-12s %10s %12s %14s %14.2f\n", "hints", t, d, w, w / u }'
+awk -v t="$nt" -v d="$nd" -v w="$nw" -v u="$iu" 'BEGIN { printf "%-12s %10s %12s %14s %14.2f\n", "no hints", t, d, w, w / u }'
+awk -v ht="$ht" -v nt="$nt" -v hw="$hw" -v nw="$nw" 'BEGIN {
+    printf "time with hints / without: %.3f (target <= 1)\n", ht / nt
+    printf "wire with hints / without: %.3f\n", hw / nw }'
+awk -v w="$hw" -v u="$iu" 'BEGIN { printf "wire with hints / in use: %.2f (target <= 1.15)\n", w / u }'
+echo "source LazyFree after the hinted migration: $lz kB (MADV_FREE of the hinted pages)"
