@@ -176,7 +176,8 @@ START_TEST(hinted_pages_read_back_as_poison)
     g_autofree char *img = NULL;
     gsize len;
     ck_assert(g_file_get_contents(state, &img, &len, NULL));
-    const uint8_t *ram = (const uint8_t *)img + len - 32 - (256u << 20);
+    /* The RAM sits at an arbitrary offset in the file: copy it aligned. */
+    g_autofree uint8_t *ram = g_memdup2(img + len - 32 - (256u << 20), 256u << 20);
     const GuestSuperblock *sb = (const void *)ram;
     const GuestPageMeta *meta = (const void *)(ram + GUEST_PAGE_SIZE);
     uint64_t hinted = 0;
