@@ -582,7 +582,11 @@ static bool collect_hints(Precopy *p, GError **errp)
     if (!dirty_tracker_sync(p->tracker, p->dirty, errp)) {
         return false;
     }
-    hint_filter_commit(p->hints, p->dirty, true);
+    /* A lazily freed page may read back as zeros, even after DONE should
+     * this migration fail: harmless to a driver that treats hinted pages
+     * as uninitialised, not to a guest that checks its poison pattern in
+     * free pages.  With poison, the source keeps them as they are. */
+    hint_filter_commit(p->hints, p->dirty, d.poison == 0);
     publish(p);
     return send_hinted(p, d.poison, errp);
 }
