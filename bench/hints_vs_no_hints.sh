@@ -18,14 +18,8 @@ meson compile -C build >/dev/null
 vm=build/hintmig-vm
 hmp=build/hintmig-hmp
 work=$(mktemp -d /tmp/hintmig-hints.XXXXXX)
-quit_all() {
-    for s in "$work"/*.sock; do
-        [ -S "$s" ] && timeout 5 "$hmp" "$s" quit >/dev/null 2>&1 || true
-    done
-}
+. bench/lib.sh
 trap 'quit_all; rm -rf "$work"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-field() { sed -n "s/^$1: \([0-9.]*\).*/\1/p" | head -1; }
 
 run() {   # $1 = on|off -> "time_ms downtime_ms wire_bytes in_use_bytes lazyfree_kb"
     local p; p=$(port)
@@ -53,7 +47,6 @@ $(( $(field 'wire bytes' <<<"$out") * 1024 )) $in_use $lazy"
     quit_all
 }
 
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 declare -a on_t on_d on_w off_t off_d off_w use lazy
 for r in $(seq 1 "$reps"); do
     read -r t d w u l < <(run on);  on_t+=("$t"); on_d+=("$d"); on_w+=("$w"); use+=("$u"); lazy+=("$l")
@@ -61,10 +54,9 @@ for r in $(seq 1 "$reps"); do
     printf 'rep %d: hints %s ms %s B | no hints %s ms %s B\n' "$r" "${on_t[-1]}" \
         "${on_w[-1]}" "${off_t[-1]}" "${off_w[-1]}"
 done
-m() { printf '%s\n' "$@" | median; }
-ht=$(m "${on_t[@]}"); hd=$(m "${on_d[@]}"); hw=$(m "${on_w[@]}")
-nt=$(m "${off_t[@]}"); nd=$(m "${off_d[@]}"); nw=$(m "${off_w[@]}")
-iu=$(m "${use[@]}"); lz=$(m "${lazy[@]}")
+ht=$(median "${on_t[@]}"); hd=$(median "${on_d[@]}"); hw=$(median "${on_w[@]}")
+nt=$(median "${off_t[@]}"); nd=$(median "${off_d[@]}"); nw=$(median "${off_w[@]}")
+iu=$(median "${use[@]}"); lz=$(median "${lazy[@]}")
 echo
 echo "2 GiB guest, fill-free,fill=1200M (in use: $iu bytes), loopback, median of $reps"
 printf '%-12s %10s %12s %14s %14s\n' "" "time ms" "downtime ms" "wire bytes" "wire / in use"

@@ -34,17 +34,8 @@ img=$work/image-$size
 [ -f "$img" ] || build/bench/make_image "$img" "$size"
 hmp=build/hintmig-hmp
 vm=build/hintmig-vm
-
-lo_tx() { awk '/^ *lo:/ { sub(/^ *lo:/, ""); print $9 }' /proc/net/dev; }
-field() { sed -n "s/^$1: \([0-9.]*\).*/\1/p" | head -1; }
-quit_all() {
-    for s in "$work"/*.sock; do
-        [ -S "$s" ] && timeout 5 "$hmp" "$s" quit >/dev/null 2>&1 || true
-        rm -f "$s"
-    done
-}
+. bench/lib.sh
 trap quit_all EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 wait_done() {   # socket -> prints the final "info migrate"
     local out
@@ -101,8 +92,6 @@ run_qemu() {
     quit_all
 }
 
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-
 declare -a h_t h_w h_own q_t q_w q_own
 for r in $(seq 1 "$reps"); do
     read -r t w own < <(run_hintmig); h_t+=("$t"); h_w+=("$w"); h_own+=("$own")
@@ -111,9 +100,9 @@ for r in $(seq 1 "$reps"); do
         "${h_w[-1]}" "${q_t[-1]}" "${q_w[-1]}"
 done
 
-ht=$(printf '%s\n' "${h_t[@]}" | median); hw=$(printf '%s\n' "${h_w[@]}" | median)
-qt=$(printf '%s\n' "${q_t[@]}" | median); qw=$(printf '%s\n' "${q_w[@]}" | median)
-ho=$(printf '%s\n' "${h_own[@]}" | median); qo=$(printf '%s\n' "${q_own[@]}" | median)
+ht=$(median "${h_t[@]}"); hw=$(median "${h_w[@]}")
+qt=$(median "${q_t[@]}"); qw=$(median "${q_w[@]}")
+ho=$(median "${h_own[@]}"); qo=$(median "${q_own[@]}")
 echo
 echo "paused $size VM from an image (25% zero, 25% random, 50% text), loopback, median of $reps"
 printf '%-26s %10s %16s %18s\n' "" "time ms" "wire bytes (lo)" "own counter bytes"

@@ -240,6 +240,34 @@ static uint64_t churn_due(GuestTask *t, GuestVcpuPace *pace, int64_t now,
     return 0;
 }
 
+/*
+ * Grows the page vector at *@dir towards @target pages by a batch.  Running
+ * out of guest memory lowers the target to what was had: a guest OOM, not a
+ * corruption.  Returns 0, or -errno when the vector in RAM is corrupt.
+ */
+static int fill_vector(Guest *g, GuestTask *t, uint32_t *dir, uint64_t *count,
+                       uint64_t *target)
+{
+    if (*dir == GUEST_PFN_NONE && *target) {
+        *dir = page_vec_new(&g->mem, t->vcpu);
+        if (*dir == GUEST_PFN_NONE) {
+            *target = 0;
+        }
+    }
+    for (int i = 0; i < STEP_BATCH && *count < *target; i++) {
+        int ret = task_alloc_page(g, t, *dir, *count);
+        if (ret == -ENOMEM) {
+            *target = *count;
+            return 0;
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        (*count)++;
+    }
+    return 0;
+}
+
 static int task_run(Guest *g, GuestTask *t, GuestVcpuPace *pace, int64_t now,
                     int64_t *wake)
 {
@@ -248,23 +276,8 @@ static int task_run(Guest *g, GuestTask *t, GuestVcpuPace *pace, int64_t now,
     *wake = now;
     switch (t->phase) {
     case GTP_WSS_ALLOC:
-        if (t->wss_dir == GUEST_PFN_NONE && t->wss_target) {
-            t->wss_dir = page_vec_new(&g->mem, t->vcpu);
-            if (t->wss_dir == GUEST_PFN_NONE) {
-                t->wss_target = 0;
-            }
-        }
-        for (int i = 0; i < STEP_BATCH && t->wss_count < t->wss_target; i++) {
-            ret = task_alloc_page(g, t, t->wss_dir, t->wss_count);
-            if (ret == -ENOMEM) {
-                t->wss_target = t->wss_count;   /* guest is out of memory */
-                ret = 0;
-                break;
-            }
-            if (ret < 0) {
-                return ret;
-            }
-            t->wss_count++;
+        if ((ret = fill_vector(g, t, &t->wss_dir, &t->wss_count, &t->wss_target)) < 0) {
+            return ret;
         }
         if (t->wss_count >= t->wss_target) {
             t->phase = t->fill_target && !t->fill_count ? GTP_FILL : GTP_CHURN;
@@ -282,23 +295,9 @@ static int task_run(Guest *g, GuestTask *t, GuestVcpuPace *pace, int64_t now,
         return ret;
     }
     case GTP_FILL:
-        if (t->fill_dir == GUEST_PFN_NONE && t->fill_target) {
-            t->fill_dir = page_vec_new(&g->mem, t->vcpu);
-            if (t->fill_dir == GUEST_PFN_NONE) {
-                t->fill_target = 0;
-            }
-        }
-        for (int i = 0; i < STEP_BATCH && t->fill_count < t->fill_target; i++) {
-            ret = task_alloc_page(g, t, t->fill_dir, t->fill_count);
-            if (ret == -ENOMEM) {
-                t->fill_target = t->fill_count;
-                ret = 0;
-                break;
-            }
-            if (ret < 0) {
-                return ret;
-            }
-            t->fill_count++;
+        if ((ret = fill_vector(g, t, &t->fill_dir, &t->fill_count,
+                               &t->fill_target)) < 0) {
+            return ret;
         }
         if (t->fill_count >= t->fill_target) {
             t->phase = GTP_FREE;

@@ -182,6 +182,22 @@ END_TEST
 
 /* ---- failures ---- */
 
+/*
+ * Starts a migration slowed to 4 MiB/s from a churning source to a real
+ * destination, and returns once it has been active for a moment.
+ */
+static TestVm *start_slow_migration(TestVm **dst_out)
+{
+    TestVm *src = start_src("256M", "1", "off", "churn,wss=64M,rate=4M");
+    int port;
+    *dst_out = start_dest("256M", "1", "off", &port);
+    g_free(test_vm_cmd(src, "migrate_set_parameter max-bandwidth 4M"));
+    g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port));
+    g_free(wait_status(src, "active", 5000));
+    g_usleep(300000);
+    return src;
+}
+
 START_TEST(cancel_in_setup)
 {
     TestVm *src = start_src("256M", "1", "off", "churn,wss=32M,rate=4M");
@@ -200,13 +216,8 @@ END_TEST
 
 START_TEST(cancel_while_active)
 {
-    TestVm *src = start_src("256M", "1", "off", "churn,wss=64M,rate=4M");
-    int port;
-    TestVm *dst = start_dest("256M", "1", "off", &port);
-    g_free(test_vm_cmd(src, "migrate_set_parameter max-bandwidth 4M"));
-    g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port));
-    g_free(wait_status(src, "active", 5000));
-    g_usleep(300000);
+    TestVm *dst;
+    TestVm *src = start_slow_migration(&dst);
     g_autofree char *c = test_vm_cmd(src, "migrate_cancel");
     ck_assert_str_eq(c, "");
     g_free(wait_status(src, "cancelled", 10000));
@@ -244,13 +255,8 @@ END_TEST
 
 START_TEST(destination_killed)
 {
-    TestVm *src = start_src("256M", "1", "off", "churn,wss=64M,rate=4M");
-    int port;
-    TestVm *dst = start_dest("256M", "1", "off", &port);
-    g_free(test_vm_cmd(src, "migrate_set_parameter max-bandwidth 4M"));
-    g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port));
-    g_free(wait_status(src, "active", 5000));
-    g_usleep(300000);
+    TestVm *dst;
+    TestVm *src = start_slow_migration(&dst);
     test_vm_kill(dst);
     g_autofree char *s = wait_status(src, "failed", 30000);
     ck_assert_msg(strstr(s, "connection") || strstr(s, "closed"), "%s", s);
