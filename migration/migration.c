@@ -248,6 +248,7 @@ bool migration_cancel(Migration *m, GError **errp)
     }
     m->cancel = true;
     m->stats.status = MIGRATION_STATUS_CANCELLING;
+    g_cond_broadcast(&m->hint_cond);     /* stop waiting for hints */
     /* Unblocks the sender, the return path and a connect in progress. */
     if (m->fd >= 0) {
         shutdown(m->fd, SHUT_RDWR);

@@ -50,6 +50,7 @@ struct VirtioBalloon {
     uint32_t unstopped_id;         /* an id whose STOP has not come, or 0 */
     bool id_seen;                  /* the driver sent the current id */
     VirtioBalloonClient client;
+    bool in_callback;              /* the poll thread is calling the client */
     VirtioBalloonStats stats;
 };
 
@@ -168,6 +169,7 @@ static gpointer vb_thread(gpointer data)
         uint32_t closed;
         unsigned n = vb_process(vb, hints, &closed);
         VirtioBalloonClient c = vb->client;
+        vb->in_callback = true;
         g_mutex_unlock(&vb->lock);
 
         for (unsigned i = 0; i < n && c.hint; i++) {
@@ -177,6 +179,8 @@ static gpointer vb_thread(gpointer data)
             c.round_done(c.opaque, closed);
         }
         g_mutex_lock(&vb->lock);
+        vb->in_callback = false;
+        g_cond_broadcast(&vb->cond);
         if (n == HINTS_PER_PASS) {
             uint64_t one = 1;       /* more may be queued: come back at once */
             if (write(vb->kick_fd, &one, sizeof(one)) < 0) {
@@ -337,6 +341,10 @@ void vb_set_client(VirtioBalloon *vb, const VirtioBalloonClient *client)
 {
     g_mutex_lock(&vb->lock);
     vb->client = client ? *client : (VirtioBalloonClient) { 0 };
+    /* Once this returns, the old client is never called again. */
+    while (vb->in_callback) {
+        g_cond_wait(&vb->cond, &vb->lock);
+    }
     g_mutex_unlock(&vb->lock);
 }
 

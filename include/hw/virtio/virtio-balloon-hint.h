@@ -93,6 +93,11 @@ void vb_kick(VirtioBalloon *vb, unsigned q);
 uint64_t vb_take_interrupts(VirtioBalloon *vb);
 
 /* ---- the engine's side ---- */
+/*
+ * Sets the client (NULL for none).  Returns only once a callback to the
+ * previous client that was under way has returned, so the previous client
+ * may be freed then.  Never call it from a client callback.
+ */
 void vb_set_client(VirtioBalloon *vb, const VirtioBalloonClient *client);
 /* The VM runs or stops: the poll thread follows. */
 void vb_set_running(VirtioBalloon *vb, bool running);
