@@ -6,8 +6,19 @@
  * can never be overtaken by its older copy.  The VM is started only after
  * COMPLETE, once every page, the device state and the RAM digests check out;
  * on any failure it is never started.
+ *
+ * With postcopy, the source may instead send PENDING (the pages it still
+ * owes), the device state and POSTCOPY_RUN: RAM goes under userfaultfd
+ * (uffd_postcopy.c) and the guest starts at once.  Pages then arrive on
+ * two connections: the main stream (the background push, decoded by the
+ * decoder threads) and the page channel (pages a vCPU waits for).  Both
+ * place pages with UFFDIO_COPY, and record each page's digest as placed:
+ * verification cannot read RAM that the running guest changes.  If the
+ * link breaks the guest waits on its missing pages (postcopy-paused) until
+ * the source reconnects (migrate_recover, migrate -r).
  */
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -18,11 +29,14 @@
 #include "migration/kernel_compat.h"
 #include "migration/page_codec.h"
 #include "migration/ram_digest.h"
+#include "migration/uffd_postcopy.h"
 #include "migration/vmstate_file.h"
 #include "migration/wire.h"
 
 #define RX_BUFS 16
 #define COMMIT_TIMEOUT_S 60
+#define CHANNEL_TIMEOUT_MS 10000     /* for the source's second connection */
+#define PLACE_TIMEOUT_MS 60000       /* after COMPLETE, for the last pages */
 
 typedef struct RxBuf {
     uint8_t *data;
@@ -49,6 +63,17 @@ typedef struct Incoming {
     uint64_t *src_digests;
     uint64_t nchunks, digests_received;
     unsigned long *hinted;        /* hinted by the source and not sent since */
+    uint32_t poison;              /* the guest's free page poison, from HINTED */
+
+    /* postcopy */
+    uint64_t session;             /* the source's, from its hello */
+    GMutex send_lock;             /* the return path: acks and page requests */
+    bool link_up;                 /* under send_lock */
+    UffdPostcopy *pc;             /* set up once postcopy was negotiated */
+    bool postcopy;                /* the guest runs here: place, do not write */
+    uint64_t *digests;            /* each page's digest as written or placed */
+    int ch_fd;                    /* the page channel, -1 when none */
+    GThread *ch_thread;
 } Incoming;
 
 static RxBuf stop_buf;
@@ -57,14 +82,24 @@ static gpointer decoder_thread(gpointer data)
 {
     Incoming *in = data;
     PageDecoder *d = page_decoder_new();
+    g_autofree uint8_t *staging = g_malloc((size_t)PAGE_BATCH_MAX * GUEST_PAGE_SIZE);
     RxBuf *b;
 
     while ((b = g_async_queue_pop(in->dec_q)) != &stop_buf) {
         PageCodecStats st = { 0 };
         uint32_t round;
         g_autoptr(GError) err = NULL;
-        bool ok = page_decode(d, in->ram, b->data, b->len, &round, &st, in->hinted,
-                              &err);
+        bool ok;
+        /* in->postcopy changes only while no batch is queued (drain). */
+        if (in->postcopy) {
+            PageStaged sb = { .data = staging };
+            ok = page_decode_staged(d, in->ram->npages, b->data, b->len, &sb, &st,
+                                    &err) &&
+                 uffd_postcopy_place(in->pc, &sb, in->digests, &err);
+        } else {
+            ok = page_decode(d, in->ram, b->data, b->len, &round, &st, in->hinted,
+                             in->digests, &err);
+        }
 
         g_mutex_lock(&in->lock);
         if (!ok && !in->decode_error) {
@@ -130,7 +165,9 @@ static bool give_up(Incoming *in, WireRefusal code, GError **errp, const char *f
     g_autoptr(GBytes) b = wire_status_encode(code, msg);
     gsize len;
     const void *d = g_bytes_get_data(b, &len);
+    g_mutex_lock(&in->send_lock);
     wire_send(in->fd, WIRE_ERROR, 0, d, len, NULL);
+    g_mutex_unlock(&in->send_lock);
     g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s", msg);
     return false;
 }
@@ -141,7 +178,10 @@ static bool ack(Incoming *in, uint32_t seq, WireRefusal code, const char *msg,
     g_autoptr(GBytes) b = wire_status_encode(code, msg);
     gsize len;
     const void *d = g_bytes_get_data(b, &len);
-    return wire_send(in->fd, WIRE_ACK, seq, d, len, errp);
+    g_mutex_lock(&in->send_lock);
+    bool ok = wire_send(in->fd, WIRE_ACK, seq, d, len, errp);
+    g_mutex_unlock(&in->send_lock);
+    return ok;
 }
 
 static bool hello(Incoming *in, GError **errp)
@@ -170,6 +210,9 @@ static bool hello(Incoming *in, GError **errp)
     char uuid[37];
     wire_uuid_format(hi.uuid, uuid);
     uint64_t supported = WIRE_FEAT_ZSTD | WIRE_FEAT_VERIFY | WIRE_FEAT_FREE_PAGE_HINT;
+    if (migration_get_caps(in->m).postcopy_ram) {
+        supported |= WIRE_FEAT_POSTCOPY;    /* as QEMU: both sides opt in */
+    }
     r.features_accepted = hi.features_offered & supported;
     if (hi.page_size != GUEST_PAGE_SIZE || hi.ram_size != in->ram->size ||
         hi.nvcpus != host->nvcpus) {
@@ -199,6 +242,7 @@ static bool hello(Incoming *in, GError **errp)
         return false;
     }
     in->features = r.features_accepted;
+    in->session = hi.session;
     return true;
 }
 
@@ -208,35 +252,24 @@ static bool hello(Incoming *in, GError **errp)
  */
 static bool apply_hinted(Incoming *in, const uint8_t *d, size_t len, GError **errp)
 {
-    uint32_t poison, count;
+    uint64_t npages = in->ram->npages, pages;
+    uint32_t poison;
+    g_autofree unsigned long *set = bitmap_new(npages);
+    g_autoptr(GError) err = NULL;
 
-    if (len < 8) {
-        return give_up(in, WIRE_ERR_PROTOCOL, errp, "hinted message too short");
-    }
-    memcpy(&poison, d, 4);
-    memcpy(&count, d + 4, 4);
-    poison = GUINT32_FROM_LE(poison);
-    count = GUINT32_FROM_LE(count);
-    if (len != 8 + (size_t)count * 16) {
-        return give_up(in, WIRE_ERR_PROTOCOL, errp, "malformed hinted message");
+    if (!wire_runs_decode(d, len, npages, set, &poison, &pages, &err)) {
+        return give_up(in, WIRE_ERR_PROTOCOL, errp, "hinted: %s", err->message);
     }
     if (!in->hinted) {
-        in->hinted = bitmap_new(in->ram->npages);
+        in->hinted = bitmap_new(npages);
     }
-    uint64_t pages = 0;
-    for (uint32_t i = 0; i < count; i++) {
-        uint64_t pfn, n;
-        memcpy(&pfn, d + 8 + (size_t)i * 16, 8);
-        memcpy(&n, d + 16 + (size_t)i * 16, 8);
-        pfn = GUINT64_FROM_LE(pfn);
-        n = GUINT64_FROM_LE(n);
-        if (!n || pfn >= in->ram->npages || n > in->ram->npages - pfn) {
-            return give_up(in, WIRE_ERR_PROTOCOL, errp,
-                           "hinted range %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
-                           " is outside RAM", pfn, n);
+    for (uint64_t pfn = bitmap_next_set(set, npages, 0); pfn < npages;) {
+        uint64_t end = pfn;
+        while (end < npages && bitmap_test_bit(set, end)) {
+            end++;
         }
         uint8_t *p = guest_ram_page(in->ram, pfn);
-        size_t bytes = n << GUEST_PAGE_SHIFT;
+        size_t bytes = (end - pfn) << GUEST_PAGE_SHIFT;
         if (poison) {
             madvise(p, bytes, MADV_POPULATE_WRITE);
             for (size_t off = 0; off < bytes; off += 4) {
@@ -245,9 +278,10 @@ static bool apply_hinted(Incoming *in, const uint8_t *d, size_t len, GError **er
         } else {
             madvise(p, bytes, MADV_DONTNEED);     /* reads as zero again */
         }
-        bitmap_set_range(in->hinted, pfn, n);
-        pages += n;
+        bitmap_set_range(in->hinted, pfn, end - pfn);
+        pfn = bitmap_next_set(set, npages, end);
     }
+    in->poison = poison;
     g_mutex_lock(&in->m->lock);
     in->m->stats.hinted_pages += pages;
     g_mutex_unlock(&in->m->lock);
@@ -374,10 +408,417 @@ static bool complete(Incoming *in, uint32_t seq, GError **errp)
     return true;
 }
 
-static bool incoming_run(Incoming *in, GError **errp)
+/* ---- postcopy ---- */
+
+/* The fault thread's way to the source (UffdRequestFn). */
+static bool request_pages(void *opaque, const uint64_t *pfns, unsigned n)
 {
-    if (!hello(in, errp)) {
+    Incoming *in = opaque;
+    g_autofree uint8_t *msg = g_malloc(4 + (size_t)n * 8);
+    uint32_t c = GUINT32_TO_LE(n);
+
+    memcpy(msg, &c, 4);
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t v = GUINT64_TO_LE(pfns[i]);
+        memcpy(msg + 4 + (size_t)i * 8, &v, 8);
+    }
+    g_mutex_lock(&in->send_lock);
+    bool ok = in->link_up &&
+              wire_send(in->fd, WIRE_PAGE_REQUEST, 0, msg, 4 + (size_t)n * 8, NULL);
+    g_mutex_unlock(&in->send_lock);
+    return ok;
+}
+
+/*
+ * Reads the first message of a new connection: @type with the session id.
+ * Returns the type, or 0 with @errp set.
+ */
+static uint16_t read_intro(Incoming *in, int fd, GError **errp)
+{
+    WireHeader h;
+    g_autoptr(GBytes) payload = NULL;
+    struct timeval tv = { .tv_sec = CHANNEL_TIMEOUT_MS / 1000 };
+    uint64_t session;
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (!wire_recv(fd, &h, &payload, errp)) {
+        return 0;
+    }
+    tv.tv_sec = 0;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    gsize len;
+    const void *d = g_bytes_get_data(payload, &len);
+    if ((h.type != WIRE_PAGE_CHANNEL && h.type != WIRE_RESUME) || len != 8) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "expected a page-channel or resume message, got %s",
+                    wire_type_str(h.type));
+        return 0;
+    }
+    memcpy(&session, d, 8);
+    if (GUINT64_FROM_LE(session) != in->session) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "connection belongs to another migration (session %016"
+                    G_GINT64_MODIFIER "x, this one is %016" G_GINT64_MODIFIER "x)",
+                    GUINT64_FROM_LE(session), in->session);
+        return 0;
+    }
+    return h.type;
+}
+
+/* Accepts one connection on @lfd, waiting at most @timeout_ms. */
+static int accept_one(int lfd, int timeout_ms, GError **errp)
+{
+    struct pollfd pfd = { lfd, POLLIN, 0 };
+    int r = poll(&pfd, 1, timeout_ms);
+    int fd = r == 1 ? accept4(lfd, NULL, NULL, SOCK_CLOEXEC) : -1;
+
+    if (fd < 0) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
+                    "the source did not connect within %d ms", timeout_ms);
+        return -1;
+    }
+    socket_set_liveness(fd);
+    return fd;
+}
+
+/* Pages a waiting vCPU asked for, on the second connection. */
+static gpointer channel_thread(gpointer data)
+{
+    Incoming *in = data;
+    PageDecoder *d = page_decoder_new();
+    g_autofree uint8_t *buf = g_malloc(MIGRATION_BUF_SIZE);
+    g_autofree uint8_t *staging = g_malloc((size_t)PAGE_BATCH_MAX * GUEST_PAGE_SIZE);
+    g_autoptr(GError) err = NULL;
+
+    for (;;) {
+        WireHeader h;
+        if (!wire_read_full(in->ch_fd, buf, WIRE_HEADER_SIZE, &err) ||
+            !wire_header_decode(buf, &h, &err)) {
+            break;
+        }
+        if (h.type != WIRE_RAM_BATCH || h.len > MIGRATION_BUF_SIZE || !in->postcopy) {
+            break;
+        }
+        if (!wire_read_full(in->ch_fd, buf, h.len, &err)) {
+            break;
+        }
+        PageCodecStats st = { 0 };
+        PageStaged sb = { .data = staging };
+        if (!page_decode_staged(d, in->ram->npages, buf, h.len, &sb, &st, &err) ||
+            !uffd_postcopy_place(in->pc, &sb, in->digests, &err)) {
+            break;
+        }
+        g_mutex_lock(&in->lock);
+        in->rx_bytes += WIRE_HEADER_SIZE + h.len;
+        in->codec.zero_pages += st.zero_pages;
+        in->codec.data_pages += st.data_pages;
+        in->codec.data_bytes += st.data_bytes;
+        in->codec.payload_bytes += st.payload_bytes;
+        g_mutex_unlock(&in->lock);
+    }
+    /* Without this channel requested pages never come: break the main
+     * stream too, so that the migration pauses and can be recovered. */
+    shutdown(in->fd, SHUT_RDWR);
+    uffd_postcopy_kick(in->pc);
+    page_decoder_free(d);
+    return NULL;
+}
+
+static void channel_start(Incoming *in, int fd)
+{
+    in->ch_fd = fd;
+    in->ch_thread = g_thread_new("page-channel", channel_thread, in);
+}
+
+static void channel_stop(Incoming *in)
+{
+    if (in->ch_thread) {
+        shutdown(in->ch_fd, SHUT_RDWR);
+        g_thread_join(in->ch_thread);
+        in->ch_thread = NULL;
+    }
+    if (in->ch_fd >= 0) {
+        close(in->ch_fd);
+        in->ch_fd = -1;
+    }
+}
+
+/* After the hello: the source's page channel, on the listening socket. */
+static bool accept_page_channel(Incoming *in, GError **errp)
+{
+    Migration *m = in->m;
+    g_mutex_lock(&m->lock);
+    int lfd = m->listen_fd;
+    m->listen_fd = -1;
+    g_mutex_unlock(&m->lock);
+
+    int fd = lfd >= 0 ? accept_one(lfd, CHANNEL_TIMEOUT_MS, errp) : -1;
+    if (lfd < 0) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "postcopy: no listening socket for the page channel");
+    }
+    if (lfd >= 0) {
+        close(lfd);
+    }
+    if (fd < 0 || read_intro(in, fd, errp) != WIRE_PAGE_CHANNEL) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        g_prefix_error(errp, "postcopy page channel: ");
         return false;
+    }
+    in->pc = uffd_postcopy_new(in->ram, errp);
+    if (!in->pc) {
+        close(fd);
+        return false;
+    }
+    in->digests = g_new(uint64_t, in->ram->npages);
+    channel_start(in, fd);
+    return true;
+}
+
+/* PENDING: the pages the source still owes; their copies here are stale. */
+static bool apply_pending(Incoming *in, const uint8_t *d, size_t len, GError **errp)
+{
+    unsigned long *missing = uffd_postcopy_missing(in->pc);
+    uint64_t npages = in->ram->npages, pages;
+    uint32_t word;
+    g_autoptr(GError) err = NULL;
+
+    if (!drain(in, &err)) {
+        return give_up(in, WIRE_ERR_DATA, errp, "%s", err->message);
+    }
+    if (!wire_runs_decode(d, len, npages, missing, &word, &pages, &err)) {
+        return give_up(in, WIRE_ERR_PROTOCOL, errp, "pending: %s", err->message);
+    }
+    if (in->hinted) {
+        /* Hinted, then written by the guest: it comes from the source. */
+        for (size_t i = 0; i < BITMAP_LONGS(npages); i++) {
+            in->hinted[i] &= ~missing[i];
+        }
+    }
+    return true;
+}
+
+/* POSTCOPY_RUN: RAM under userfaultfd, device state loaded, the guest runs. */
+static bool postcopy_run(Incoming *in, uint32_t seq, GError **errp)
+{
+    MigrationHost *host = &in->m->host;
+    g_autoptr(GError) err = NULL;
+
+    if (!drain(in, &err)) {
+        return give_up(in, WIRE_ERR_DATA, errp, "%s", err->message);
+    }
+    if (!in->sections) {
+        return give_up(in, WIRE_ERR_STATE, errp, "postcopy: no device state received");
+    }
+    if (!uffd_postcopy_start(in->pc, in->hinted, in->poison, request_pages, in, &err)) {
+        return give_up(in, WIRE_ERR_STATE, errp, "%s", err->message);
+    }
+    in->postcopy = true;
+    g_mutex_lock(&in->m->lock);
+    in->m->in_pc = in->pc;
+    in->m->stats.postcopy = true;
+    g_mutex_unlock(&in->m->lock);
+    if (!host->ops->load_state(host->opaque, in->sections, &err)) {
+        g_prefix_error(&err, "loading device state: ");
+        ack(in, seq, WIRE_ERR_STATE, err->message, NULL);
+        g_propagate_error(errp, g_steal_pointer(&err));
+        in->postcopy = false;       /* the guest never ran: a plain failure */
+        return false;
+    }
+    host->ops->incoming_done(host->opaque);
+    migration_set_status(in->m, MIGRATION_STATUS_POSTCOPY_ACTIVE, NULL);
+    return ack(in, seq, WIRE_OK, NULL, errp);
+}
+
+/* COMPLETE after postcopy: every page placed, then verified as placed. */
+static bool postcopy_complete(Incoming *in, uint32_t seq, bool *final, GError **errp)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (!drain(in, &err)) {
+        return give_up(in, WIRE_ERR_DATA, errp, "%s", err->message);
+    }
+    if (!uffd_postcopy_wait_all(in->pc, PLACE_TIMEOUT_MS)) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PIPE,
+                    "postcopy: %" G_GUINT64_FORMAT " pages still missing at the end "
+                    "of the stream", uffd_postcopy_stats(in->pc).remaining);
+        return false;
+    }
+    /* Everything is here: from now on the outcome is final. */
+    *final = true;
+    if (!uffd_postcopy_finish(in->pc, errp)) {
+        return false;
+    }
+    g_mutex_lock(&in->m->lock);
+    migration_stats_from_uffd(&in->m->stats, in->pc);
+    in->m->in_pc = NULL;
+    g_mutex_unlock(&in->m->lock);
+    if (in->features & WIRE_FEAT_VERIFY) {
+        g_autofree uint64_t *ours = g_new(uint64_t, in->nchunks);
+        g_autofree char *why = NULL;
+        uint64_t bad = 0, first_bad = 0;
+        if (in->digests_received != in->nchunks) {
+            why = g_strdup_printf("RAM verification failed: %" G_GUINT64_FORMAT
+                                  " of %" G_GUINT64_FORMAT " digests received",
+                                  in->digests_received, in->nchunks);
+        } else {
+            ram_digest_combine(in->digests, in->ram->npages, RAM_DIGEST_CHUNK_PAGES,
+                               in->nchunks, ours, in->hinted);
+            for (uint64_t c = 0; c < in->nchunks; c++) {
+                if (ours[c] != in->src_digests[c] && !bad++) {
+                    first_bad = c;
+                }
+            }
+            g_mutex_lock(&in->m->lock);
+            in->m->stats.verify_chunks = in->nchunks;
+            in->m->stats.verify_mismatches = bad;
+            in->m->stats.verified = true;
+            g_mutex_unlock(&in->m->lock);
+            if (bad) {
+                why = g_strdup_printf("RAM verification failed: %" G_GUINT64_FORMAT
+                                      " of %" G_GUINT64_FORMAT " chunks differ as "
+                                      "placed (first: chunk %" G_GUINT64_FORMAT ")",
+                                      bad, in->nchunks, first_bad);
+            }
+        }
+        if (why) {
+            ack(in, seq, WIRE_ERR_VERIFY, why, NULL);
+            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s", why);
+            return false;
+        }
+    }
+    if (in->hinted) {
+        g_mutex_lock(&in->m->lock);
+        in->m->stats.hint_skipped_pages = bitmap_count(in->hinted, in->ram->npages);
+        g_mutex_unlock(&in->m->lock);
+    }
+    return ack(in, seq, WIRE_OK, NULL, errp);
+}
+
+/*
+ * The link broke in postcopy: the guest waits on its missing pages while
+ * we wait for migrate_recover and the source's new connections.  Returns
+ * false only when the migration is being torn down.
+ */
+static bool postcopy_recover(Incoming *in, const char *why)
+{
+    Migration *m = in->m;
+
+    g_mutex_lock(&in->send_lock);
+    in->link_up = false;
+    g_mutex_unlock(&in->send_lock);
+    uffd_postcopy_link(in->pc, false);
+    channel_stop(in);
+    g_autoptr(GError) ignored = NULL;
+    drain(in, &ignored);
+    g_mutex_lock(&in->lock);
+    g_clear_pointer(&in->decode_error, g_free);
+    g_mutex_unlock(&in->lock);
+    g_mutex_lock(&m->lock);
+    m->in_fd = -1;
+    g_mutex_unlock(&m->lock);
+    shutdown(in->fd, SHUT_RDWR);
+    close(in->fd);
+    in->fd = -1;
+
+    for (;;) {
+        g_mutex_lock(&m->lock);
+        m->stats.status = MIGRATION_STATUS_POSTCOPY_PAUSED;
+        g_free(m->stats.error);
+        m->stats.error = g_strdup(why);
+        while (m->recover_fd < 0 && !m->cancel) {
+            g_cond_wait(&m->state_cond, &m->lock);
+        }
+        if (m->cancel) {
+            g_mutex_unlock(&m->lock);
+            return false;
+        }
+        int lfd = m->recover_fd;
+        m->recover_fd = -1;
+        m->stats.status = MIGRATION_STATUS_POSTCOPY_RECOVER;
+        g_mutex_unlock(&m->lock);
+
+        /* The source connects its main stream first, then the page channel. */
+        g_autoptr(GError) err = NULL;
+        int fds[2] = { -1, -1 };
+        for (int i = 0; i < 2 && !err; i++) {
+            int fd = accept_one(lfd, 60000, &err);
+            uint16_t t = fd >= 0 ? read_intro(in, fd, &err) : 0;
+            int slot = t == WIRE_RESUME ? 0 : t == WIRE_PAGE_CHANNEL ? 1 : -1;
+            if (slot < 0 || fds[slot] >= 0) {
+                if (!err) {
+                    g_set_error(&err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                                "recovery: two connections of one kind");
+                }
+                if (fd >= 0) {
+                    close(fd);
+                }
+                break;
+            }
+            fds[slot] = fd;
+        }
+        close(lfd);
+        if (err) {
+            for (int i = 0; i < 2; i++) {
+                if (fds[i] >= 0) {
+                    close(fds[i]);
+                }
+            }
+            why = "recovery failed; try migrate_recover again";
+            continue;
+        }
+        in->fd = fds[0];
+        g_mutex_lock(&m->lock);
+        m->in_fd = in->fd;
+        g_mutex_unlock(&m->lock);
+        /* Tell the source what is still missing: what it must send again. */
+        g_autoptr(GPtrArray) runs = wire_runs_encode(uffd_postcopy_missing(in->pc),
+                                                     in->ram->npages, 0, 1);
+        bool sent = true;
+        for (guint i = 0; i < runs->len && sent; i++) {
+            gsize len;
+            const void *d = g_bytes_get_data(runs->pdata[i], &len);
+            sent = wire_send(in->fd, WIRE_MISSING, 0, d, len, NULL);
+        }
+        if (!sent) {
+            close(fds[1]);
+            close(in->fd);
+            in->fd = -1;
+            why = "recovery failed while sending the missing pages";
+            continue;
+        }
+        channel_start(in, fds[1]);
+        g_mutex_lock(&in->send_lock);
+        in->link_up = true;
+        g_mutex_unlock(&in->send_lock);
+        uffd_postcopy_link(in->pc, true);    /* waiting vCPUs: ask again */
+        g_mutex_lock(&m->lock);
+        m->stats.status = MIGRATION_STATUS_POSTCOPY_ACTIVE;
+        m->stats.recoveries++;
+        g_mutex_unlock(&m->lock);
+        return true;
+    }
+}
+
+static bool incoming_run(Incoming *in, bool resumed, bool *final, GError **errp)
+{
+    if (!resumed) {
+        if (!hello(in, errp)) {
+            return false;
+        }
+        if ((in->features & WIRE_FEAT_POSTCOPY) && !accept_page_channel(in, errp)) {
+            return false;
+        }
+        if (!(in->features & WIRE_FEAT_POSTCOPY)) {
+            g_mutex_lock(&in->m->lock);
+            if (in->m->listen_fd >= 0) {
+                close(in->m->listen_fd);
+                in->m->listen_fd = -1;
+            }
+            g_mutex_unlock(&in->m->lock);
+        }
     }
     for (;;) {
         uint8_t hb[WIRE_HEADER_SIZE];
@@ -469,7 +910,22 @@ static bool incoming_run(Incoming *in, GError **errp)
                 return false;
             }
             break;
+        case WIRE_PENDING:
+        case WIRE_POSTCOPY_RUN:
+            if (!in->pc || in->postcopy) {
+                return give_up(in, WIRE_ERR_PROTOCOL, errp, "unexpected %s message",
+                               wire_type_str(h.type));
+            }
+            if (h.type == WIRE_PENDING ? !apply_pending(in, payload, h.len, errp)
+                                       : !postcopy_run(in, h.seq, errp)) {
+                return false;
+            }
+            break;
         case WIRE_COMPLETE:
+            if (in->postcopy) {
+                return postcopy_complete(in, h.seq, final, errp);
+            }
+            *final = true;
             return complete(in, h.seq, errp);
         default:
             return give_up(in, WIRE_ERR_PROTOCOL, errp, "unexpected %s message",
@@ -488,6 +944,8 @@ gpointer incoming_thread(gpointer data)
         .ndec = migration_get_params(m).compress_threads,
         .dec_q = g_async_queue_new(),
         .rx_pool = g_async_queue_new(),
+        .ch_fd = -1,
+        .link_up = true,
     };
     g_autoptr(GError) err = NULL;
 
@@ -495,6 +953,7 @@ gpointer incoming_thread(gpointer data)
     in.src_digests = g_new0(uint64_t, in.nchunks);
     g_mutex_init(&in.lock);
     g_cond_init(&in.idle);
+    g_mutex_init(&in.send_lock);
     for (unsigned i = 0; i < RX_BUFS; i++) {
         in.bufs[i].data = g_malloc(MIGRATION_BUF_SIZE);
         g_async_queue_push(in.rx_pool, &in.bufs[i]);
@@ -504,7 +963,21 @@ gpointer incoming_thread(gpointer data)
         in.dec[i] = g_thread_new("decoder", decoder_thread, &in);
     }
 
-    bool ok = incoming_run(&in, &err);
+    bool final = false, resumed = false, ok;
+    /* In postcopy the guest already runs here: a broken link pauses, it
+     * does not fail, until every page is in. */
+    while (!(ok = incoming_run(&in, resumed, &final, &err)) && in.postcopy && !final) {
+        g_autofree char *why = g_strdup_printf("link to the source lost: %s",
+                                               err->message);
+        g_clear_error(&err);
+        if (!postcopy_recover(&in, why)) {
+            g_set_error(&err, G_FILE_ERROR, G_FILE_ERROR_INTR,
+                        "postcopy abandoned while paused");
+            break;
+        }
+        resumed = true;
+    }
+    channel_stop(&in);
 
     for (unsigned i = 0; i < in.ndec; i++) {
         g_async_queue_push(in.dec_q, &stop_buf);
@@ -517,11 +990,26 @@ gpointer incoming_thread(gpointer data)
     m->stats.total_time_ms = (g_get_monotonic_time() - m->t_start) / 1000;
     m->in_fd = -1;
     g_mutex_unlock(&m->lock);
-    shutdown(in.fd, SHUT_RDWR);
-    close(in.fd);
+    if (in.fd >= 0) {
+        shutdown(in.fd, SHUT_RDWR);
+        close(in.fd);
+    }
+    g_mutex_lock(&m->lock);
+    if (m->listen_fd >= 0 && !m->listen_src) {
+        close(m->listen_fd);          /* the page channel never came */
+        m->listen_fd = -1;
+    }
+    if (in.pc && m->in_pc) {
+        migration_stats_from_uffd(&m->stats, in.pc);
+    }
+    m->in_pc = NULL;
+    g_mutex_unlock(&m->lock);
+    uffd_postcopy_free(in.pc);
     if (ok) {
         migration_set_status(m, MIGRATION_STATUS_COMPLETED, NULL);
-        m->host.ops->incoming_done(m->host.opaque);
+        if (!in.postcopy) {
+            m->host.ops->incoming_done(m->host.opaque);   /* postcopy: at RUN */
+        }
     } else {
         migration_set_status(m, MIGRATION_STATUS_FAILED, "%s", err->message);
     }
@@ -532,7 +1020,9 @@ gpointer incoming_thread(gpointer data)
     g_free(in.dec);
     g_free(in.src_digests);
     g_free(in.hinted);
+    g_free(in.digests);
     g_free(in.decode_error);
+    g_mutex_clear(&in.send_lock);
     if (in.sections) {
         g_ptr_array_unref(in.sections);
     }

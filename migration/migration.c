@@ -13,6 +13,7 @@
 
 #include "migration_priv.h"
 #include "migration/size_parse.h"
+#include "migration/uffd_postcopy.h"
 
 static const char *const status_names[] = {
     [MIGRATION_STATUS_NONE] = "none",
@@ -23,6 +24,9 @@ static const char *const status_names[] = {
     [MIGRATION_STATUS_FAILED] = "failed",
     [MIGRATION_STATUS_CANCELLING] = "cancelling",
     [MIGRATION_STATUS_CANCELLED] = "cancelled",
+    [MIGRATION_STATUS_POSTCOPY_ACTIVE] = "postcopy-active",
+    [MIGRATION_STATUS_POSTCOPY_PAUSED] = "postcopy-paused",
+    [MIGRATION_STATUS_POSTCOPY_RECOVER] = "postcopy-recover",
 };
 
 const char *migration_status_str(MigrationStatus s)
@@ -45,14 +49,22 @@ Migration *migration_new(const MigrationHost *host)
     m->caps.verify = true;
     g_hook_list_init(&m->notifiers, sizeof(GHook));
     g_cond_init(&m->hint_cond);
-    m->fd = m->listen_fd = m->in_fd = -1;
+    g_cond_init(&m->state_cond);
+    m->fd = m->listen_fd = m->in_fd = m->recover_fd = -1;
     return m;
+}
+
+static bool is_postcopy(MigrationStatus s)
+{
+    return s == MIGRATION_STATUS_POSTCOPY_ACTIVE || s == MIGRATION_STATUS_POSTCOPY_PAUSED ||
+           s == MIGRATION_STATUS_POSTCOPY_RECOVER;
 }
 
 static bool is_running(MigrationStatus s)
 {
     return s == MIGRATION_STATUS_SETUP || s == MIGRATION_STATUS_ACTIVE ||
-           s == MIGRATION_STATUS_DEVICE || s == MIGRATION_STATUS_CANCELLING;
+           s == MIGRATION_STATUS_DEVICE || s == MIGRATION_STATUS_CANCELLING ||
+           is_postcopy(s);
 }
 
 /* Joins a thread that has finished (call without the lock held). */
@@ -89,6 +101,8 @@ void migration_free(Migration *m)
     if (m->in_fd >= 0) {
         shutdown(m->in_fd, SHUT_RDWR);
     }
+    g_cond_broadcast(&m->state_cond);     /* a paused postcopy gives up */
+    g_cond_broadcast(&m->hint_cond);
     g_mutex_unlock(&m->lock);
     /* The threads may wait for the main loop (to stop or start the VM). */
     while (thread_running(m, m->thread, &m->thread_done) ||
@@ -104,9 +118,14 @@ void migration_free(Migration *m)
     if (m->listen_fd >= 0) {
         close(m->listen_fd);
     }
+    if (m->recover_fd >= 0) {
+        close(m->recover_fd);
+    }
     migration_stats_clear(&m->stats);
     g_hook_list_clear(&m->notifiers);
     g_cond_clear(&m->hint_cond);
+    g_cond_clear(&m->state_cond);
+    g_free(m->resume_uri);
     g_mutex_clear(&m->lock);
     g_free(m->uri);
     g_free(m);
@@ -222,6 +241,8 @@ bool migration_start(Migration *m, const char *uri, GError **errp)
     };
     m->cancel = false;
     m->committed = false;
+    m->postcopy_requested = false;
+    m->postcopy_switched = false;
     m->t_start = g_get_monotonic_time();
     g_mutex_unlock(&m->lock);
 
@@ -238,6 +259,16 @@ bool migration_cancel(Migration *m, GError **errp)
         g_mutex_unlock(&m->lock);
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "no outgoing migration is running");
+        return false;
+    }
+    if (m->postcopy_switched) {
+        g_mutex_unlock(&m->lock);
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+                    "migrate_cancel is refused in postcopy: the guest runs on the "
+                    "destination, and the pages it still lacks exist only here. "
+                    "Let it finish, or after a network failure resume it with "
+                    "'migrate_recover URI' on the destination and 'migrate -r URI' "
+                    "here");
         return false;
     }
     if (m->committed) {
@@ -266,12 +297,15 @@ static gboolean incoming_accept(gint fd, GIOCondition cond, gpointer data)
     if (cfd < 0) {
         return G_SOURCE_CONTINUE;
     }
-    /* One migration per listen, as QEMU: stop listening. */
-    close(m->listen_fd);
-    m->listen_fd = -1;
+    /* One migration per listen, as QEMU: stop listening, unless postcopy's
+     * page channel is still to come (the receiver accepts it, then closes). */
     m->listen_src = 0;
     socket_set_liveness(cfd);
     g_mutex_lock(&m->lock);
+    if (!m->caps.postcopy_ram) {
+        close(m->listen_fd);
+        m->listen_fd = -1;
+    }
     m->in_fd = cfd;
     m->t_start = g_get_monotonic_time();
     m->stats.status = MIGRATION_STATUS_ACTIVE;
@@ -283,7 +317,7 @@ static gboolean incoming_accept(gint fd, GIOCondition cond, gpointer data)
 bool migration_incoming_start(Migration *m, const char *uri, GError **errp)
 {
     reap(m, &m->in_thread, &m->in_thread_done);
-    if (m->listen_fd >= 0 || m->in_thread) {
+    if (m->listen_fd >= 0 || m->in_thread || m->listen_src) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_EXIST,
                     "an incoming migration is already set up");
         return false;
@@ -313,6 +347,9 @@ void migration_get_stats(Migration *m, MigrationStats *out)
     if (is_running(m->stats.status) && m->t_start) {
         out->total_time_ms = (g_get_monotonic_time() - m->t_start) / 1000;
     }
+    if (m->in_pc) {
+        migration_stats_from_uffd(out, m->in_pc);
+    }
     g_mutex_unlock(&m->lock);
 }
 
@@ -337,15 +374,105 @@ MigrationCaps migration_get_caps(Migration *m)
     return c;
 }
 
+void migration_stats_from_uffd(MigrationStats *s, struct UffdPostcopy *pc)
+{
+    UffdPostcopyStats u = uffd_postcopy_stats(pc);
+    s->postcopy = true;
+    s->postcopy_requests = u.requested_pages;
+    s->postcopy_remaining = u.remaining;
+    s->faults_local = u.faults_local;
+    s->faults_remote = u.faults_remote;
+    s->hinted_requested = u.hinted_requested;
+    s->duplicate_placements = u.duplicate_pages;
+    s->hint_filled = u.hint_filled;
+    s->fault_lat_samples = u.lat_samples;
+    s->fault_lat_p50_us = u.lat_p50_us;
+    s->fault_lat_p99_us = u.lat_p99_us;
+    s->fault_lat_max_us = u.lat_max_us;
+}
+
+bool migration_start_postcopy(Migration *m, GError **errp)
+{
+    g_mutex_lock(&m->lock);
+    bool ok = false;
+    if (!m->caps.postcopy_ram) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+                    "Enable postcopy with migrate_set_capability before the start "
+                    "of migration");
+    } else if (m->stats.incoming || (m->stats.status != MIGRATION_STATUS_SETUP &&
+                                     m->stats.status != MIGRATION_STATUS_ACTIVE)) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "postcopy must be started after migration has been started "
+                    "(status: %s)", migration_status_str(m->stats.status));
+    } else {
+        m->postcopy_requested = true;
+        ok = true;
+    }
+    g_mutex_unlock(&m->lock);
+    return ok;
+}
+
+bool migration_resume(Migration *m, const char *uri, GError **errp)
+{
+    g_autofree char *host = NULL, *port = NULL;
+
+    if (!socket_uri_parse(uri, &host, &port, errp)) {
+        return false;
+    }
+    g_mutex_lock(&m->lock);
+    bool ok = !m->stats.incoming &&
+              m->stats.status == MIGRATION_STATUS_POSTCOPY_PAUSED && m->thread;
+    if (!ok) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "migrate -r resumes a paused postcopy migration; the "
+                    "migration is %s", m->stats.incoming ? "incoming"
+                    : migration_status_str(m->stats.status));
+    } else {
+        g_free(m->resume_uri);
+        m->resume_uri = g_strdup(uri);
+        g_cond_broadcast(&m->state_cond);
+    }
+    g_mutex_unlock(&m->lock);
+    return ok;
+}
+
+bool migration_recover(Migration *m, const char *uri, GError **errp)
+{
+    g_mutex_lock(&m->lock);
+    bool paused = m->stats.incoming &&
+                  m->stats.status == MIGRATION_STATUS_POSTCOPY_PAUSED &&
+                  m->recover_fd < 0;
+    g_mutex_unlock(&m->lock);
+    if (!paused) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "migrate_recover needs an incoming postcopy migration that is "
+                    "paused (postcopy-paused) and not already recovering");
+        return false;
+    }
+    int fd = socket_listen(uri, errp);
+    if (fd < 0) {
+        return false;
+    }
+    g_mutex_lock(&m->lock);
+    m->recover_fd = fd;
+    g_cond_broadcast(&m->state_cond);
+    g_mutex_unlock(&m->lock);
+    return true;
+}
+
+bool migration_incoming_ram_pending(Migration *m)
+{
+    g_mutex_lock(&m->lock);
+    bool pending = m->in_pc != NULL;
+    g_mutex_unlock(&m->lock);
+    return pending;
+}
+
 bool migration_set_capability(Migration *m, const char *name, bool on,
                               GError **errp)
 {
-    if (!strcmp(name, "postcopy-ram")) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
-                    "capability '%s' is not implemented yet", name);
-        return false;
-    }
-    if (strcmp(name, "verify") && strcmp(name, "free-page-hint")) {
+    if (strcmp(name, "verify") && strcmp(name, "free-page-hint") &&
+        strcmp(name, "postcopy-ram")) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "unknown capability '%s' (known: verify, free-page-hint, "
                     "postcopy-ram)", name);
@@ -362,8 +489,14 @@ bool migration_set_capability(Migration *m, const char *name, bool on,
             return false;
         }
     }
+    if (!strcmp(name, "postcopy-ram") && on && !uffd_postcopy_probe(errp)) {
+        return false;
+    }
     g_mutex_lock(&m->lock);
-    if (is_running(m->stats.status)) {
+    /* A destination still waiting for its source may change them (QEMU
+     * lets -incoming tcp:... be followed by migrate_set_capability). */
+    if (is_running(m->stats.status) &&
+        !(m->stats.incoming && m->stats.status == MIGRATION_STATUS_SETUP)) {
         g_mutex_unlock(&m->lock);
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
                     "capabilities cannot change while a migration runs");
@@ -371,6 +504,8 @@ bool migration_set_capability(Migration *m, const char *name, bool on,
     }
     if (!strcmp(name, "verify")) {
         m->caps.verify = on;
+    } else if (!strcmp(name, "postcopy-ram")) {
+        m->caps.postcopy_ram = on;
     } else {
         m->caps.free_page_hint = on;
     }

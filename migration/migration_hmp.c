@@ -15,9 +15,14 @@ static bool hmp_migrate(void *opaque, int argc, char **argv, GString *out,
     Migration *m = opaque;
     bool detach = argc == 3;
 
+    if (argc == 3 && !strcmp(argv[1], "-r")) {
+        /* As QEMU: resume a paused postcopy migration. */
+        return migration_resume(m, argv[2], errp);
+    }
     if (argc == 3 && strcmp(argv[1], "-d")) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                    "migrate: unknown flag '%s' (usage: migrate [-d] uri)", argv[1]);
+                    "migrate: unknown flag '%s' (usage: migrate [-d|-r] uri)",
+                    argv[1]);
         return false;
     }
     if (m->host.ops->can_migrate && !m->host.ops->can_migrate(m->host.opaque, errp)) {
@@ -69,6 +74,20 @@ static bool hmp_migrate_cancel(void *opaque, int argc, char **argv, GString *out
     return migration_cancel(opaque, errp);
 }
 
+static bool hmp_migrate_start_postcopy(void *opaque, int argc, char **argv,
+                                       GString *out, GError **errp)
+{
+    (void)argc, (void)argv, (void)out;
+    return migration_start_postcopy(opaque, errp);
+}
+
+static bool hmp_migrate_recover(void *opaque, int argc, char **argv, GString *out,
+                                GError **errp)
+{
+    (void)argc, (void)out;
+    return migration_recover(opaque, argv[1], errp);
+}
+
 static bool parse_on_off(const char *s, bool *out, GError **errp)
 {
     if (!strcmp(s, "on") || !strcmp(s, "true")) {
@@ -118,8 +137,8 @@ static bool hmp_info_migrate(void *opaque, int argc, char **argv, GString *out,
         return true;        /* QEMU prints nothing before the first migration */
     }
     g_string_append_printf(out, "Migration status: %s", migration_status_str(s.status));
-    if ((s.status == MIGRATION_STATUS_FAILED || s.status == MIGRATION_STATUS_CANCELLED) &&
-        s.error) {
+    if ((s.status == MIGRATION_STATUS_FAILED || s.status == MIGRATION_STATUS_CANCELLED ||
+         s.status == MIGRATION_STATUS_POSTCOPY_PAUSED) && s.error) {
         g_string_append_printf(out, " (%s)", s.error);
     }
     g_string_append_c(out, '\n');
@@ -175,6 +194,35 @@ static bool hmp_info_migrate(void *opaque, int argc, char **argv, GString *out,
             g_string_append_printf(out, "hint note: %s\n", s.hint_note);
         }
     }
+    if (s.postcopy) {
+        /* QEMU's line first, then hintmig's. */
+        g_string_append_printf(out, "postcopy request count: %" G_GUINT64_FORMAT "\n",
+                               s.postcopy_requests);
+        g_string_append_printf(out, "postcopy remaining: %" G_GUINT64_FORMAT " pages\n",
+                               s.postcopy_remaining);
+        if (s.incoming) {
+            g_string_append_printf(out, "postcopy faults: %" G_GUINT64_FORMAT " local, %"
+                                   G_GUINT64_FORMAT " remote\n", s.faults_local,
+                                   s.faults_remote);
+            g_string_append_printf(out, "postcopy hinted requested: %" G_GUINT64_FORMAT
+                                   " pages\n", s.hinted_requested);
+            g_string_append_printf(out, "postcopy hint-filled: %" G_GUINT64_FORMAT
+                                   " pages\n", s.hint_filled);
+            g_string_append_printf(out, "postcopy duplicate pages: %" G_GUINT64_FORMAT
+                                   "\n", s.duplicate_placements);
+            g_string_append_printf(out, "postcopy remote fault latency: p50 %"
+                                   G_GUINT64_FORMAT " us, p99 %" G_GUINT64_FORMAT
+                                   " us, max %" G_GUINT64_FORMAT " us (%"
+                                   G_GUINT64_FORMAT " faults)\n", s.fault_lat_p50_us,
+                                   s.fault_lat_p99_us, s.fault_lat_max_us,
+                                   s.fault_lat_samples);
+        } else {
+            g_string_append_printf(out, "postcopy urgent pages: %" G_GUINT64_FORMAT "\n",
+                                   s.postcopy_urgent_pages);
+        }
+        g_string_append_printf(out, "postcopy recoveries: %" G_GUINT64_FORMAT "\n",
+                               s.recoveries);
+    }
     if (!s.incoming && s.dirty_backend[0]) {
         g_string_append_printf(out, "dirty tracking: %s\n", s.dirty_backend);
     }
@@ -201,8 +249,9 @@ static bool hmp_info_caps(void *opaque, int argc, char **argv, GString *out,
 {
     MigrationCaps c = migration_get_caps(opaque);
     (void)argc, (void)argv, (void)errp;
-    g_string_append_printf(out, "verify: %s\nfree-page-hint: %s\npostcopy-ram: off\n",
-                           c.verify ? "on" : "off", c.free_page_hint ? "on" : "off");
+    g_string_append_printf(out, "verify: %s\nfree-page-hint: %s\npostcopy-ram: %s\n",
+                           c.verify ? "on" : "off", c.free_page_hint ? "on" : "off",
+                           c.postcopy_ram ? "on" : "off");
     return true;
 }
 
@@ -225,8 +274,15 @@ static bool hmp_info_params(void *opaque, int argc, char **argv, GString *out,
 }
 
 static const MonitorCmd cmds[] = {
-    { "migrate", NULL, "[-d] uri",
-      "migrate to URI (using -d to not wait for completion)", 1, 2, hmp_migrate },
+    { "migrate", NULL, "[-d|-r] uri",
+      "migrate to URI (using -d to not wait for completion; -r to resume a "
+      "paused postcopy migration)", 1, 2, hmp_migrate },
+    { "migrate_start_postcopy", NULL, NULL,
+      "switch the running migration to postcopy (needs postcopy-ram on both "
+      "sides)", 0, 0, hmp_migrate_start_postcopy },
+    { "migrate_recover", NULL, "uri",
+      "destination: listen on URI for the source of a paused postcopy migration",
+      1, 1, hmp_migrate_recover },
     { "migrate_incoming", NULL, "uri",
       "continue an incoming migration from an -incoming defer", 1, 1,
       hmp_migrate_incoming },

@@ -25,6 +25,14 @@ struct Migration {
     GCond hint_cond;
     uint32_t hint_round_done;   /* the last id whose round the driver closed */
 
+    /* postcopy */
+    GCond state_cond;           /* resume_uri or recover_fd was set; cancel */
+    bool postcopy_requested;    /* migrate_start_postcopy */
+    bool postcopy_switched;     /* the guest may run on the destination */
+    char *resume_uri;           /* source: migrate -r, taken by the thread */
+    int recover_fd;             /* destination: listening for a recovery */
+    struct UffdPostcopy *in_pc; /* destination: live fault counters */
+
     /* outgoing */
     char *uri;
     GThread *thread;
@@ -57,6 +65,10 @@ bool migration_cancelled(Migration *m);
  * Returns false (cancelled) or true (cancel is refused from now on).
  */
 bool migration_commit(Migration *m);
+
+/* Fills @s's postcopy lines from @pc's counters. */
+struct UffdPostcopy;
+void migration_stats_from_uffd(MigrationStats *s, struct UffdPostcopy *pc);
 
 /* The source thread (precopy.c) and the receiver thread (incoming.c). */
 gpointer precopy_thread(gpointer data);

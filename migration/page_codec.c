@@ -8,6 +8,7 @@
 #include "migration/bitmap.h"
 #include "migration/kernel_compat.h"
 #include "migration/page_codec.h"
+#include "migration/ram_digest.h"
 
 
 struct PageEncoder {
@@ -220,50 +221,19 @@ static void populate_runs(GuestRam *ram, const uint64_t *pfns, const uint8_t *ki
     }
 }
 
-static bool decompress_pages(PageDecoder *d, GuestRam *ram, const uint64_t *pfns,
-                             const uint8_t *kind, unsigned n, const uint8_t *src,
-                             size_t len, GError **errp)
-{
-    ZSTD_inBuffer in = { src, len, 0 };
-
-    ZSTD_DCtx_reset(d->dctx, ZSTD_reset_session_only);
-    size_t r = 1;
-    for (unsigned i = 0; i < n; i++) {
-        if (kind[i] != PAGE_FRAME) {
-            continue;
-        }
-        ZSTD_outBuffer out = { guest_ram_page(ram, pfns[i]), GUEST_PAGE_SIZE, 0 };
-        while (out.pos < out.size) {
-            size_t before_in = in.pos, before_out = out.pos;
-            r = ZSTD_decompressStream(d->dctx, &out, &in);
-            if (ZSTD_isError(r)) {
-                g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                            "corrupt compressed batch: %s", ZSTD_getErrorName(r));
-                return false;
-            }
-            if (in.pos == before_in && out.pos == before_out) {
-                g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                            "compressed batch is shorter than its pages");
-                return false;
-            }
-        }
-    }
-    if (r != 0 || in.pos != in.size) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                    "compressed batch is longer than its pages");
-        return false;
-    }
-    return true;
-}
-
-bool page_decode(PageDecoder *d, GuestRam *ram, const uint8_t *buf, size_t len,
-                 uint32_t *round, PageCodecStats *stats, unsigned long *arrived,
-                 GError **errp)
-{
+/* A batch's header and entries, checked. */
+typedef struct ParsedBatch {
+    unsigned n, nframe, nraw;
+    uint32_t round;
     uint64_t pfns[PAGE_BATCH_MAX];
     uint8_t kind[PAGE_BATCH_MAX];
-    unsigned nframe = 0, nraw = 0;
+    const uint8_t *frame, *raw;
+    uint32_t frame_len, data_len;
+} ParsedBatch;
 
+static bool parse_batch(const uint8_t *buf, size_t len, uint64_t npages,
+                        ParsedBatch *b, GError **errp)
+{
     if (len < PAGE_BATCH_HEADER) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "RAM batch of %zu bytes is too short", len);
@@ -281,54 +251,155 @@ bool page_decode(PageDecoder *d, GuestRam *ram, const uint8_t *buf, size_t len,
                     "%u data bytes in %zu)", n, enc, data_len, len);
         return false;
     }
+    b->n = n;
+    b->nframe = b->nraw = 0;
     for (unsigned i = 0; i < n; i++) {
         uint64_t e = get64(buf + PAGE_BATCH_HEADER + (size_t)i * 8);
-        pfns[i] = e >> 2;
-        kind[i] = e & 3;
-        if (pfns[i] >= ram->npages || kind[i] > PAGE_RAW ||
-            (kind[i] == PAGE_FRAME && enc != PAGE_ENC_ZSTD)) {
+        b->pfns[i] = e >> 2;
+        b->kind[i] = e & 3;
+        if (b->pfns[i] >= npages || b->kind[i] > PAGE_RAW ||
+            (b->kind[i] == PAGE_FRAME && enc != PAGE_ENC_ZSTD)) {
             g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                         "RAM batch entry %u (page %" G_GUINT64_FORMAT ", kind %u) "
                         "is beyond RAM (%" G_GUINT64_FORMAT " pages) or invalid",
-                        i, pfns[i], kind[i], ram->npages);
+                        i, b->pfns[i], b->kind[i], npages);
             return false;
         }
-        nframe += kind[i] == PAGE_FRAME;
-        nraw += kind[i] == PAGE_RAW;
+        b->nframe += b->kind[i] == PAGE_FRAME;
+        b->nraw += b->kind[i] == PAGE_RAW;
     }
-    const uint8_t *frame = buf + PAGE_BATCH_HEADER + (size_t)n * 8;
-    const uint8_t *raw = frame + frame_len;
-    if (data_len - frame_len != (size_t)nraw * GUEST_PAGE_SIZE ||
-        (enc == PAGE_ENC_ZSTD && (!nframe || !frame_len))) {
+    b->frame = buf + PAGE_BATCH_HEADER + (size_t)n * 8;
+    b->raw = b->frame + frame_len;
+    b->frame_len = frame_len;
+    b->data_len = data_len;
+    b->round = get32(buf);
+    if (data_len - frame_len != (size_t)b->nraw * GUEST_PAGE_SIZE ||
+        (enc == PAGE_ENC_ZSTD && (!b->nframe || !frame_len))) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "RAM batch carries %u data bytes for %u raw and %u "
-                    "compressed pages (frame %u bytes)", data_len, nraw, nframe,
-                    frame_len);
+                    "compressed pages (frame %u bytes)", data_len, b->nraw,
+                    b->nframe, frame_len);
         return false;
     }
-    populate_runs(ram, pfns, kind, n);
-    if (nframe && !decompress_pages(d, ram, pfns, kind, n, frame, frame_len, errp)) {
-        return false;
+    return true;
+}
+
+/* Writes the batch's data pages to @dst[i]: the frame's, then the raw ones. */
+static bool fill_pages(PageDecoder *d, const ParsedBatch *b, uint8_t *const *dst,
+                       GError **errp)
+{
+    ZSTD_inBuffer in = { b->frame, b->frame_len, 0 };
+    const uint8_t *raw = b->raw;
+
+    if (b->nframe) {
+        ZSTD_DCtx_reset(d->dctx, ZSTD_reset_session_only);
+        size_t r = 1;
+        for (unsigned i = 0; i < b->n; i++) {
+            if (b->kind[i] != PAGE_FRAME) {
+                continue;
+            }
+            ZSTD_outBuffer out = { dst[i], GUEST_PAGE_SIZE, 0 };
+            while (out.pos < out.size) {
+                size_t before_in = in.pos, before_out = out.pos;
+                r = ZSTD_decompressStream(d->dctx, &out, &in);
+                if (ZSTD_isError(r)) {
+                    g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                                "corrupt compressed batch: %s", ZSTD_getErrorName(r));
+                    return false;
+                }
+                if (in.pos == before_in && out.pos == before_out) {
+                    g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                                "compressed batch is shorter than its pages");
+                    return false;
+                }
+            }
+        }
+        if (r != 0 || in.pos != in.size) {
+            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                        "compressed batch is longer than its pages");
+            return false;
+        }
     }
-    for (unsigned i = 0; i < n; i++) {
-        void *p = guest_ram_page(ram, pfns[i]);
-        if (kind[i] == PAGE_RAW) {
-            memcpy(p, raw, GUEST_PAGE_SIZE);
+    for (unsigned i = 0; i < b->n; i++) {
+        if (b->kind[i] == PAGE_RAW) {
+            memcpy(dst[i], raw, GUEST_PAGE_SIZE);
             raw += GUEST_PAGE_SIZE;
-        } else if (kind[i] == PAGE_ZERO && !page_is_zero(p)) {
+        }
+    }
+    return true;
+}
+
+static void add_stats(const ParsedBatch *b, PageCodecStats *stats)
+{
+    stats->zero_pages += b->n - b->nframe - b->nraw;
+    stats->data_pages += b->nframe + b->nraw;
+    stats->data_bytes += (uint64_t)(b->nframe + b->nraw) * GUEST_PAGE_SIZE;
+    stats->payload_bytes += b->data_len;
+    stats->raw_pages += b->nraw;
+}
+
+uint64_t page_zero_digest(void)
+{
+    static const uint8_t zero[GUEST_PAGE_SIZE];
+    return ram_digest(zero, sizeof(zero), 0);
+}
+
+bool page_decode(PageDecoder *d, GuestRam *ram, const uint8_t *buf, size_t len,
+                 uint32_t *round, PageCodecStats *stats, unsigned long *arrived,
+                 uint64_t *digests, GError **errp)
+{
+    ParsedBatch b;
+    uint8_t *dst[PAGE_BATCH_MAX] = { NULL };
+
+    if (!parse_batch(buf, len, ram->npages, &b, errp)) {
+        return false;
+    }
+    for (unsigned i = 0; i < b.n; i++) {
+        dst[i] = guest_ram_page(ram, b.pfns[i]);
+    }
+    populate_runs(ram, b.pfns, b.kind, b.n);
+    if (!fill_pages(d, &b, dst, errp)) {
+        return false;
+    }
+    for (unsigned i = 0; i < b.n; i++) {
+        bool zero = b.kind[i] == PAGE_ZERO;
+        if (zero && !page_is_zero(dst[i])) {
             /* Needs writing only if this RAM holds something else. */
-            memset(p, 0, GUEST_PAGE_SIZE);
+            memset(dst[i], 0, GUEST_PAGE_SIZE);
+        }
+        if (digests) {
+            digests[b.pfns[i]] = zero ? page_zero_digest()
+                                      : ram_digest(dst[i], GUEST_PAGE_SIZE, 0);
         }
         if (arrived) {
-            __atomic_fetch_and(&arrived[pfns[i] / BITS_PER_LONG],
-                               ~(1UL << (pfns[i] % BITS_PER_LONG)), __ATOMIC_RELAXED);
+            __atomic_fetch_and(&arrived[b.pfns[i] / BITS_PER_LONG],
+                               ~(1UL << (b.pfns[i] % BITS_PER_LONG)), __ATOMIC_RELAXED);
         }
     }
-    *round = get32(buf);
-    stats->zero_pages += n - nframe - nraw;
-    stats->data_pages += nframe + nraw;
-    stats->data_bytes += (uint64_t)(nframe + nraw) * GUEST_PAGE_SIZE;
-    stats->payload_bytes += data_len;
-    stats->raw_pages += nraw;
+    *round = b.round;
+    add_stats(&b, stats);
+    return true;
+}
+
+bool page_decode_staged(PageDecoder *d, uint64_t npages, const uint8_t *buf,
+                        size_t len, PageStaged *out, PageCodecStats *stats,
+                        GError **errp)
+{
+    ParsedBatch b;
+    uint8_t *dst[PAGE_BATCH_MAX] = { NULL };
+
+    if (!parse_batch(buf, len, npages, &b, errp)) {
+        return false;
+    }
+    for (unsigned i = 0; i < b.n; i++) {
+        dst[i] = out->data + (size_t)i * GUEST_PAGE_SIZE;
+        out->pfns[i] = b.pfns[i];
+        out->zero[i] = b.kind[i] == PAGE_ZERO;
+    }
+    if (!fill_pages(d, &b, dst, errp)) {
+        return false;
+    }
+    out->n = b.n;
+    add_stats(&b, stats);
     return true;
 }

@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "migration_priv.h"
+#include "outgoing.h"
 #include "migration/bitmap.h"
 #include "migration/page_codec.h"
 #include "migration/ram_digest.h"
@@ -28,68 +28,19 @@
 #define VERIFY_PER_MSG 65536u        /* digests per WIRE_VERIFY message */
 #define HINT_WAIT_MS 5000            /* for the guest to report its free pages */
 
-typedef struct EncodeJob {
-    UringTxBuf *buf;
-    uint32_t round;
-    unsigned n;
-    uint64_t pfns[PAGE_BATCH_MAX];
-} EncodeJob;
-
-typedef struct Precopy {
-    Migration *m;
-    GuestRam *ram;
-    MigrationParams params;
-    bool verify;
-    bool hinting;                 /* the free-page-hint capability is on */
-    bool hints_started;           /* a device was asked for hints: DONE owed */
-    HintFilter *hints;
-    int fd;
-    uint64_t features;
-    UringTx *tx;
-    DirtyTracker *tracker;
-    unsigned long *dirty;
-
-    /* encoders */
-    unsigned nenc;
-    GThread **enc;
-    GAsyncQueue *enc_q;           /* EncodeJob * to encode, or &stop_job */
-    GAsyncQueue *job_pool;
-    EncodeJob *jobs;
-    GMutex lock;
-    GCond idle;
-    unsigned busy;                /* jobs queued or being encoded */
-    PageCodecStats codec;
-    uint64_t ram_bytes;           /* RAM messages put on the wire */
-
-    /* return path */
-    GThread *rp;
-    GMutex rp_lock;
-    GCond rp_cond;
-    GHashTable *pending;          /* seq -> WireType of requests awaiting ack */
-    uint32_t next_seq;
-    uint32_t complete_seq;
-    bool complete_acked;
-    uint32_t complete_status;
-    char *complete_msg;
-    char *peer_error;             /* the destination's own account of a failure */
-    bool rp_done;
-    uint64_t rx_bytes;
-
-    bool vm_stopped;
-} Precopy;
-
 static EncodeJob stop_job;
 
 /* ---- statistics ---- */
 
-static void publish(Precopy *p)
+void publish(Precopy *p)
 {
     UringTxStats tx = p->tx ? uring_tx_stats(p->tx) : (UringTxStats) { 0 };
     Migration *m = p->m;
 
     g_mutex_lock(&p->lock);
     PageCodecStats c = p->codec;
-    uint64_t ram_bytes = p->ram_bytes;
+    uint64_t ram_bytes = p->ram_bytes, ch_bytes = p->ch_bytes;
+    uint64_t requests = p->requests, urgent = p->urgent_pages;
     g_mutex_unlock(&p->lock);
     g_mutex_lock(&p->rp_lock);
     uint64_t rx = p->rx_bytes;
@@ -104,8 +55,13 @@ static void publish(Precopy *p)
     s->zstd_batches = c.zstd_batches;
     s->raw_batches = c.raw_batches;
     s->transferred_ram = ram_bytes;
-    s->wire_bytes = tx.bytes_sent;
+    s->wire_bytes = tx.bytes_sent + ch_bytes;
     s->wire_bytes_received = rx;
+    if (p->pending) {
+        s->postcopy_requests = requests;
+        s->postcopy_urgent_pages = urgent;
+        s->postcopy_remaining = bitmap_count(p->pending, p->ram->npages);
+    }
     if (p->tracker) {
         s->dirty_sync_count = dirty_tracker_stats(p->tracker).syncs;
     }
@@ -116,7 +72,7 @@ static void publish(Precopy *p)
         s->madv_freed_bytes = h.madv_freed_bytes;
     }
     uint64_t ms = (g_get_monotonic_time() - m->t_start) / 1000;
-    s->throughput_mbps = ms ? tx.bytes_sent * 8.0 / ms / 1000.0 : 0;
+    s->throughput_mbps = ms ? (tx.bytes_sent + ch_bytes) * 8.0 / ms / 1000.0 : 0;
     g_mutex_unlock(&m->lock);
 }
 
@@ -156,7 +112,7 @@ static gpointer encoder_thread(gpointer data)
     return NULL;
 }
 
-static void encoders_wait_idle(Precopy *p)
+void encoders_wait_idle(Precopy *p)
 {
     g_mutex_lock(&p->lock);
     while (p->busy) {
@@ -166,7 +122,7 @@ static void encoders_wait_idle(Precopy *p)
 }
 
 /* The reason to give when the stream broke: the destination's, if it sent one. */
-static void stream_error(Precopy *p, GError **errp, const char *what)
+void stream_error(Precopy *p, GError **errp, const char *what)
 {
     /* The destination sends its reason and then closes: give it a moment. */
     g_mutex_lock(&p->rp_lock);
@@ -184,7 +140,7 @@ static void stream_error(Precopy *p, GError **errp, const char *what)
     }
 }
 
-static bool check_abort(Precopy *p, GError **errp)
+bool check_abort(Precopy *p, GError **errp)
 {
     if (migration_cancelled(p->m)) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INTR, "cancelled by the user");
@@ -200,57 +156,77 @@ static bool check_abort(Precopy *p, GError **errp)
     return true;
 }
 
-/* Queues the pages set in @bitmap (every page if NULL) as round @round. */
+bool queue_batch(Precopy *p, const uint64_t *pfns, unsigned n, uint32_t round,
+                 GError **errp)
+{
+    EncodeJob *job = g_async_queue_pop(p->job_pool);
+    job->buf = uring_tx_buf_get(p->tx);
+    if (!job->buf) {
+        g_async_queue_push(p->job_pool, job);
+        stream_error(p, errp, "connection lost while sending RAM");
+        return false;
+    }
+    job->round = round;
+    job->n = n;
+    memcpy(job->pfns, pfns, n * sizeof(pfns[0]));
+    g_mutex_lock(&p->lock);
+    p->busy++;
+    g_mutex_unlock(&p->lock);
+    g_async_queue_push(p->enc_q, job);
+    return true;
+}
+
+static bool postcopy_wanted(Precopy *p)
+{
+    g_mutex_lock(&p->m->lock);
+    bool want = p->postcopy && p->m->postcopy_requested;
+    g_mutex_unlock(&p->m->lock);
+    return want;
+}
+
+/*
+ * Queues the pages set in @bitmap (every page if NULL) as round @round.
+ * When postcopy is asked for, it stops early and sets *@stopped_at to the
+ * first page not queued (else to the number of pages).
+ */
 static bool send_pages(Precopy *p, const unsigned long *bitmap, uint32_t round,
-                       GError **errp)
+                       uint64_t *stopped_at, GError **errp)
 {
     uint64_t npages = p->ram->npages;
-    EncodeJob *job = NULL;
+    uint64_t pfns[PAGE_BATCH_MAX];
+    unsigned n = 0;
     uint64_t batches = 0;
 
+    *stopped_at = npages;
     for (uint64_t pfn = bitmap ? bitmap_next_set(bitmap, npages, 0) : 0;
          pfn < npages;
          pfn = bitmap ? bitmap_next_set(bitmap, npages, pfn + 1) : pfn + 1) {
         if (p->hints && hint_filter_skip(p->hints, pfn)) {
             continue;            /* free, hinted, untouched since */
         }
-        if (!job) {
-            job = g_async_queue_pop(p->job_pool);
-            job->buf = uring_tx_buf_get(p->tx);
-            if (!job->buf) {
-                g_async_queue_push(p->job_pool, job);
-                stream_error(p, errp, "connection lost while sending RAM");
+        pfns[n++] = pfn;
+        if (n == PAGE_BATCH_MAX) {
+            if (!queue_batch(p, pfns, n, round, errp)) {
                 return false;
             }
-            job->round = round;
-            job->n = 0;
-        }
-        job->pfns[job->n++] = pfn;
-        if (job->n == PAGE_BATCH_MAX) {
-            g_mutex_lock(&p->lock);
-            p->busy++;
-            g_mutex_unlock(&p->lock);
-            g_async_queue_push(p->enc_q, job);
-            job = NULL;
+            n = 0;
             if (++batches % 64 == 0) {
                 publish(p);
                 if (!check_abort(p, errp)) {
                     return false;
                 }
+                if (postcopy_wanted(p)) {
+                    *stopped_at = pfn + 1;
+                    return true;
+                }
             }
         }
     }
-    if (job) {
-        g_mutex_lock(&p->lock);
-        p->busy++;
-        g_mutex_unlock(&p->lock);
-        g_async_queue_push(p->enc_q, job);
-    }
-    return true;
+    return !n || queue_batch(p, pfns, n, round, errp);
 }
 
 /* Queues a control message behind everything queued so far. */
-static bool send_msg(Precopy *p, WireType type, uint32_t seq, const void *payload,
+bool send_msg(Precopy *p, WireType type, uint32_t seq, const void *payload,
                      size_t len, GError **errp)
 {
     UringTxBuf *b;
@@ -274,19 +250,19 @@ static bool send_msg(Precopy *p, WireType type, uint32_t seq, const void *payloa
 }
 
 /* Sends a request whose ack the return path will match; returns its seq. */
-static uint32_t send_request(Precopy *p, WireType type, const void *payload,
+uint32_t send_request(Precopy *p, WireType type, const void *payload,
                              size_t len, GError **errp)
 {
     g_mutex_lock(&p->rp_lock);
     uint32_t seq = ++p->next_seq;
-    g_hash_table_insert(p->pending, GUINT_TO_POINTER(seq), GUINT_TO_POINTER(type));
+    g_hash_table_insert(p->pending_acks, GUINT_TO_POINTER(seq), GUINT_TO_POINTER(type));
     g_mutex_unlock(&p->rp_lock);
     return send_msg(p, type, seq, payload, len, errp) ? seq : 0;
 }
 
 /* ---- return path ---- */
 
-static void rp_fail(Precopy *p, char *msg)
+void rp_fail(Precopy *p, char *msg)
 {
     g_mutex_lock(&p->rp_lock);
     if (!p->peer_error) {
@@ -299,7 +275,7 @@ static void rp_fail(Precopy *p, char *msg)
     shutdown(p->fd, SHUT_RDWR);      /* stops the sender too */
 }
 
-static gpointer return_path_thread(gpointer data)
+gpointer return_path_thread(gpointer data)
 {
     Precopy *p = data;
 
@@ -332,6 +308,11 @@ static gpointer return_path_thread(gpointer data)
             g_bytes_unref(payload);
             break;
         }
+        if (h.type == WIRE_PAGE_REQUEST && p->postcopy) {
+            postcopy_serve_request(p, d, len);
+            g_bytes_unref(payload);
+            continue;
+        }
         if (h.type != WIRE_ACK || !wire_status_decode(d, len, &code, &text, NULL)) {
             rp_fail(p, g_strdup_printf("return path: unexpected %s message",
                                        wire_type_str(h.type)));
@@ -341,19 +322,24 @@ static gpointer return_path_thread(gpointer data)
         g_bytes_unref(payload);
         g_mutex_lock(&p->rp_lock);
         gpointer type;
-        if (!g_hash_table_lookup_extended(p->pending, GUINT_TO_POINTER(h.seq),
+        if (!g_hash_table_lookup_extended(p->pending_acks, GUINT_TO_POINTER(h.seq),
                                           NULL, &type)) {
             g_mutex_unlock(&p->rp_lock);
             rp_fail(p, g_strdup_printf("return path: ack for request %u, which "
                                        "is not outstanding", h.seq));
             break;
         }
-        g_hash_table_remove(p->pending, GUINT_TO_POINTER(h.seq));
-        bool is_complete = h.seq == p->complete_seq;
-        if (is_complete) {
+        g_hash_table_remove(p->pending_acks, GUINT_TO_POINTER(h.seq));
+        bool is_complete = h.seq == p->complete_seq || h.seq == p->wait_seq;
+        if (h.seq == p->complete_seq) {
             p->complete_acked = true;
             p->complete_status = code;
             p->complete_msg = g_steal_pointer(&text);
+            g_cond_broadcast(&p->rp_cond);
+        } else if (h.seq == p->wait_seq) {
+            p->wait_acked = true;
+            p->wait_status = code;
+            p->wait_msg = g_steal_pointer(&text);
             g_cond_broadcast(&p->rp_cond);
         }
         g_mutex_unlock(&p->rp_lock);
@@ -384,6 +370,11 @@ static bool handshake(Precopy *p, GError **errp)
     };
     if (p->params.compress_method == COMPRESS_ZSTD) {
         hello.features_required |= WIRE_FEAT_ZSTD;
+    }
+    if (migration_get_caps(p->m).postcopy_ram) {
+        /* As QEMU: postcopy-ram is set on both sides, or it is an error. */
+        hello.features_offered |= WIRE_FEAT_POSTCOPY;
+        hello.features_required |= WIRE_FEAT_POSTCOPY;
     }
     if (p->hinting) {
         /* Pages left off the wire must be known as such over there. */
@@ -442,12 +433,13 @@ static bool handshake(Precopy *p, GError **errp)
         return false;
     }
     p->features = r.features_accepted;
+    p->session = hello.session;
     return true;
 }
 
 /* ---- rounds ---- */
 
-static bool send_device_state(Precopy *p, GError **errp)
+bool send_device_state(Precopy *p, GError **errp)
 {
     MigrationHost *host = &p->m->host;
     g_autoptr(GPtrArray) secs = host->ops->save_state(host->opaque);
@@ -457,17 +449,8 @@ static bool send_device_state(Precopy *p, GError **errp)
     return send_msg(p, WIRE_DEVICE_STATE, 0, d, len, errp);
 }
 
-typedef struct DigestTask {
-    const GuestRam *ram;
-    uint64_t n;
-    uint64_t *out;
-    unsigned threads;
-    const unsigned long *exclude;
-    gint64 us;
-} DigestTask;
-
 /* Hashes the stopped VM's RAM while the last round is on its way. */
-static gpointer digest_task(gpointer data)
+gpointer digest_task(gpointer data)
 {
     DigestTask *t = data;
     gint64 t0 = g_get_monotonic_time();
@@ -477,7 +460,7 @@ static gpointer digest_task(gpointer data)
     return NULL;
 }
 
-static bool send_digests(Precopy *p, const uint64_t *dig, uint64_t n, GError **errp)
+bool send_digests(Precopy *p, const uint64_t *dig, uint64_t n, GError **errp)
 {
     g_autofree uint8_t *msg = g_malloc(16 + VERIFY_PER_MSG * 8);
 
@@ -505,32 +488,14 @@ static bool send_digests(Precopy *p, const uint64_t *dig, uint64_t n, GError **e
 /* Sends the destination the pages that stay off the wire, as runs. */
 static bool send_hinted(Precopy *p, uint32_t poison, GError **errp)
 {
-    const unsigned long *set = hint_filter_set(p->hints);
-    uint64_t npages = p->ram->npages;
-    g_autoptr(GByteArray) msg = g_byte_array_new();
-    uint32_t count = 0, hdr[2];
-
-    g_byte_array_append(msg, (guint8 *)hdr, 8);
-    for (uint64_t pfn = bitmap_next_set(set, npages, 0); pfn < npages;) {
-        uint64_t end = pfn;
-        while (end < npages && bitmap_test_bit(set, end)) {
-            end++;
+    g_autoptr(GPtrArray) msgs = wire_runs_encode(hint_filter_set(p->hints),
+                                                 p->ram->npages, poison, poison);
+    for (guint i = 0; i < msgs->len; i++) {
+        gsize len;
+        const void *d = g_bytes_get_data(msgs->pdata[i], &len);
+        if (!send_msg(p, WIRE_HINTED, 0, d, len, errp)) {
+            return false;
         }
-        uint64_t run[2] = { GUINT64_TO_LE(pfn), GUINT64_TO_LE(end - pfn) };
-        g_byte_array_append(msg, (guint8 *)run, 16);
-        count++;
-        if (msg->len + 16 > WIRE_MAX_PAYLOAD / 2 || end >= npages ||
-            bitmap_next_set(set, npages, end) >= npages) {
-            hdr[0] = GUINT32_TO_LE(poison);
-            hdr[1] = GUINT32_TO_LE(count);
-            memcpy(msg->data, hdr, 8);
-            if (!send_msg(p, WIRE_HINTED, 0, msg->data, msg->len, errp)) {
-                return false;
-            }
-            g_byte_array_set_size(msg, 8);
-            count = 0;
-        }
-        pfn = bitmap_next_set(set, npages, end);
     }
     return true;
 }
@@ -591,7 +556,7 @@ static bool collect_hints(Precopy *p, GError **errp)
     return send_hinted(p, d.poison, errp);
 }
 
-static void hints_done(Precopy *p)
+void hints_done(Precopy *p)
 {
     if (p->hints_started) {
         MigrationEventData d = { .event = MIGRATION_EV_DONE };
@@ -628,6 +593,10 @@ static bool precopy_run(Precopy *p, GError **errp)
         return false;
     }
     p->verify = p->verify && (p->features & WIRE_FEAT_VERIFY);
+    p->postcopy = p->features & WIRE_FEAT_POSTCOPY;
+    if (p->postcopy && !postcopy_open_channel(p, m->uri, errp)) {
+        return false;
+    }
 
     p->tx = uring_tx_new(p->fd, MIGRATION_TX_BUFS, MIGRATION_BUF_SIZE, errp);
     if (!p->tx) {
@@ -668,9 +637,15 @@ static bool precopy_run(Precopy *p, GError **errp)
     /* Bulk pass: every page, while tracking catches what changes behind it. */
     uint32_t round = 1;
     gint64 round_start = g_get_monotonic_time(), last_sync = round_start;
-    uint64_t bytes_at_start = 0;
-    if (!send_pages(p, NULL, round, errp)) {
+    uint64_t bytes_at_start = 0, npages = p->ram->npages, stopped_at;
+    if (!send_pages(p, NULL, round, &stopped_at, errp)) {
         return false;
+    }
+    if (stopped_at < npages) {
+        /* Postcopy now: the rest of the bulk pass is owed. */
+        bitmap_zero(p->dirty, npages);
+        bitmap_set_range(p->dirty, stopped_at, npages - stopped_at);
+        return postcopy_run(p, errp);
     }
     for (;;) {
         if (!end_round(p, round, errp) || !uring_tx_wait_idle(p->tx, NULL) ||
@@ -710,14 +685,24 @@ static bool precopy_run(Precopy *p, GError **errp)
         uint64_t limit = m->params.downtime_limit_ms;
         g_mutex_unlock(&m->lock);
         last_sync = now;
+        if (postcopy_wanted(p)) {
+            return postcopy_run(p, errp);
+        }
         if (expected_ms <= limit) {
             break;
         }
         round++;
         round_start = now;
         bytes_at_start = tx.bytes_sent;
-        if (!send_pages(p, p->dirty, round, errp)) {
+        if (!send_pages(p, p->dirty, round, &stopped_at, errp)) {
             return false;
+        }
+        if (stopped_at < npages) {
+            /* Postcopy now: what this round sent is no longer owed. */
+            for (uint64_t pfn = 0; pfn < stopped_at; pfn++) {
+                bitmap_clear_bit(p->dirty, pfn);
+            }
+            return postcopy_run(p, errp);
         }
     }
 
@@ -746,7 +731,8 @@ static bool precopy_run(Precopy *p, GError **errp)
                       .exclude = p->hints ? hint_filter_set(p->hints) : NULL };
     g_autofree uint64_t *digests = dt.out = g_new(uint64_t, dt.n);
     GThread *hasher = p->verify ? g_thread_new("digest", digest_task, &dt) : NULL;
-    bool sent = send_pages(p, p->dirty, round, errp) && end_round(p, round, errp) &&
+    bool sent = send_pages(p, p->dirty, round, &stopped_at, errp) &&
+                end_round(p, round, errp) &&
                 send_device_state(p, errp);
     if (hasher) {
         g_thread_join(hasher);
@@ -835,6 +821,9 @@ static void precopy_cleanup(Precopy *p)
     if (p->fd >= 0) {
         shutdown(p->fd, SHUT_RDWR);
     }
+    if (p->ch_fd >= 0) {
+        shutdown(p->ch_fd, SHUT_RDWR);
+    }
     if (p->tx) {
         publish(p);
         g_mutex_lock(&p->m->lock);
@@ -851,6 +840,14 @@ static void precopy_cleanup(Precopy *p)
     if (p->fd >= 0) {
         close(p->fd);
     }
+    if (p->ch_fd >= 0) {
+        close(p->ch_fd);
+    }
+    page_encoder_free(p->urgent_enc);
+    g_free(p->urgent_buf);
+    g_free(p->pending);
+    g_free(p->wait_msg);
+    g_mutex_clear(&p->ch_lock);
     dirty_tracker_free(p->tracker);
     g_mutex_lock(&p->m->lock);
     p->m->hints = NULL;
@@ -860,7 +857,7 @@ static void precopy_cleanup(Precopy *p)
     g_async_queue_unref(p->enc_q);
     g_async_queue_unref(p->job_pool);
     g_free(p->jobs);
-    g_hash_table_destroy(p->pending);
+    g_hash_table_destroy(p->pending_acks);
     g_free(p->complete_msg);
     g_free(p->peer_error);
     g_mutex_clear(&p->lock);
@@ -879,10 +876,11 @@ gpointer precopy_thread(gpointer data)
         .verify = migration_get_caps(m).verify,
         .hinting = migration_get_caps(m).free_page_hint,
         .fd = -1,
+        .ch_fd = -1,
         .enc_q = g_async_queue_new(),
         .job_pool = g_async_queue_new(),
         .jobs = g_new0(EncodeJob, MIGRATION_TX_BUFS),
-        .pending = g_hash_table_new(NULL, NULL),
+        .pending_acks = g_hash_table_new(NULL, NULL),
     };
     g_autoptr(GError) err = NULL;
 
@@ -890,6 +888,7 @@ gpointer precopy_thread(gpointer data)
     g_cond_init(&p.idle);
     g_mutex_init(&p.rp_lock);
     g_cond_init(&p.rp_cond);
+    g_mutex_init(&p.ch_lock);
     for (unsigned i = 0; i < MIGRATION_TX_BUFS; i++) {
         g_async_queue_push(p.job_pool, &p.jobs[i]);
     }

@@ -53,6 +53,36 @@ uint64_t ram_digest_nchunks(const GuestRam *ram, uint32_t chunk_pages)
     return (ram->npages + chunk_pages - 1) / chunk_pages;
 }
 
+/* A chunk's digest from its pages' digests; @pages has room for a multiple of 4. */
+static uint64_t combine(uint64_t *pages, uint64_t count, uint64_t chunk)
+{
+    /* Pad a short last chunk to the 32-byte step of the hash. */
+    uint64_t words = (count + 3) & ~3ull;
+    for (uint64_t i = count; i < words; i++) {
+        pages[i] = 0;
+    }
+    return ram_digest(pages, words * 8, chunk);
+}
+
+void ram_digest_combine(const uint64_t *page_digests, uint64_t npages,
+                        uint32_t chunk_pages, uint64_t nchunks, uint64_t *out,
+                        const unsigned long *exclude)
+{
+    static const uint8_t zero[GUEST_PAGE_SIZE];
+    uint64_t zd = ram_digest(zero, sizeof(zero), 0);
+    g_autofree uint64_t *pages = g_new(uint64_t, chunk_pages + 4);
+
+    for (uint64_t c = 0; c < nchunks; c++) {
+        uint64_t pfn = c * chunk_pages;
+        uint64_t count = MIN((uint64_t)chunk_pages, npages - pfn);
+        for (uint64_t i = 0; i < count; i++) {
+            pages[i] = exclude && bitmap_test_bit(exclude, pfn + i)
+                       ? zd : page_digests[pfn + i];
+        }
+        out[c] = combine(pages, count, c);
+    }
+}
+
 typedef struct DigestJob {
     const GuestRam *ram;
     const unsigned long *present;   /* NULL: read every page */
@@ -66,7 +96,7 @@ typedef struct DigestJob {
 static gpointer digest_range(gpointer data)
 {
     DigestJob *j = data;
-    g_autofree uint64_t *pages = g_new(uint64_t, j->chunk_pages);
+    g_autofree uint64_t *pages = g_new(uint64_t, j->chunk_pages + 4);
 
     for (uint64_t c = j->first; c < j->first + j->n; c++) {
         uint64_t pfn = c * j->chunk_pages;
@@ -78,12 +108,7 @@ static gpointer digest_range(gpointer data)
                                             GUEST_PAGE_SIZE, 0)
                                : j->zero_digest;
         }
-        /* Pad a short last chunk to the 32-byte step of the hash. */
-        uint64_t words = (count + 3) & ~3ull;
-        for (uint64_t i = count; i < words; i++) {
-            pages[i] = 0;
-        }
-        j->out[c - j->first] = ram_digest(pages, words * 8, c);
+        j->out[c - j->first] = combine(pages, count, c);
     }
     return NULL;
 }

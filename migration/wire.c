@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "migration/bitmap.h"
 #include "migration/wire.h"
 
 static void put16(uint8_t *p, uint16_t v) { v = GUINT16_TO_LE(v); memcpy(p, &v, 2); }
@@ -34,6 +35,12 @@ const char *wire_type_str(uint16_t type)
     case WIRE_COMPLETE: return "complete";
     case WIRE_COMMIT: return "commit";
     case WIRE_HINTED: return "hinted";
+    case WIRE_PAGE_CHANNEL: return "page-channel";
+    case WIRE_PENDING: return "pending";
+    case WIRE_POSTCOPY_RUN: return "postcopy-run";
+    case WIRE_RESUME: return "resume";
+    case WIRE_PAGE_REQUEST: return "page-request";
+    case WIRE_MISSING: return "missing";
     case WIRE_HELLO_REPLY: return "hello-reply";
     case WIRE_ACK: return "ack";
     case WIRE_ERROR: return "error";
@@ -281,5 +288,68 @@ bool wire_recv(int fd, WireHeader *h, GBytes **payload, GError **errp)
         return false;
     }
     *payload = g_bytes_new_take(buf, h->len);
+    return true;
+}
+
+GPtrArray *wire_runs_encode(const unsigned long *set, uint64_t npages,
+                            uint32_t word, uint32_t last_word)
+{
+    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    GByteArray *msg = g_byte_array_new();
+    uint32_t count = 0;
+    uint8_t hdr[8] = { 0 };
+
+    g_byte_array_append(msg, hdr, 8);
+    for (uint64_t pfn = bitmap_next_set(set, npages, 0); pfn < npages;) {
+        uint64_t end = pfn;
+        while (end < npages && bitmap_test_bit(set, end)) {
+            end++;
+        }
+        uint8_t run[16];
+        put64(run, pfn);
+        put64(run + 8, end - pfn);
+        g_byte_array_append(msg, run, 16);
+        count++;
+        pfn = bitmap_next_set(set, npages, end);
+        if (msg->len + 16 > WIRE_MAX_PAYLOAD / 2 && pfn < npages) {
+            put32(msg->data, word);
+            put32(msg->data + 4, count);
+            g_ptr_array_add(out, g_byte_array_free_to_bytes(msg));
+            msg = g_byte_array_new();
+            g_byte_array_append(msg, hdr, 8);
+            count = 0;
+        }
+    }
+    put32(msg->data, last_word);
+    put32(msg->data + 4, count);
+    g_ptr_array_add(out, g_byte_array_free_to_bytes(msg));
+    return out;
+}
+
+bool wire_runs_decode(const void *p, size_t len, uint64_t npages,
+                      unsigned long *set, uint32_t *word, uint64_t *pages,
+                      GError **errp)
+{
+    const uint8_t *d = p;
+
+    if (len < 8 || (len - 8) % 16 || get32(d + 4) != (len - 8) / 16) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "malformed page-run message (%zu bytes)", len);
+        return false;
+    }
+    *word = get32(d);
+    *pages = 0;
+    for (size_t off = 8; off < len; off += 16) {
+        uint64_t pfn = get64(d + off), n = get64(d + off + 8);
+        if (!n || pfn >= npages || n > npages - pfn) {
+            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                        "page run %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
+                        " is outside RAM (%" G_GUINT64_FORMAT " pages)", pfn, n,
+                        npages);
+            return false;
+        }
+        bitmap_set_range(set, pfn, n);
+        *pages += n;
+    }
     return true;
 }

@@ -59,8 +59,16 @@ static bool hmp_info_guest(void *opaque, int argc, char **argv, GString *out,
     Vm *vm = opaque;
     GuestCheck check;
     GuestInfo info;
-    (void)argc, (void)argv, (void)errp;
+    (void)argc, (void)argv;
 
+    if (migration_incoming_ram_pending(vm_migration(vm))) {
+        /* The monitor must stay responsive: a missing page could keep this
+         * thread waiting on the network, or for ever while it is down. */
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
+                    "guest RAM is still arriving (postcopy); check the guest once "
+                    "'info migrate' says completed");
+        return false;
+    }
     g_autofree char *verdict = vm_check_guest(vm, &check);
     g_string_append_printf(out, "%s\n", verdict);
     if (guest_info(vm_guest(vm), &info)) {

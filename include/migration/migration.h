@@ -28,6 +28,9 @@ typedef enum MigrationStatus {
     MIGRATION_STATUS_FAILED,
     MIGRATION_STATUS_CANCELLING,
     MIGRATION_STATUS_CANCELLED,
+    MIGRATION_STATUS_POSTCOPY_ACTIVE,  /* the guest runs on the destination */
+    MIGRATION_STATUS_POSTCOPY_PAUSED,  /* the link broke: waiting for recovery */
+    MIGRATION_STATUS_POSTCOPY_RECOVER, /* reconnecting */
 } MigrationStatus;
 
 typedef struct MigrationHostOps {
@@ -77,6 +80,7 @@ typedef struct MigrationParams {
 typedef struct MigrationCaps {
     bool verify;                   /* digest RAM after completion (default on) */
     bool free_page_hint;           /* leave guest-reported free pages off the wire */
+    bool postcopy_ram;             /* may switch to postcopy (both sides) */
 } MigrationCaps;
 
 /*
@@ -139,6 +143,19 @@ typedef struct MigrationStats {
     uint64_t verify_source_ms;     /* hashing the source's RAM (overlaps the last round) */
     uint64_t verify_dest_ms;       /* hashing the destination's RAM (in the downtime) */
     bool verified;                 /* a verdict exists */
+    /* postcopy */
+    bool postcopy;                 /* this migration switched to postcopy */
+    uint64_t postcopy_requests;    /* pages the destination asked for */
+    uint64_t postcopy_urgent_pages;/* source: pages sent on the page channel */
+    uint64_t postcopy_remaining;   /* pages the destination still lacks */
+    uint64_t faults_local;         /* destination: faults served without the network */
+    uint64_t faults_remote;        /* destination: faults that waited for the source */
+    uint64_t hinted_requested;     /* destination: requests for hinted pages */
+    uint64_t duplicate_placements; /* destination: pages that arrived twice */
+    uint64_t hint_filled;          /* destination: hinted pages filled at the switch */
+    uint64_t fault_lat_samples;
+    uint64_t fault_lat_p50_us, fault_lat_p99_us, fault_lat_max_us;
+    uint64_t recoveries;           /* postcopy recoveries that succeeded */
     char dirty_backend[64];        /* tracker in use, and why */
 } MigrationStats;
 
@@ -182,6 +199,24 @@ void migration_free_page_round_done(Migration *m, uint32_t cmd_id);
 
 /* Changes the VM's UUID (a destination adopts its source's). */
 void migration_set_uuid(Migration *m, const char *uuid);
+
+/*
+ * Asks the running outgoing migration to switch to postcopy at its next
+ * step; false with @errp if there is none or postcopy-ram is off.
+ */
+bool migration_start_postcopy(Migration *m, GError **errp);
+
+/* Source: resumes a paused postcopy migration over @uri ("migrate -r"). */
+bool migration_resume(Migration *m, const char *uri, GError **errp);
+
+/* Destination: listens on @uri for the source of a paused postcopy migration. */
+bool migration_recover(Migration *m, const char *uri, GError **errp);
+
+/*
+ * Destination: true while guest RAM is still arriving (postcopy): reading
+ * it may wait on the network, or forever while the link is down.
+ */
+bool migration_incoming_ram_pending(Migration *m);
 
 /* Returns true while an outgoing migration runs (setup to device). */
 bool migration_is_active(Migration *m);

@@ -81,10 +81,32 @@ void page_decoder_free(PageDecoder *d);
  * written stay written: the caller fails the migration).  Sets *@round.
  * Adds the pages applied to @stats.  With @arrived, atomically clears the
  * bit of every page applied (the receiver's set of pages not yet sent).
+ * With @digests, stores each page's ram_digest() at its page number.
  */
 bool page_decode(PageDecoder *d, GuestRam *ram, const uint8_t *buf, size_t len,
                  uint32_t *round, PageCodecStats *stats, unsigned long *arrived,
-                 GError **errp);
+                 uint64_t *digests, GError **errp);
+
+/* A batch decoded into a staging area instead of guest RAM (postcopy). */
+typedef struct PageStaged {
+    unsigned n;
+    uint64_t pfns[PAGE_BATCH_MAX];
+    bool zero[PAGE_BATCH_MAX];     /* a zero page: nothing in data */
+    uint8_t *data;                 /* PAGE_BATCH_MAX pages, page i at i * 4 KiB */
+} PageStaged;
+
+/*
+ * Decodes a batch for a RAM of @npages pages into @out (whose data the
+ * caller allocates), checking it as page_decode() does.  Under userfaultfd
+ * a page must be placed whole and at once, so it cannot be decompressed
+ * into RAM in place.
+ */
+bool page_decode_staged(PageDecoder *d, uint64_t npages, const uint8_t *buf,
+                        size_t len, PageStaged *out, PageCodecStats *stats,
+                        GError **errp);
+
+/* Returns ram_digest() of an all-zero page. */
+uint64_t page_zero_digest(void);
 
 /* Returns true when the 4 KiB page at @p is all zero. */
 bool page_is_zero(const void *p);

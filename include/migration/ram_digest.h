@@ -36,4 +36,14 @@ void ram_digest_chunks(const GuestRam *ram, uint32_t chunk_pages, uint64_t first
                        uint64_t n, uint64_t *out, unsigned nthreads,
                        const unsigned long *exclude);
 
+/*
+ * The same chunk digests from the digests of single pages (ram_digest() of
+ * each page, seed 0), as a postcopy destination records them while placing
+ * pages: by then the guest runs there and RAM itself has moved on.  Pages
+ * in @exclude count as zero pages.
+ */
+void ram_digest_combine(const uint64_t *page_digests, uint64_t npages,
+                        uint32_t chunk_pages, uint64_t nchunks, uint64_t *out,
+                        const unsigned long *exclude);
+
 #endif

@@ -35,10 +35,20 @@ typedef enum WireType {
     WIRE_COMMIT = 7,         /* the source lets go: the destination may run */
     WIRE_HINTED = 8,         /* u32 poison, u32 count, count x (u64 pfn, u64 pages):
                               * free pages that will not be sent */
+    WIRE_PAGE_CHANNEL = 9,   /* u64 session: first message of the postcopy page
+                              * channel, the second connection */
+    WIRE_PENDING = 10,       /* u32 0, u32 count, count x (u64 pfn, u64 pages):
+                              * postcopy, pages the source still owes */
+    WIRE_POSTCOPY_RUN = 11,  /* postcopy: run the guest; acked once it runs */
+    WIRE_RESUME = 12,        /* u64 session: first message of a recovered
+                              * postcopy connection */
     /* destination -> source (the return path) */
     WIRE_HELLO_REPLY = 16,   /* WireHelloReply */
     WIRE_ACK = 17,           /* u32 status (0 = ok), then a message if not ok */
     WIRE_ERROR = 18,         /* u32 code, message: the destination gives up */
+    WIRE_PAGE_REQUEST = 19,  /* u32 count, count x u64 pfn: vCPUs wait on these */
+    WIRE_MISSING = 20,       /* u32 last, u32 count, count x (u64 pfn, u64 pages):
+                              * after a recovery, the pages still missing */
 } WireType;
 
 typedef struct WireHeader {
@@ -128,6 +138,20 @@ char *wire_features_str(uint64_t mask);
 bool wire_send(int fd, WireType type, uint32_t seq, const void *payload,
                size_t len, GError **errp);
 bool wire_recv(int fd, WireHeader *h, GBytes **payload, GError **errp);
+
+/*
+ * Page runs (u32 word, u32 count, count x (u64 pfn, u64 pages)), the payload
+ * of WIRE_HINTED, WIRE_PENDING and WIRE_MISSING.  wire_runs_encode returns
+ * one payload per WIRE_MAX_PAYLOAD / 2 bytes of runs of @set (GBytes *
+ * each), with @word in the first field; the last payload's word is
+ * @last_word.  wire_runs_decode checks every run against @npages and sets
+ * them in @set.
+ */
+GPtrArray *wire_runs_encode(const unsigned long *set, uint64_t npages,
+                            uint32_t word, uint32_t last_word);
+bool wire_runs_decode(const void *p, size_t len, uint64_t npages,
+                      unsigned long *set, uint32_t *word, uint64_t *pages,
+                      GError **errp);
 
 /* Reads exactly @len bytes; false with @errp set on error or early EOF. */
 bool wire_read_full(int fd, void *buf, size_t len, GError **errp);

@@ -109,7 +109,7 @@ static void roundtrip(bool zstd)
         size_t len = page_encode(e, src, pfns, PAGE_BATCH_MAX, 5, buf, &es);
         ck_assert_uint_le(len, page_batch_max_size(PAGE_BATCH_MAX));
         uint32_t round;
-        ck_assert_msg(page_decode(d, dst, buf, len, &round, &ds, NULL, &err), "%s",
+        ck_assert_msg(page_decode(d, dst, buf, len, &round, &ds, NULL, NULL, &err), "%s",
                       err ? err->message : "");
         ck_assert_uint_eq(round, 5);
     }
@@ -188,7 +188,7 @@ START_TEST(random_pages_stay_out_of_the_frame)
     /* Raw pages whole, the text at well under half its size. */
     ck_assert_uint_lt(len, PAGE_BATCH_HEADER + 96 * 8 + nrandom * GUEST_PAGE_SIZE +
                            (96 - nrandom) * GUEST_PAGE_SIZE / 2);
-    ck_assert(page_decode(d, dst, buf, len, &round, &ds, NULL, NULL));
+    ck_assert(page_decode(d, dst, buf, len, &round, &ds, NULL, NULL, NULL));
     ck_assert_mem_eq(guest_ram_page(src, 200), guest_ram_page(dst, 200),
                      96 * GUEST_PAGE_SIZE);
     page_encoder_free(e);
@@ -232,7 +232,7 @@ START_TEST(hostile_batches_are_refused)
         if (cases[c].dlen == 0) {
             bad[cases[c].at] = cases[c].val;
         }
-        ck_assert_msg(!page_decode(d, dst, bad, blen, &round, &st, NULL, &err),
+        ck_assert_msg(!page_decode(d, dst, bad, blen, &round, &st, NULL, NULL, &err),
                       "%s accepted", cases[c].what);
         ck_assert_msg(strstr(err->message, cases[c].msg), "%s: %s",
                       cases[c].what, err->message);
@@ -244,7 +244,7 @@ START_TEST(hostile_batches_are_refused)
     memcpy(&dl, bad + 8, 4);
     dl -= 10;
     memcpy(bad + 8, &dl, 4);
-    ck_assert(!page_decode(d, dst, bad, len - 10, &round, &st, NULL, &err));
+    ck_assert(!page_decode(d, dst, bad, len - 10, &round, &st, NULL, NULL, &err));
     g_clear_error(&err);
     /* A raw batch whose length does not match its data pages. */
     PageEncoder *raw = page_encoder_new(false, 1);
@@ -252,19 +252,19 @@ START_TEST(hostile_batches_are_refused)
     memcpy(&dl, buf + 8, 4);
     dl -= GUEST_PAGE_SIZE;
     memcpy(buf + 8, &dl, 4);
-    ck_assert(!page_decode(d, dst, buf, len - GUEST_PAGE_SIZE, &round, &st, NULL, &err));
+    ck_assert(!page_decode(d, dst, buf, len - GUEST_PAGE_SIZE, &round, &st, NULL, NULL, &err));
     ck_assert_ptr_nonnull(strstr(err->message, "RAM batch carries"));
     g_clear_error(&err);
     /* An entry of kind 3, and a frame longer than the data. */
     len = page_encode(e, src, pfns, 8, 1, buf, &st);
     memcpy(bad, buf, len);
     bad[PAGE_BATCH_HEADER + 8] |= 3;
-    ck_assert(!page_decode(d, dst, bad, len, &round, &st, NULL, &err));
+    ck_assert(!page_decode(d, dst, bad, len, &round, &st, NULL, NULL, &err));
     ck_assert_ptr_nonnull(strstr(err->message, "invalid"));
     g_clear_error(&err);
     memcpy(bad, buf, len);
     bad[12] = bad[13] = bad[14] = 0xff;
-    ck_assert(!page_decode(d, dst, bad, len, &round, &st, NULL, &err));
+    ck_assert(!page_decode(d, dst, bad, len, &round, &st, NULL, NULL, &err));
     ck_assert_ptr_nonnull(strstr(err->message, "malformed"));
     page_encoder_free(raw);
     page_encoder_free(e);

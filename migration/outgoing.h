@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The outgoing side's private state, shared by precopy.c (connection,
+ * handshake, rounds, stop-and-copy) and postcopy_source.c (the switch, the
+ * background push, requested pages, pause and resume).
+ */
+#ifndef HINTMIG_OUTGOING_H
+#define HINTMIG_OUTGOING_H
+
+#include "migration_priv.h"
+#include "migration/page_codec.h"
+#include "migration/wire.h"
+
+typedef struct EncodeJob {
+    UringTxBuf *buf;
+    uint32_t round;
+    unsigned n;
+    uint64_t pfns[PAGE_BATCH_MAX];
+} EncodeJob;
+
+typedef struct Precopy {
+    Migration *m;
+    GuestRam *ram;
+    MigrationParams params;
+    bool verify;
+    bool hinting;                 /* the free-page-hint capability is on */
+    bool hints_started;           /* a device was asked for hints: DONE owed */
+    HintFilter *hints;
+    int fd;
+    uint64_t features;
+    UringTx *tx;
+    DirtyTracker *tracker;
+    unsigned long *dirty;
+
+    /* encoders */
+    unsigned nenc;
+    GThread **enc;
+    GAsyncQueue *enc_q;           /* EncodeJob * to encode, or &stop_job */
+    GAsyncQueue *job_pool;
+    EncodeJob *jobs;
+    GMutex lock;
+    GCond idle;
+    unsigned busy;                /* jobs queued or being encoded */
+    PageCodecStats codec;
+    uint64_t ram_bytes;           /* RAM messages put on the wire */
+
+    /* return path */
+    GThread *rp;
+    GMutex rp_lock;
+    GCond rp_cond;
+    GHashTable *pending_acks;     /* seq -> WireType of requests awaiting ack */
+    uint32_t next_seq;
+    uint32_t complete_seq;
+    bool complete_acked;
+    uint32_t complete_status;
+    char *complete_msg;
+    char *peer_error;             /* the destination's own account of a failure */
+    bool rp_done;
+    uint64_t rx_bytes;
+
+    bool vm_stopped;
+
+    /* postcopy */
+    bool postcopy;                /* negotiated: the page channel is open */
+    uint64_t session;
+    int ch_fd;                    /* the page channel, -1 when none */
+    GMutex ch_lock;               /* one writer on the page channel */
+    PageEncoder *urgent_enc;      /* raw: a waiting vCPU cannot wait for zstd */
+    uint8_t *urgent_buf;
+    unsigned long *pending;       /* atomic: pages still owed, after the switch */
+    uint32_t wait_seq;            /* POSTCOPY_RUN's seq, while awaited */
+    bool wait_acked;
+    uint32_t wait_status;
+    char *wait_msg;
+    uint64_t requests;            /* pages asked for */
+    uint64_t urgent_pages;        /* pages sent on the page channel */
+    uint64_t ch_bytes;            /* bytes sent on the page channel */
+} Precopy;
+
+typedef struct DigestTask {
+    const GuestRam *ram;
+    uint64_t n;
+    uint64_t *out;
+    unsigned threads;
+    const unsigned long *exclude;
+    gint64 us;
+} DigestTask;
+
+/* precopy.c */
+void publish(Precopy *p);
+void encoders_wait_idle(Precopy *p);
+void stream_error(Precopy *p, GError **errp, const char *what);
+bool check_abort(Precopy *p, GError **errp);
+bool send_msg(Precopy *p, WireType type, uint32_t seq, const void *payload,
+              size_t len, GError **errp);
+uint32_t send_request(Precopy *p, WireType type, const void *payload, size_t len,
+                      GError **errp);
+bool send_device_state(Precopy *p, GError **errp);
+gpointer digest_task(gpointer data);
+bool send_digests(Precopy *p, const uint64_t *dig, uint64_t n, GError **errp);
+void hints_done(Precopy *p);
+void rp_fail(Precopy *p, char *msg);
+gpointer return_path_thread(gpointer data);
+/* Queues one batch of @n pages for the encoders. */
+bool queue_batch(Precopy *p, const uint64_t *pfns, unsigned n, uint32_t round,
+                 GError **errp);
+
+/* postcopy_source.c */
+/* After the handshake: opens the page channel. */
+bool postcopy_open_channel(Precopy *p, const char *uri, GError **errp);
+/* The return path got a page request: send those pages now. */
+void postcopy_serve_request(Precopy *p, const uint8_t *d, size_t len);
+/*
+ * Stops the VM, sends what the destination needs to run it and runs the
+ * postcopy phase to its end, through pauses and recoveries.  *@resume is
+ * set when the source may run the VM again after a failure (the
+ * destination never ran it).
+ */
+bool postcopy_run(Precopy *p, GError **errp);
+
+#endif

@@ -1,0 +1,492 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The source's side of postcopy.
+ *
+ * At the switch the VM stops here for good.  The destination gets the
+ * pages still owed (PENDING), the device state and POSTCOPY_RUN; once it
+ * acks RUN the guest runs there, and from then on this side only serves
+ * RAM, which no longer changes:
+ *
+ *  - the background push claims owed pages in address order and streams
+ *    them through the encoders (zstd) and the io_uring sender, as precopy
+ *    does;
+ *  - a page the destination asks for (a vCPU waits on it) is sent at once
+ *    by the return-path thread on the page channel, a second connection,
+ *    so that it never queues behind megabytes of background batches.  It
+ *    goes raw: on a vCPU's critical path compressing 4 KiB costs more than
+ *    sending it.  If the push had claimed it already, it is sent twice and
+ *    the destination drops the second copy.
+ *
+ * If the link breaks the migration pauses (postcopy-paused): the VM stays
+ * stopped and RAM stays here until "migrate -r URI" reconnects, when the
+ * destination says which pages it still lacks and the push starts over
+ * with those.  Cancelling is refused: the guest runs over there.
+ */
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "outgoing.h"
+#include "migration/bitmap.h"
+#include "migration/ram_digest.h"
+#include "migration/wire.h"
+
+#define RUN_TIMEOUT_S 60
+#define COMPLETE_ACK_TIMEOUT_S 120
+
+bool postcopy_open_channel(Precopy *p, const char *uri, GError **errp)
+{
+    uint64_t s = GUINT64_TO_LE(p->session);
+
+    p->ch_fd = socket_connect(uri, 10000, errp);
+    if (p->ch_fd < 0 || !wire_send(p->ch_fd, WIRE_PAGE_CHANNEL, 0, &s, 8, errp)) {
+        g_prefix_error(errp, "postcopy page channel: ");
+        return false;
+    }
+    if (!p->urgent_enc) {
+        p->urgent_enc = page_encoder_new(false, 0);
+        p->urgent_buf = g_malloc(WIRE_HEADER_SIZE + page_batch_max_size(PAGE_BATCH_MAX));
+    }
+    return true;
+}
+
+static bool claim(Precopy *p, uint64_t pfn)
+{
+    unsigned long bit = 1UL << (pfn % BITS_PER_LONG);
+    return __atomic_fetch_and(&p->pending[pfn / BITS_PER_LONG], ~bit,
+                              __ATOMIC_RELAXED) & bit;
+}
+
+static bool send_all(int fd, const uint8_t *b, size_t len)
+{
+    while (len) {
+        ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
+        if (n <= 0) {
+            return false;
+        }
+        b += n;
+        len -= n;
+    }
+    return true;
+}
+
+void postcopy_serve_request(Precopy *p, const uint8_t *d, size_t len)
+{
+    uint64_t npages = p->ram->npages;
+    uint32_t count;
+
+    if (len < 4 || (memcpy(&count, d, 4), count = GUINT32_FROM_LE(count),
+                    len != 4 + (size_t)count * 8) || !p->pending) {
+        rp_fail(p, g_strdup("return path: malformed or unexpected page request"));
+        return;
+    }
+    for (uint32_t first = 0; first < count; first += PAGE_BATCH_MAX) {
+        uint64_t pfns[PAGE_BATCH_MAX];
+        unsigned n = MIN((uint32_t)PAGE_BATCH_MAX, count - first);
+        for (unsigned i = 0; i < n; i++) {
+            memcpy(&pfns[i], d + 4 + (size_t)(first + i) * 8, 8);
+            pfns[i] = GUINT64_FROM_LE(pfns[i]);
+            if (pfns[i] >= npages) {
+                rp_fail(p, g_strdup_printf("return path: page request for page %"
+                                           G_GUINT64_FORMAT " beyond RAM", pfns[i]));
+                return;
+            }
+            claim(p, pfns[i]);        /* the push need not send it too */
+        }
+        PageCodecStats st = { 0 };
+        size_t blen = page_encode(p->urgent_enc, p->ram, pfns, n, 0,
+                                  p->urgent_buf + WIRE_HEADER_SIZE, &st);
+        wire_header_encode(p->urgent_buf, WIRE_RAM_BATCH, 0, blen);
+        g_mutex_lock(&p->ch_lock);
+        bool ok = p->ch_fd >= 0 &&
+                  send_all(p->ch_fd, p->urgent_buf, WIRE_HEADER_SIZE + blen);
+        g_mutex_unlock(&p->ch_lock);
+        if (!ok) {
+            /* The requests come again after a recovery. */
+            shutdown(p->fd, SHUT_RDWR);
+            return;
+        }
+        g_mutex_lock(&p->lock);
+        p->codec.zero_pages += st.zero_pages;
+        p->codec.data_pages += st.data_pages;
+        p->codec.data_bytes += st.data_bytes;
+        p->codec.payload_bytes += st.payload_bytes;
+        p->codec.raw_batches += st.raw_batches;
+        p->ram_bytes += WIRE_HEADER_SIZE + blen;
+        p->ch_bytes += WIRE_HEADER_SIZE + blen;
+        p->requests += n;
+        p->urgent_pages += n;
+        g_mutex_unlock(&p->lock);
+    }
+}
+
+/* Waits for the ack of request @seq; returns true if it came, with its status. */
+static bool wait_ack(Precopy *p, uint32_t seq, int timeout_s, uint32_t *status,
+                     char **msg)
+{
+    g_mutex_lock(&p->rp_lock);
+    gint64 until = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
+    bool *acked = seq == p->wait_seq ? &p->wait_acked : &p->complete_acked;
+    while (!*acked && !p->rp_done && !p->peer_error &&
+           g_cond_wait_until(&p->rp_cond, &p->rp_lock, until)) {
+    }
+    bool got = *acked;
+    if (got) {
+        *status = seq == p->wait_seq ? p->wait_status : p->complete_status;
+        *msg = g_strdup(seq == p->wait_seq ? p->wait_msg : p->complete_msg);
+    }
+    g_mutex_unlock(&p->rp_lock);
+    return got;
+}
+
+/*
+ * Streams every page still owed, then the digests and COMPLETE.  Returns
+ * true once the destination confirmed; false with *@fatal when it refused
+ * (verification), false alone when the link broke.
+ */
+static bool push(Precopy *p, DigestTask *dt, GThread **hasher, bool *fatal,
+                 GError **errp)
+{
+    uint64_t npages = p->ram->npages, batches = 0;
+    uint64_t pfns[PAGE_BATCH_MAX];
+
+    for (uint64_t cursor = 0;;) {
+        unsigned n = 0;
+        while (n < PAGE_BATCH_MAX &&
+               (cursor = bitmap_next_set(p->pending, npages, cursor)) < npages) {
+            if (claim(p, cursor)) {
+                pfns[n++] = cursor;
+            }
+            cursor++;
+        }
+        if (!n) {
+            break;
+        }
+        if (!queue_batch(p, pfns, n, 0, errp)) {
+            return false;
+        }
+        if (++batches % 64 == 0) {
+            publish(p);
+            if (!check_abort(p, errp)) {
+                return false;
+            }
+        }
+    }
+    encoders_wait_idle(p);
+    if (*hasher) {
+        g_thread_join(*hasher);
+        *hasher = NULL;
+        g_mutex_lock(&p->m->lock);
+        p->m->stats.verify_source_ms = dt->us / 1000;
+        g_mutex_unlock(&p->m->lock);
+    }
+    if (p->verify && !send_digests(p, dt->out, dt->n, errp)) {
+        return false;
+    }
+    g_mutex_lock(&p->rp_lock);
+    p->complete_seq = p->next_seq + 1;
+    p->complete_acked = false;
+    g_mutex_unlock(&p->rp_lock);
+    uint32_t seq = send_request(p, WIRE_COMPLETE, NULL, 0, errp);
+    if (!seq || !uring_tx_wait_idle(p->tx, NULL)) {
+        if (errp && !*errp) {
+            stream_error(p, errp, "connection lost at the end of the stream");
+        }
+        return false;
+    }
+    publish(p);
+    uint32_t status;
+    g_autofree char *msg = NULL;
+    if (!wait_ack(p, seq, COMPLETE_ACK_TIMEOUT_S, &status, &msg)) {
+        stream_error(p, errp, "no confirmation from the destination");
+        return false;
+    }
+    if (status != WIRE_OK) {
+        *fatal = true;
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "destination: %s",
+                    msg ? msg : "failed");
+        return false;
+    }
+    return true;
+}
+
+/* Drops the broken link: sender, return path, both sockets. */
+static void drop_link(Precopy *p)
+{
+    Migration *m = p->m;
+
+    shutdown(p->fd, SHUT_RDWR);
+    g_mutex_lock(&p->ch_lock);
+    if (p->ch_fd >= 0) {
+        shutdown(p->ch_fd, SHUT_RDWR);
+    }
+    g_mutex_unlock(&p->ch_lock);
+    encoders_wait_idle(p);
+    g_mutex_lock(&m->lock);
+    m->tx = NULL;
+    m->fd = -1;
+    g_mutex_unlock(&m->lock);
+    publish(p);
+    uring_tx_free(p->tx);
+    p->tx = NULL;
+    g_thread_join(p->rp);
+    p->rp = NULL;
+    close(p->fd);
+    p->fd = -1;
+    g_mutex_lock(&p->ch_lock);
+    if (p->ch_fd >= 0) {
+        close(p->ch_fd);
+        p->ch_fd = -1;
+    }
+    g_mutex_unlock(&p->ch_lock);
+}
+
+/* "migrate -r": new connections, and the pages the destination still lacks. */
+static bool reconnect(Precopy *p, const char *uri, GError **errp)
+{
+    Migration *m = p->m;
+    uint64_t npages = p->ram->npages, s = GUINT64_TO_LE(p->session), total = 0;
+
+    int fd = socket_connect(uri, 10000, errp);
+    if (fd < 0) {
+        return false;
+    }
+    if (!wire_send(fd, WIRE_RESUME, 0, &s, 8, errp)) {
+        close(fd);
+        return false;
+    }
+    p->fd = fd;
+    if (!postcopy_open_channel(p, uri, errp)) {
+        goto fail;
+    }
+    struct timeval tv = { .tv_sec = 30 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    bitmap_zero(p->pending, npages);
+    for (;;) {
+        WireHeader h;
+        g_autoptr(GBytes) payload = NULL;
+        uint32_t last;
+        uint64_t pages;
+        if (!wire_recv(fd, &h, &payload, errp)) {
+            g_prefix_error(errp, "recovery: ");
+            goto fail;
+        }
+        gsize len;
+        const void *d = g_bytes_get_data(payload, &len);
+        if (h.type == WIRE_ERROR) {
+            uint32_t code;
+            g_autofree char *text = NULL;
+            wire_status_decode(d, len, &code, &text, NULL);
+            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                        "destination refused the recovery: %s", text ? text : "");
+            goto fail;
+        }
+        if (h.type != WIRE_MISSING ||
+            !wire_runs_decode(d, len, npages, p->pending, &last, &pages, errp)) {
+            g_prefix_error(errp, "recovery: ");
+            if (errp && !*errp) {
+                g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                            "recovery: expected the missing pages, got %s",
+                            wire_type_str(h.type));
+            }
+            goto fail;
+        }
+        total += pages;
+        if (last) {
+            break;
+        }
+    }
+    tv.tv_sec = 0;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+
+    p->tx = uring_tx_new(fd, MIGRATION_TX_BUFS, MIGRATION_BUF_SIZE, errp);
+    if (!p->tx) {
+        goto fail;
+    }
+    g_mutex_lock(&p->rp_lock);
+    p->rp_done = false;
+    g_clear_pointer(&p->peer_error, g_free);
+    g_hash_table_remove_all(p->pending_acks);
+    g_mutex_unlock(&p->rp_lock);
+    g_mutex_lock(&m->lock);
+    m->fd = fd;
+    m->tx = p->tx;
+    uring_tx_set_rate_limit(p->tx, m->params.max_bandwidth);
+    m->stats.postcopy_remaining = total;
+    g_mutex_unlock(&m->lock);
+    p->rp = g_thread_new("return-path", return_path_thread, p);
+    return true;
+
+fail:
+    close(fd);
+    p->fd = -1;
+    g_mutex_lock(&p->ch_lock);
+    if (p->ch_fd >= 0) {
+        close(p->ch_fd);
+        p->ch_fd = -1;
+    }
+    g_mutex_unlock(&p->ch_lock);
+    return false;
+}
+
+/* Waits in postcopy-paused for "migrate -r URI"; NULL when torn down. */
+static char *wait_for_resume(Precopy *p, const char *why)
+{
+    Migration *m = p->m;
+
+    g_mutex_lock(&m->lock);
+    m->stats.status = MIGRATION_STATUS_POSTCOPY_PAUSED;
+    g_free(m->stats.error);
+    m->stats.error = g_strdup(why);
+    while (!m->resume_uri && !m->cancel) {
+        g_cond_wait(&m->state_cond, &m->lock);
+    }
+    char *uri = g_steal_pointer(&m->resume_uri);
+    if (uri) {
+        m->stats.status = MIGRATION_STATUS_POSTCOPY_RECOVER;
+    }
+    g_mutex_unlock(&m->lock);
+    return uri;
+}
+
+bool postcopy_run(Precopy *p, GError **errp)
+{
+    Migration *m = p->m;
+    MigrationHost *host = &m->host;
+    uint64_t npages = p->ram->npages;
+
+    gint64 t_down = g_get_monotonic_time();
+    migration_set_status(m, MIGRATION_STATUS_DEVICE, NULL);
+    host->ops->stop(host->opaque);
+    p->vm_stopped = true;
+    if (!check_abort(p, errp)) {
+        return false;
+    }
+    encoders_wait_idle(p);
+    /* p->dirty holds what was not sent since it changed; add the rest. */
+    if (!dirty_tracker_sync(p->tracker, p->dirty, errp)) {
+        return false;
+    }
+    if (p->hints) {
+        hint_filter_apply_dirty(p->hints, p->dirty);
+    }
+    hints_done(p);
+    p->pending = bitmap_new(npages);
+    for (uint64_t pfn = bitmap_next_set(p->dirty, npages, 0); pfn < npages;
+         pfn = bitmap_next_set(p->dirty, npages, pfn + 1)) {
+        if (!p->hints || !hint_filter_skip(p->hints, pfn)) {
+            bitmap_set_bit(p->pending, pfn);
+        }
+    }
+    uint64_t owed = bitmap_count(p->pending, npages);
+    g_mutex_lock(&m->lock);
+    m->stats.postcopy = true;
+    m->stats.postcopy_remaining = owed;
+    m->stats.ram_remaining = owed * GUEST_PAGE_SIZE;
+    g_mutex_unlock(&m->lock);
+
+    g_autoptr(GPtrArray) runs = wire_runs_encode(p->pending, npages, 0, 0);
+    for (guint i = 0; i < runs->len; i++) {
+        gsize len;
+        const void *d = g_bytes_get_data(runs->pdata[i], &len);
+        if (!send_msg(p, WIRE_PENDING, 0, d, len, errp)) {
+            return false;
+        }
+    }
+    if (!send_device_state(p, errp)) {
+        return false;
+    }
+    if (!migration_commit(m)) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INTR, "cancelled by the user");
+        return false;
+    }
+    g_mutex_lock(&m->lock);
+    m->postcopy_switched = true;
+    g_mutex_unlock(&m->lock);
+    g_mutex_lock(&p->rp_lock);
+    p->wait_seq = p->next_seq + 1;
+    g_mutex_unlock(&p->rp_lock);
+    uint32_t seq = send_request(p, WIRE_POSTCOPY_RUN, NULL, 0, errp);
+    uint32_t status = 0;
+    g_autofree char *msg = NULL;
+    bool acked = seq && wait_ack(p, seq, RUN_TIMEOUT_S, &status, &msg);
+    if (acked && status != WIRE_OK) {
+        /* The destination never ran the guest: it runs here again. */
+        g_mutex_lock(&m->lock);
+        m->postcopy_switched = false;
+        g_mutex_unlock(&m->lock);
+        g_clear_error(errp);
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "destination: %s",
+                    msg ? msg : "refused to run the guest");
+        return false;
+    }
+    /* Whatever happens now, the guest may be running over there. */
+    p->vm_stopped = false;
+    g_clear_error(errp);
+    if (acked) {
+        g_mutex_lock(&m->lock);
+        m->stats.downtime_ms = (g_get_monotonic_time() - t_down) / 1000;
+        m->stats.status = MIGRATION_STATUS_POSTCOPY_ACTIVE;
+        g_mutex_unlock(&m->lock);
+    }
+
+    /* RAM is frozen from here: hash it while the push runs. */
+    DigestTask dt = { p->ram, ram_digest_nchunks(p->ram, RAM_DIGEST_CHUNK_PAGES),
+                      .threads = 1,
+                      .exclude = p->hints ? hint_filter_set(p->hints) : NULL };
+    g_autofree uint64_t *digests = dt.out = g_new(uint64_t, dt.n);
+    GThread *hasher = p->verify ? g_thread_new("digest", digest_task, &dt) : NULL;
+
+    bool ok = false;
+    g_autoptr(GError) err = NULL;
+    g_autofree char *why = NULL;
+    if (!acked) {
+        why = g_strdup("link lost before the destination confirmed the switch");
+    }
+    for (;;) {
+        bool fatal = false;
+        if (!why) {
+            ok = push(p, &dt, &hasher, &fatal, &err);
+            if (ok || fatal) {
+                break;
+            }
+            why = g_strdup_printf("link to the destination lost: %s",
+                                  err ? err->message : "connection closed");
+            g_clear_error(&err);
+        }
+        drop_link(p);
+        for (;;) {
+            g_autofree char *uri = wait_for_resume(p, why);
+            if (!uri) {
+                g_set_error(&err, G_FILE_ERROR, G_FILE_ERROR_INTR,
+                            "postcopy abandoned while paused (%s)", why);
+                goto out;
+            }
+            g_clear_pointer(&why, g_free);
+            if (reconnect(p, uri, &err)) {
+                break;
+            }
+            why = g_strdup_printf("recovery failed: %s", err->message);
+            g_clear_error(&err);
+        }
+        g_mutex_lock(&m->lock);
+        m->stats.status = MIGRATION_STATUS_POSTCOPY_ACTIVE;
+        m->stats.recoveries++;
+        g_mutex_unlock(&m->lock);
+    }
+out:
+    if (hasher) {
+        g_thread_join(hasher);
+    }
+    if (!ok) {
+        g_propagate_error(errp, g_steal_pointer(&err));
+        return false;
+    }
+    g_mutex_lock(&m->lock);
+    m->stats.verified = p->verify;
+    m->stats.verify_chunks = p->verify ? dt.n : 0;
+    m->stats.ram_remaining = 0;
+    m->stats.postcopy_remaining = 0;
+    g_mutex_unlock(&m->lock);
+    return true;
+}
