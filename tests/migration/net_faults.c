@@ -31,7 +31,7 @@ static int listen_on(int port)
     int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(listen(fd, 1), 0);
+    ck_assert_int_eq(listen(fd, 4), 0);
     return fd;
 }
 
@@ -54,14 +54,18 @@ struct Proxy {
     uint64_t forwarded;
 };
 
-static gpointer proxy_thread(gpointer data)
+typedef struct ProxyConn {
+    Proxy *p;
+    int src;
+} ProxyConn;
+
+/* Forwards one connection until either side closes or the proxy stops. */
+static gpointer forward_thread(gpointer data)
 {
-    Proxy *p = data;
-    struct pollfd pl[2] = { { p->lfd, POLLIN, 0 }, { p->stop_pipe[0], POLLIN, 0 } };
-    if (poll(pl, 2, 60000) <= 0 || pl[1].revents) {
-        return NULL;
-    }
-    int src = accept(p->lfd, NULL, NULL);
+    ProxyConn *c = data;
+    Proxy *p = c->p;
+    int src = c->src;
+    g_free(c);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(p->to_port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     int dst = socket(AF_INET, SOCK_STREAM, 0);
@@ -97,7 +101,7 @@ static gpointer proxy_thread(gpointer data)
             }
             from_src += n;
             g_mutex_lock(&p->lock);
-            p->forwarded = from_src;
+            p->forwarded += n;
             g_mutex_unlock(&p->lock);
             if ((p->mode == PROXY_TRUNCATE || p->mode == PROXY_RESET) &&
                 from_src >= p->offset) {
@@ -115,6 +119,29 @@ static gpointer proxy_thread(gpointer data)
     }
     close(src);
     close(dst);
+    return NULL;
+}
+
+/* Accepts connections (a migration may open several) until stopped. */
+static gpointer proxy_thread(gpointer data)
+{
+    Proxy *p = data;
+    g_autoptr(GPtrArray) conns = g_ptr_array_new();
+
+    for (;;) {
+        struct pollfd pl[2] = { { p->lfd, POLLIN, 0 }, { p->stop_pipe[0], POLLIN, 0 } };
+        if (poll(pl, 2, 60000) <= 0 || pl[1].revents) {
+            break;
+        }
+        ProxyConn *c = g_new(ProxyConn, 1);
+        c->p = p;
+        c->src = accept(p->lfd, NULL, NULL);
+        g_ptr_array_add(conns, g_thread_new("proxy-conn", forward_thread, c));
+    }
+    /* The stop pipe stays readable: every forwarder sees it and closes. */
+    for (guint i = 0; i < conns->len; i++) {
+        g_thread_join(conns->pdata[i]);
+    }
     return NULL;
 }
 

@@ -22,13 +22,17 @@ typedef enum {
 
 typedef struct Proxy Proxy;
 
-/* Listens on @port, forwarding one connection to 127.0.0.1:@to_port. */
+/*
+ * Listens on @port, forwarding each connection to 127.0.0.1:@to_port (the
+ * fault applies to each connection's own stream) until proxy_stop(), which
+ * closes every connection: a network cut.
+ */
 Proxy *proxy_start(int port, int to_port, ProxyMode mode, uint64_t offset);
 
 /* Returns the bytes forwarded from the source so far. */
 uint64_t proxy_bytes(Proxy *p);
 
-/* Stops the proxy and frees it. */
+/* Stops the proxy, closing every connection, and frees it. */
 void proxy_stop(Proxy *p);
 
 typedef enum {

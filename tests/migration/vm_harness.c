@@ -147,3 +147,27 @@ char *test_field(const char *text, const char *key)
     }
     return NULL;
 }
+
+uint64_t test_field_u64(const char *text, const char *key)
+{
+    g_autofree char *v = test_field(text, key);
+    ck_assert_msg(v, "no '%s:' in:\n%s", key, text);
+    return g_ascii_strtoull(v, NULL, 10);
+}
+
+char *test_vm_wait_status(TestVm *vm, const char *want, int timeout_ms)
+{
+    for (int t = 0;; t += 20) {
+        g_autofree char *out = test_vm_cmd(vm, "info migrate");
+        char *s = test_field(out, "Migration status");
+        if (s && g_str_has_prefix(s, want)) {
+            return s;
+        }
+        if (t >= timeout_ms) {
+            ck_abort_msg("status '%s' not reached in %d ms; last:\n%s", want,
+                         timeout_ms, out);
+        }
+        g_free(s);
+        g_usleep(20000);
+    }
+}

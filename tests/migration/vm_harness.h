@@ -7,6 +7,7 @@
 #ifndef HINTMIG_VM_HARNESS_H
 #define HINTMIG_VM_HARNESS_H
 
+#include <stdint.h>
 #include <glib.h>
 #include "vm/hmp_client.h"
 
@@ -41,5 +42,14 @@ int test_vm_run(const char *const *args, char **out);
 
 /* Returns the value after "@key: " on a line of @text, or NULL. */
 char *test_field(const char *text, const char *key);
+
+/* The number after "@key: " on a line of @text; fails the test if absent. */
+uint64_t test_field_u64(const char *text, const char *key);
+
+/*
+ * Polls "info migrate" until the status starts with @want and returns it;
+ * fails the test after @timeout_ms.
+ */
+char *test_vm_wait_status(TestVm *vm, const char *want, int timeout_ms);
 
 #endif

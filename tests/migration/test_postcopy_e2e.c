@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Postcopy between two hintmig-vm processes on loopback: the guest runs on
+ * the destination while its pages arrive, faults on the ones still missing,
+ * never asks for a page it reported free, survives a network cut and a
+ * recovery, and ends with every page verified as placed.
+ */
+#include <string.h>
+
+#include "migration/guest_ram.h"
+#include "migration/uffd_postcopy.h"
+#include "net_faults.h"
+#include "vm_harness.h"
+#include "test_util.h"
+
+static char *dir;
+static int vm_seq;
+
+static void setup(void) { dir = test_tmpdir(); }
+static void teardown(void) { test_rmdir(dir); g_free(dir); }
+
+static TestVm *start(const char *role, const char *const *args)
+{
+    g_autofree char *name = g_strdup_printf("%s%d", role, vm_seq++);
+    return test_vm_start(dir, name, args);
+}
+
+static void cmd_ok(TestVm *vm, const char *cmd)
+{
+    g_autofree char *out = test_vm_cmd(vm, "%s", cmd);
+    ck_assert_msg(!strcmp(out, ""), "'%s' said: %s", cmd, out);
+}
+
+static TestVm *start_dest(const char *ram, const char *thp, bool balloon, int *port)
+{
+    *port = test_free_port();
+    g_autofree char *inc = g_strdup_printf("tcp:127.0.0.1:%d", *port);
+    const char *args[] = { "-m", ram, "-smp", "2", "--thp", thp, "-incoming", inc,
+                           balloon ? "-device" : NULL,
+                           "virtio-balloon,free-page-hint=on", NULL };
+    TestVm *dst = start("dst", args);
+    cmd_ok(dst, "migrate_set_capability postcopy-ram on");
+    return dst;
+}
+
+static TestVm *start_churn(const char *ram, const char *thp, const char *wl)
+{
+    const char *args[] = { "-m", ram, "-smp", "2", "--thp", thp, "--workload", wl,
+                           NULL };
+    TestVm *src = start("src", args);
+    g_usleep(500000);          /* let it fill its working set */
+    cmd_ok(src, "migrate_set_capability postcopy-ram on");
+    return src;
+}
+
+static void assert_guest_ok(TestVm *vm)
+{
+    g_autofree char *g = test_vm_cmd(vm, "info guest");
+    ck_assert_msg(g_str_has_prefix(g, "guest memory check: OK ("), "%s", g);
+}
+
+/* Both sides completed, verified, and the guest is healthy and working. */
+static void assert_postcopy_done(TestVm *src, TestVm *dst)
+{
+    g_free(test_vm_wait_status(src, "completed", 120000));
+    g_free(test_vm_wait_status(dst, "completed", 30000));
+    g_autofree char *si = test_vm_cmd(src, "info migrate");
+    g_autofree char *di = test_vm_cmd(dst, "info migrate");
+    ck_assert_msg(strstr(si, "verify: OK (") && strstr(si, "postcopy request count: "),
+                  "%s", si);
+    ck_assert_msg(strstr(di, "verify: OK (") && strstr(di, "postcopy faults: "),
+                  "%s", di);
+    ck_assert_uint_eq(test_field_u64(di, "postcopy remaining"), 0);
+    g_autofree char *st = test_vm_cmd(src, "info status");
+    ck_assert_str_eq(st, "VM status: paused (postmigrate)\n");
+    g_autofree char *dst_st = test_vm_cmd(dst, "info status");
+    ck_assert_str_eq(dst_st, "VM status: running\n");
+    assert_guest_ok(dst);
+    g_autofree char *g1 = test_vm_cmd(dst, "info guest");
+    g_usleep(200000);
+    g_autofree char *g2 = test_vm_cmd(dst, "info guest");
+    ck_assert_uint_gt(test_field_u64(g2, "page writes"), test_field_u64(g1, "page writes"));
+}
+
+/* The guest writes on the destination while most of its RAM is still owed. */
+static void churn_postcopy(const char *thp)
+{
+    TestVm *src = start_churn("512M", thp, "churn,wss=256M,rate=32M");
+    int port;
+    TestVm *dst = start_dest("512M", thp, false, &port);
+    cmd_ok(src, "migrate_set_parameter max-bandwidth 40M");
+    g_autofree char *m = test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port);
+    ck_assert_str_eq(m, "");
+    cmd_ok(src, "migrate_start_postcopy");
+    g_free(test_vm_wait_status(dst, "postcopy-active", 30000));
+    /* Running there at once, not after the last page. */
+    g_autofree char *st = test_vm_cmd(dst, "info status");
+    ck_assert_str_eq(st, "VM status: running\n");
+    g_autofree char *early = test_vm_cmd(dst, "info migrate");
+    ck_assert_uint_gt(test_field_u64(early, "postcopy remaining"), 0);
+    g_autofree char *busy = test_vm_cmd(dst, "info guest");
+    ck_assert_msg(g_str_has_prefix(busy, "Error: guest RAM is still arriving"), "%s", busy);
+    assert_postcopy_done(src, dst);
+    g_autofree char *di = test_vm_cmd(dst, "info migrate");
+    g_autofree char *faults = test_field(di, "postcopy faults");
+    ck_assert_msg(!g_str_has_suffix(faults, " 0 remote"), "%s", di);
+    ck_assert_ptr_nonnull(strstr(di, "postcopy remote fault latency: p50 "));
+    test_vm_quit(dst);
+    test_vm_quit(src);
+}
+
+START_TEST(churn_thp_off) { churn_postcopy("off"); }
+END_TEST
+
+START_TEST(churn_thp_on) { churn_postcopy("on"); }
+END_TEST
+
+/* Free pages stay off the wire and are never asked for. */
+START_TEST(fill_free_with_hints)
+{
+    const char *args[] = { "-m", "2G", "-smp", "2", "--workload", "fill-free,fill=1200M",
+                           "-device", "virtio-balloon,free-page-hint=on",
+                           "--balloon-driver", "release=done", NULL };
+    TestVm *src = start("src", args);
+    uint64_t in_use = 0;
+    for (int i = 0; i < 600 && !in_use; i++) {
+        g_autofree char *g = test_vm_cmd(src, "info guest");
+        g_autofree char *fm = test_field(g, "free memory");
+        uint64_t free_mib = fm ? g_ascii_strtoull(fm, NULL, 10) : 0;
+        if (test_field_u64(g, "page writes") > (1200ull << 20) / GUEST_PAGE_SIZE &&
+            free_mib > 1900) {
+            in_use = (2048 - free_mib) << 20;
+        }
+        g_usleep(100000);
+    }
+    ck_assert_msg(in_use, "the guest never finished filling and freeing");
+    int port;
+    TestVm *dst = start_dest("2G", "off", true, &port);
+    cmd_ok(src, "migrate_set_capability postcopy-ram on");
+    cmd_ok(src, "migrate_set_capability free-page-hint on");
+    g_autofree char *m = test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port);
+    ck_assert_str_eq(m, "");
+    cmd_ok(src, "migrate_start_postcopy");
+    assert_postcopy_done(src, dst);
+    g_autofree char *si = test_vm_cmd(src, "info migrate");
+    g_autofree char *di = test_vm_cmd(dst, "info migrate");
+    uint64_t wire = test_field_u64(si, "wire bytes") << 10;
+    ck_assert_msg(wire * 100 <= in_use * 115,
+                  "postcopy put %" G_GUINT64_FORMAT " bytes on the wire, more than "
+                  "1.15 x the %" G_GUINT64_FORMAT " bytes in use\n%s", wire, in_use, si);
+    ck_assert_uint_gt(test_field_u64(di, "postcopy hint-filled"),
+                      (1000ull << 20) / GUEST_PAGE_SIZE);
+    ck_assert_uint_eq(test_field_u64(di, "postcopy hinted requested"), 0);
+    ck_assert_uint_gt(test_field_u64(si, "hint-skipped"), (1000ull << 20) / GUEST_PAGE_SIZE);
+    test_vm_quit(dst);
+    test_vm_quit(src);
+}
+END_TEST
+
+/* A cut mid-postcopy pauses both sides; migrate_recover + migrate -r finish it. */
+START_TEST(cut_and_recover)
+{
+    TestVm *src = start_churn("512M", "off", "churn,wss=256M,rate=32M");
+    int port;
+    TestVm *dst = start_dest("512M", "off", false, &port);
+    int proxy_port = test_free_port();
+    Proxy *proxy = proxy_start(proxy_port, port, PROXY_PASS, 0);
+    cmd_ok(src, "migrate_set_parameter max-bandwidth 20M");
+    g_autofree char *m = test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", proxy_port);
+    ck_assert_str_eq(m, "");
+    cmd_ok(src, "migrate_start_postcopy");
+    g_free(test_vm_wait_status(dst, "postcopy-active", 30000));
+    g_usleep(300000);
+    proxy_stop(proxy);                              /* the network cut */
+    g_free(test_vm_wait_status(src, "postcopy-paused", 30000));
+    g_free(test_vm_wait_status(dst, "postcopy-paused", 30000));
+    g_autofree char *paused = test_vm_cmd(dst, "info migrate");
+    ck_assert_uint_gt(test_field_u64(paused, "postcopy remaining"), 0);
+    g_autofree char *c = test_vm_cmd(src, "migrate_cancel");
+    ck_assert_msg(g_str_has_prefix(c, "Error: migrate_cancel is refused in postcopy"),
+                  "%s", c);
+    g_autofree char *st = test_vm_cmd(src, "info status");
+    ck_assert_str_eq(st, "VM status: paused (finish-migrate)\n");
+
+    int rport = test_free_port();
+    g_autofree char *rec = g_strdup_printf("migrate_recover tcp:127.0.0.1:%d", rport);
+    cmd_ok(dst, rec);
+    cmd_ok(src, "migrate_set_parameter max-bandwidth 0");
+    g_autofree char *r = test_vm_cmd(src, "migrate -r tcp:127.0.0.1:%d", rport);
+    ck_assert_str_eq(r, "");
+    assert_postcopy_done(src, dst);
+    g_autofree char *si = test_vm_cmd(src, "info migrate");
+    g_autofree char *di = test_vm_cmd(dst, "info migrate");
+    ck_assert_uint_eq(test_field_u64(si, "postcopy recoveries"), 1);
+    ck_assert_uint_eq(test_field_u64(di, "postcopy recoveries"), 1);
+    test_vm_quit(dst);
+    test_vm_quit(src);
+}
+END_TEST
+
+/* Misuse gets a clear error, and nothing starts half-way. */
+START_TEST(refusals)
+{
+    TestVm *src = start_churn("128M", "off", "churn,wss=16M,rate=2M");
+    g_autofree char *e1 = test_vm_cmd(src, "migrate -r tcp:127.0.0.1:1");
+    ck_assert_msg(g_str_has_prefix(e1, "Error: migrate -r resumes a paused postcopy"), "%s", e1);
+    cmd_ok(src, "migrate_set_capability postcopy-ram off");
+    g_autofree char *e2 = test_vm_cmd(src, "migrate_start_postcopy");
+    ck_assert_msg(g_str_has_prefix(e2, "Error: Enable postcopy"), "%s", e2);
+    cmd_ok(src, "migrate_set_capability postcopy-ram on");
+    g_autofree char *e3 = test_vm_cmd(src, "migrate_start_postcopy");
+    ck_assert_msg(g_str_has_prefix(e3, "Error: postcopy must be started after"), "%s", e3);
+    /* A destination without postcopy-ram refuses, as QEMU's does. */
+    int port = test_free_port();
+    g_autofree char *inc = g_strdup_printf("tcp:127.0.0.1:%d", port);
+    const char *args[] = { "-m", "128M", "-smp", "2", "-incoming", inc, NULL };
+    TestVm *dst = start("dst", args);
+    g_autofree char *e4 = test_vm_cmd(dst, "migrate_recover tcp:127.0.0.1:1");
+    ck_assert_msg(g_str_has_prefix(e4, "Error: migrate_recover needs"), "%s", e4);
+    g_autofree char *m = test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port);
+    ck_assert_str_eq(m, "");
+    g_autofree char *s = test_vm_wait_status(src, "failed", 10000);
+    ck_assert_msg(strstr(s, "lacks: postcopy"), "%s", s);
+    g_autofree char *st = test_vm_cmd(src, "info status");
+    ck_assert_str_eq(st, "VM status: running\n");
+    g_autofree char *caps = test_vm_cmd(src, "info migrate_capabilities");
+    ck_assert_ptr_nonnull(strstr(caps, "postcopy-ram: on\n"));
+    test_vm_quit(dst);
+    test_vm_quit(src);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("postcopy_e2e");
+    TCase *tc = tcase_create("postcopy");
+    g_autoptr(GError) err = NULL;
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 240);
+    if (!uffd_postcopy_probe(&err)) {
+        /* Every case needs it: say so, and the binary reports SKIP. */
+        test_skip("postcopy_e2e", err->message);
+    } else {
+        tcase_add_test(tc, refusals);
+        tcase_add_test(tc, churn_thp_off);
+        tcase_add_test(tc, churn_thp_on);
+        tcase_add_test(tc, fill_free_with_hints);
+        tcase_add_test(tc, cut_and_recover);
+    }
+    suite_add_tcase(s, tc);
+    return test_run(s);
+}
