@@ -21,36 +21,12 @@ work=$(mktemp -d /tmp/hintmig-hints.XXXXXX)
 . bench/lib.sh
 trap 'quit_all; rm -rf "$work"' EXIT
 
-run() {   # $1 = on|off -> "time_ms downtime_ms wire_bytes in_use_bytes lazyfree_kb"
-    local p; p=$(port)
-    build/bench/warm_memory 5G
-    "$vm" -m 2G -smp 2 --workload fill-free,fill=1200M \
-        -device virtio-balloon,free-page-hint=on -pidfile "$work/src.pid" \
-        -monitor "unix:$work/src.sock,server,nowait" -daemonize
-    "$vm" -m 2G -smp 2 -device virtio-balloon,free-page-hint=on \
-        -incoming "tcp:127.0.0.1:$p" -monitor "unix:$work/dst.sock,server,nowait" -daemonize
-    local g free
-    for _ in $(seq 1 600); do      # until the fill has been written and freed
-        g=$("$hmp" "$work/src.sock" "info guest")
-        free=$(sed -n 's/^free memory: \([0-9]*\) of.*/\1/p' <<<"$g")
-        [ "$(field 'page writes' <<<"$g")" -gt 307200 ] && [ "$free" -gt 1900 ] && break
-        sleep 0.1
-    done
-    local in_use=$(( (2048 - free) << 20 ))
-    "$hmp" "$work/src.sock" "migrate_set_capability free-page-hint $1" \
-        "migrate tcp:127.0.0.1:$p" >/dev/null
-    local out; out=$("$hmp" "$work/src.sock" "info migrate")
-    grep -q '^verify: OK' <<<"$out" || { echo "bench: migration failed: $out" >&2; exit 1; }
-    local lazy; lazy=$(awk '/^LazyFree:/ { print $2 }' "/proc/$(cat "$work/src.pid")/smaps_rollup")
-    echo "$(field 'total time' <<<"$out") $(field 'downtime' <<<"$out") \
-$(( $(field 'wire bytes' <<<"$out") * 1024 )) $in_use $lazy"
-    quit_all
-}
+run() { hintmig_fill_free_run "$1" 0; }
 
 declare -a on_t on_d on_w off_t off_d off_w use lazy
 for r in $(seq 1 "$reps"); do
-    read -r t d w u l < <(run on);  on_t+=("$t"); on_d+=("$d"); on_w+=("$w"); use+=("$u"); lazy+=("$l")
-    read -r t d w u l < <(run off); off_t+=("$t"); off_d+=("$d"); off_w+=("$w")
+    read -r t d w u l _ < <(run on);  on_t+=("$t"); on_d+=("$d"); on_w+=("$w"); use+=("$u"); lazy+=("$l")
+    read -r t d w u l _ < <(run off); off_t+=("$t"); off_d+=("$d"); off_w+=("$w")
     printf 'rep %d: hints %s ms %s B | no hints %s ms %s B\n' "$r" "${on_t[-1]}" \
         "${on_w[-1]}" "${off_t[-1]}" "${off_w[-1]}"
 done

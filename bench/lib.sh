@@ -21,3 +21,95 @@ quit_all() {
         rm -f "$s"
     done
 }
+
+# Stock QEMU on the fill-free shape: a 2 GiB, 2-vCPU Linux guest built by
+# bench/linux-guest/build.sh into $work/guest writes 1200 MiB into tmpfs,
+# deletes it and idles, then migrates on loopback.  TCG by default: on the
+# development machine /dev/kvm opens, but a KVM guest never runs (no nested
+# virtualisation); BENCH_ACCEL=kvm to try.
+#   qemu_fill_free_run on|off(free-page-hint) 0|1(postcopy)
+#   -> "time_ms wire_bytes in_use_bytes"
+qemu_fill_free_run() {
+    local accel=${BENCH_ACCEL:-tcg}
+    local p; p=$(port)
+    local common=(-machine "q35,accel=$accel" -m 2G -smp 2 -display none -nodefaults
+                  -object iothread,id=io0
+                  -device "virtio-balloon-pci,free-page-hint=$1,iothread=io0"
+                  -kernel "$work/guest/vmlinuz" -initrd "$work/guest/initrd.gz"
+                  -append "console=ttyS0 quiet" -daemonize)
+    rm -f "$work/serial.log"
+    qemu-system-x86_64 "${common[@]}" -serial "file:$work/serial.log" \
+        -monitor "unix:$work/src.sock,server,nowait"
+    qemu-system-x86_64 "${common[@]}" -serial null -incoming defer \
+        -monitor "unix:$work/dst.sock,server,nowait"
+    for _ in $(seq 1 600); do grep -q READY "$work/serial.log" 2>/dev/null && break; sleep 1; done
+    grep -q READY "$work/serial.log" || { echo "bench: the Linux guest did not boot" >&2; exit 1; }
+    local total free
+    total=$(awk '/MemTotal/ { print $2 }' "$work/serial.log")
+    free=$(awk '/MemFree/ { print $2 }' "$work/serial.log")
+    "$hmp" "$work/src.sock" "migrate_set_parameter max-bandwidth 100G" >/dev/null
+    if [ "$2" = 1 ]; then
+        "$hmp" "$work/src.sock" "migrate_set_capability postcopy-ram on" >/dev/null
+        "$hmp" "$work/dst.sock" "migrate_set_capability postcopy-ram on" >/dev/null
+    fi
+    "$hmp" "$work/dst.sock" "migrate_incoming tcp:127.0.0.1:$p" >/dev/null
+    local tx0; tx0=$(lo_tx)
+    "$hmp" "$work/src.sock" "migrate -d tcp:127.0.0.1:$p" >/dev/null
+    if [ "$2" = 1 ]; then
+        "$hmp" "$work/src.sock" "migrate_start_postcopy" >/dev/null
+    fi
+    local out
+    for _ in $(seq 1 6000); do
+        out=$("$hmp" "$work/src.sock" "info migrate")
+        grep -q "Migration status: completed" <<<"$out" && break
+        grep -q "Migration status: failed" <<<"$out" && { echo "$out" >&2; exit 1; }
+        sleep 0.05
+    done
+    local tx1; tx1=$(lo_tx)
+    echo "$(sed -n 's/^total time: \([0-9]*\).*/\1/p' <<<"$out") $((tx1 - tx0)) $(( (total - free) * 1024 ))"
+    quit_all
+}
+
+# hintmig on the fill-free shape: a 2 GiB guest that wrote and freed 1200
+# MiB, migrated on loopback (expects $vm, the hintmig-vm binary).
+#   hintmig_fill_free_run on|off(free-page-hint) 0|1(postcopy)
+#   -> "time_ms downtime_ms wire_bytes in_use_bytes lazyfree_kb lo_bytes"
+#   (wire_bytes: what hintmig counts; lo_bytes: the loopback counter, as
+#   measured for QEMU, both directions and TCP/IP headers included)
+hintmig_fill_free_run() {
+    local p; p=$(port)
+    build/bench/warm_memory 5G
+    "$vm" -m 2G -smp 2 --workload fill-free,fill=1200M \
+        -device virtio-balloon,free-page-hint=on -pidfile "$work/src.pid" \
+        -monitor "unix:$work/src.sock,server,nowait" -daemonize
+    "$vm" -m 2G -smp 2 -device virtio-balloon,free-page-hint=on \
+        -incoming "tcp:127.0.0.1:$p" -monitor "unix:$work/dst.sock,server,nowait" -daemonize
+    local g free
+    for _ in $(seq 1 600); do      # until the fill has been written and freed
+        g=$("$hmp" "$work/src.sock" "info guest")
+        free=$(sed -n 's/^free memory: \([0-9]*\) of.*/\1/p' <<<"$g")
+        [ "$(field 'page writes' <<<"$g")" -gt 307200 ] && [ "$free" -gt 1900 ] && break
+        sleep 0.1
+    done
+    local in_use=$(( (2048 - free) << 20 ))
+    "$hmp" "$work/src.sock" "migrate_set_capability free-page-hint $1" >/dev/null
+    local tx0; tx0=$(lo_tx)
+    if [ "$2" = 1 ]; then
+        "$hmp" "$work/dst.sock" "migrate_set_capability postcopy-ram on" >/dev/null
+        "$hmp" "$work/src.sock" "migrate_set_capability postcopy-ram on" \
+            "migrate -d tcp:127.0.0.1:$p" "migrate_start_postcopy" >/dev/null
+        for _ in $(seq 1 6000); do
+            "$hmp" "$work/src.sock" "info migrate" | grep -q '^Migration status: \(completed\|failed\)' && break
+            sleep 0.02
+        done
+    else
+        "$hmp" "$work/src.sock" "migrate tcp:127.0.0.1:$p" >/dev/null
+    fi
+    local tx1; tx1=$(lo_tx)
+    local out; out=$("$hmp" "$work/src.sock" "info migrate")
+    grep -q '^verify: OK' <<<"$out" || { echo "bench: migration failed: $out" >&2; exit 1; }
+    local lazy; lazy=$(awk '/^LazyFree:/ { print $2 }' "/proc/$(cat "$work/src.pid")/smaps_rollup")
+    echo "$(field 'total time' <<<"$out") $(field 'downtime' <<<"$out") \
+$(( $(field 'wire bytes' <<<"$out") * 1024 )) $in_use $lazy $((tx1 - tx0))"
+    quit_all
+}

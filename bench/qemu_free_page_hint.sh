@@ -22,46 +22,12 @@ bench/linux-guest/build.sh "$work/guest"
 hmp=build/hintmig-hmp
 . bench/lib.sh
 trap quit_all EXIT
-# TCG by default: on the development machine /dev/kvm opens, but a guest
-# under KVM never runs (no nested virtualisation).  BENCH_ACCEL=kvm to try.
-accel=${BENCH_ACCEL:-tcg}
 
-run() {   # $1 = on|off -> "time_ms wire_bytes in_use_bytes"
-    local p; p=$(port)
-    local common=(-machine "q35,accel=$accel" -m 2G -smp 2 -display none -nodefaults
-                  -object iothread,id=io0
-                  -device "virtio-balloon-pci,free-page-hint=$1,iothread=io0"
-                  -kernel "$work/guest/vmlinuz" -initrd "$work/guest/initrd.gz"
-                  -append "console=ttyS0 quiet" -daemonize)
-    rm -f "$work/serial.log"
-    qemu-system-x86_64 "${common[@]}" -serial "file:$work/serial.log" \
-        -monitor "unix:$work/src.sock,server,nowait"
-    qemu-system-x86_64 "${common[@]}" -serial null -incoming defer \
-        -monitor "unix:$work/dst.sock,server,nowait"
-    for _ in $(seq 1 600); do grep -q READY "$work/serial.log" 2>/dev/null && break; sleep 1; done
-    grep -q READY "$work/serial.log" || { echo "bench: the Linux guest did not boot" >&2; exit 1; }
-    local total free
-    total=$(awk '/MemTotal/ { print $2 }' "$work/serial.log")
-    free=$(awk '/MemFree/ { print $2 }' "$work/serial.log")
-    "$hmp" "$work/src.sock" "migrate_set_parameter max-bandwidth 100G" >/dev/null
-    "$hmp" "$work/dst.sock" "migrate_incoming tcp:127.0.0.1:$p" >/dev/null
-    local tx0; tx0=$(lo_tx)
-    "$hmp" "$work/src.sock" "migrate -d tcp:127.0.0.1:$p" >/dev/null
-    local out
-    for _ in $(seq 1 6000); do
-        out=$("$hmp" "$work/src.sock" "info migrate")
-        grep -q "Migration status: completed" <<<"$out" && break
-        grep -q "Migration status: failed" <<<"$out" && { echo "$out" >&2; exit 1; }
-        sleep 0.05
-    done
-    local tx1; tx1=$(lo_tx)
-    echo "$(sed -n 's/^total time: \([0-9]*\).*/\1/p' <<<"$out") $((tx1 - tx0)) $(( (total - free) * 1024 ))"
-    quit_all
-}
+run() { qemu_fill_free_run "$1" 0; }
 
 read -r t_on w_on u_on < <(run on)
 read -r t_off w_off u_off < <(run off)
-echo "QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'), Linux guest under $accel, 2 GiB, 1200 MiB written and freed"
+echo "QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'), Linux guest under ${BENCH_ACCEL:-tcg}, 2 GiB, 1200 MiB written and freed"
 printf '%-16s %10s %14s %12s %14s\n' "" "time ms" "wire bytes" "in use" "wire / in use"
 awk -v t="$t_on" -v w="$w_on" -v u="$u_on" 'BEGIN { printf "%-16s %10s %14s %12s %14.2f\n", "free-page-hint", t, w, u, w / u }'
 awk -v t="$t_off" -v w="$w_off" -v u="$u_off" 'BEGIN { printf "%-16s %10s %14s %12s %14.2f\n", "no hints", t, w, u, w / u }'

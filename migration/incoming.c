@@ -84,6 +84,7 @@ static gpointer decoder_thread(gpointer data)
     PageDecoder *d = page_decoder_new();
     g_autofree uint8_t *staging = g_malloc((size_t)PAGE_BATCH_MAX * GUEST_PAGE_SIZE);
     RxBuf *b;
+    bool background = false;
 
     while ((b = g_async_queue_pop(in->dec_q)) != &stop_buf) {
         PageCodecStats st = { 0 };
@@ -91,6 +92,10 @@ static gpointer decoder_thread(gpointer data)
         g_autoptr(GError) err = NULL;
         bool ok;
         /* in->postcopy changes only while no batch is queued (drain). */
+        if (in->postcopy && !background) {
+            migration_thread_background();    /* requested pages first */
+            background = true;
+        }
         if (in->postcopy) {
             PageStaged sb = { .data = staging };
             ok = page_decode_staged(d, in->ram->npages, b->data, b->len, &sb, &st,

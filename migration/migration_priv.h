@@ -66,6 +66,13 @@ bool migration_cancelled(Migration *m);
  */
 bool migration_commit(Migration *m);
 
+/*
+ * Lowers the calling thread's priority (nice 10): in postcopy the bulk
+ * stream's threads must not keep the CPU from the threads that serve a
+ * waiting vCPU (the fault thread, the return path, the page channel).
+ */
+void migration_thread_background(void);
+
 /* Fills @s's postcopy lines from @pc's counters. */
 struct UffdPostcopy;
 void migration_stats_from_uffd(MigrationStats *s, struct UffdPostcopy *pc);

@@ -85,9 +85,14 @@ static gpointer encoder_thread(gpointer data)
                                       (p->features & WIRE_FEAT_ZSTD),
                                       p->params.compress_level);
     EncodeJob *job;
+    bool background = false;
 
     while ((job = g_async_queue_pop(p->enc_q)) != &stop_job) {
         PageCodecStats st = { 0 };
+        if (!background && __atomic_load_n(&p->pending, __ATOMIC_RELAXED)) {
+            migration_thread_background();    /* postcopy: requests first */
+            background = true;
+        }
         size_t len = page_encode(e, p->ram, job->pfns, job->n, job->round,
                                  job->buf->data + WIRE_HEADER_SIZE, &st);
         wire_header_encode(job->buf->data, WIRE_RAM_BATCH, 0, len);
