@@ -50,13 +50,13 @@ remote() {   # $1 = max-bandwidth -> "p50 p99 max faults total_ms"
     quit_all
 }
 
-declare -a lp50 lp99 lmax tp50 tp99 ap50 ap99 amax an bp50 bp99 bmax bn
+declare -a lp50 lp99 lmax tp50 tp99 np50 np99 ap50 ap99 amax an bp50 bp99 bmax bn
 for r in $(seq 1 "$reps"); do
     build/bench/warm_memory 3G
-    read -r _ a b c < <(build/bench/uffd_roundtrip 20000 | grep handler)
-    lp50+=("$a"); lp99+=("$b"); lmax+=("$c")
-    read -r _ a b _ < <(build/bench/uffd_roundtrip 20000 | grep toucher)
-    tp50+=("$a"); tp99+=("$b")
+    rt=$(build/bench/uffd_roundtrip 20000)
+    read -r _ a b c < <(grep handler <<<"$rt"); lp50+=("$a"); lp99+=("$b"); lmax+=("$c")
+    read -r _ a b _ < <(grep toucher <<<"$rt"); tp50+=("$a"); tp99+=("$b")
+    read -r _ a b _ < <(grep tcp <<<"$rt"); np50+=("$a"); np99+=("$b")
     read -r a b c n _ < <(remote 20M); ap50+=("$a"); ap99+=("$b"); amax+=("$c"); an+=("$n")
     read -r a b c n _ < <(remote 0);   bp50+=("$a"); bp99+=("$b"); bmax+=("$c"); bn+=("$n")
     printf 'rep %d: local p99 %s us | remote p99 %s us (push capped), %s us (uncapped)\n' \
@@ -72,5 +72,6 @@ printf '%-34s %8s %8s %8s %8s\n' "local userfaultfd (UFFDIO_COPY)" "$L50" "$L99"
 printf '%-34s %8s %8s %8s %8s\n' "remote, push capped at 20 MB/s" "$A50" "$A99" "$AM" "$(median "${an[@]}")"
 printf '%-34s %8s %8s %8s %8s\n' "remote, push uncapped" "$B50" "$B99" "$BM" "$(median "${bn[@]}")"
 echo "local round trip as the faulting thread sees it: p50 $(median "${tp50[@]}") us, p99 $(median "${tp99[@]}") us"
+echo "loopback TCP, 12 B asked, 4 KiB answered: p50 $(median "${np50[@]}") us, p99 $(median "${np99[@]}") us"
 awk -v l="$L99" -v a="$A99" -v b="$B99" 'BEGIN {
     printf "remote p99 / local p99: %.1f (push capped), %.1f (uncapped); target <= 3\n", a / l, b / l }'

@@ -9,21 +9,28 @@
  *   handler: from reading the fault to UFFDIO_COPY's return, the span that
  *            hintmig's "remote fault latency" also measures (there: from
  *            reading the fault to the page being placed);
- *   toucher: the whole round trip the vCPU sees.
+ *   toucher: the whole round trip the vCPU sees;
+ *   tcp:     a request of 12 bytes answered by 4 KiB between two threads
+ *            over TCP on loopback: the network floor a remote fault adds
+ *            (it takes one such exchange, plus a third thread).
  *
  *   uffd_roundtrip [PAGES]     (default 20000)
- * Prints "handler p50 p99 max" and "toucher p50 p99 max".
+ * Prints "handler|toucher|tcp p50 p99 max".
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <glib.h>
@@ -60,6 +67,58 @@ static gpointer handler_thread(gpointer data)
         h->handler_us[done++] = g_get_monotonic_time() - t0;
     }
     return NULL;
+}
+
+static bool io_full(int fd, void *buf, size_t len, bool out)
+{
+    for (size_t done = 0; done < len;) {
+        ssize_t n = out ? send(fd, (char *)buf + done, len - done, 0)
+                        : recv(fd, (char *)buf + done, len - done, 0);
+        if (n <= 0) {
+            return false;
+        }
+        done += n;
+    }
+    return true;
+}
+
+static gpointer echo_thread(gpointer data)
+{
+    int fd = GPOINTER_TO_INT(data);
+    uint8_t req[12], page[PAGE] = { 0 };
+    while (io_full(fd, req, sizeof(req), false) && io_full(fd, page, PAGE, true)) {
+    }
+    return NULL;
+}
+
+/* Request/response times over a loopback TCP connection, in µs. */
+static bool tcp_rtt(uint32_t *us, unsigned n)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t al = sizeof(a);
+    int one = 1, l = socket(AF_INET, SOCK_STREAM, 0), c = socket(AF_INET, SOCK_STREAM, 0);
+    if (bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0 ||
+        getsockname(l, (struct sockaddr *)&a, &al) < 0 ||
+        connect(c, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        return false;
+    }
+    int s = accept(l, NULL, NULL);
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    GThread *t = g_thread_new("echo", echo_thread, GINT_TO_POINTER(s));
+    uint8_t req[12] = { 0 }, page[PAGE];
+    for (unsigned i = 0; i < n; i++) {
+        gint64 t0 = g_get_monotonic_time();
+        if (!io_full(c, req, sizeof(req), true) || !io_full(c, page, PAGE, false)) {
+            return false;
+        }
+        us[i] = g_get_monotonic_time() - t0;
+    }
+    close(c);
+    g_thread_join(t);
+    close(s);
+    close(l);
+    return true;
 }
 
 static int cmp(const void *a, const void *b)
@@ -104,5 +163,8 @@ int main(int argc, char **argv)
     g_thread_join(t);
     report("handler", h.handler_us, n);
     report("toucher", touch_us, n);
+    if (tcp_rtt(touch_us, n)) {
+        report("tcp", touch_us, n);
+    }
     return 0;
 }

@@ -93,7 +93,7 @@ static gpointer decoder_thread(gpointer data)
         bool ok;
         /* in->postcopy changes only while no batch is queued (drain). */
         if (in->postcopy && !background) {
-            migration_thread_background();    /* requested pages first */
+            thread_prio_background();    /* requested pages first */
             background = true;
         }
         if (in->postcopy) {
@@ -495,6 +495,7 @@ static gpointer channel_thread(gpointer data)
     g_autofree uint8_t *staging = g_malloc((size_t)PAGE_BATCH_MAX * GUEST_PAGE_SIZE);
     g_autoptr(GError) err = NULL;
 
+    thread_prio_urgent();          /* a vCPU waits on every page this carries */
     for (;;) {
         WireHeader h;
         if (!wire_read_full(in->ch_fd, buf, WIRE_HEADER_SIZE, &err) ||

@@ -7,9 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <glib-unix.h>
 
@@ -391,12 +389,6 @@ void migration_stats_from_uffd(MigrationStats *s, struct UffdPostcopy *pc)
     s->fault_lat_p50_us = u.lat_p50_us;
     s->fault_lat_p99_us = u.lat_p99_us;
     s->fault_lat_max_us = u.lat_max_us;
-}
-
-void migration_thread_background(void)
-{
-    /* Linux: nice is per thread.  Raising it needs no privilege. */
-    setpriority(PRIO_PROCESS, syscall(SYS_gettid), 10);
 }
 
 bool migration_start_postcopy(Migration *m, GError **errp)

@@ -6,6 +6,7 @@
 #include "migration/migration.h"
 #include "migration/hint_filter.h"
 #include "migration/iouring_sender.h"
+#include "migration/thread_prio.h"
 
 /* Room for one wire header plus the largest RAM batch. */
 #define MIGRATION_BUF_SIZE (16 + (64u << 10) + 128 * 8 + (1u << 20))
@@ -65,13 +66,6 @@ bool migration_cancelled(Migration *m);
  * Returns false (cancelled) or true (cancel is refused from now on).
  */
 bool migration_commit(Migration *m);
-
-/*
- * Lowers the calling thread's priority (nice 10): in postcopy the bulk
- * stream's threads must not keep the CPU from the threads that serve a
- * waiting vCPU (the fault thread, the return path, the page channel).
- */
-void migration_thread_background(void);
 
 /* Fills @s's postcopy lines from @pc's counters. */
 struct UffdPostcopy;

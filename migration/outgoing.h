@@ -75,6 +75,7 @@ typedef struct Precopy {
     uint64_t requests;            /* pages asked for */
     uint64_t urgent_pages;        /* pages sent on the page channel */
     uint64_t ch_bytes;            /* bytes sent on the page channel */
+    bool rp_urgent;               /* the return path runs real-time */
 } Precopy;
 
 typedef struct DigestTask {

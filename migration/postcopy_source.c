@@ -75,6 +75,11 @@ void postcopy_serve_request(Precopy *p, const uint8_t *d, size_t len)
     uint64_t npages = p->ram->npages;
     uint32_t count;
 
+    if (!p->rp_urgent) {
+        /* This thread now stands between a waiting vCPU and its page. */
+        thread_prio_urgent();
+        p->rp_urgent = true;
+    }
     if (len < 4 || (memcpy(&count, d, 4), count = GUINT32_FROM_LE(count),
                     len != 4 + (size_t)count * 8) || !p->pending) {
         rp_fail(p, g_strdup("return path: malformed or unexpected page request"));

@@ -90,7 +90,7 @@ static gpointer encoder_thread(gpointer data)
     while ((job = g_async_queue_pop(p->enc_q)) != &stop_job) {
         PageCodecStats st = { 0 };
         if (!background && __atomic_load_n(&p->pending, __ATOMIC_RELAXED)) {
-            migration_thread_background();    /* postcopy: requests first */
+            thread_prio_background();    /* postcopy: requests first */
             background = true;
         }
         size_t len = page_encode(e, p->ram, job->pfns, job->n, job->round,

@@ -11,6 +11,7 @@
 #include "migration/bitmap.h"
 #include "migration/kernel_compat.h"
 #include "migration/ram_digest.h"
+#include "migration/thread_prio.h"
 #include "migration/uffd_postcopy.h"
 
 #define FAULTS_PER_READ 64
@@ -273,6 +274,8 @@ static gpointer fault_thread(gpointer data)
     UffdPostcopy *pc = data;
     struct uffd_msg msgs[FAULTS_PER_READ];
     uint64_t req[FAULTS_PER_READ];
+
+    pc->st.realtime = thread_prio_urgent();
 
     for (;;) {
         struct pollfd f[2] = { { pc->uffd, POLLIN, 0 }, { pc->stop_fd, POLLIN, 0 } };

@@ -37,6 +37,7 @@ typedef struct UffdPostcopyStats {
     uint64_t hint_filled;      /* hinted pages filled locally at the switch */
     uint64_t lat_samples;      /* remote faults timed: request to placement */
     uint64_t lat_p50_us, lat_p99_us, lat_max_us;
+    bool realtime;             /* the fault thread got SCHED_FIFO */
 } UffdPostcopyStats;
 
 /* Called by the fault thread to ask the source for pages; false if the link is down. */
