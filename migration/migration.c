@@ -385,6 +385,7 @@ void migration_stats_from_uffd(MigrationStats *s, struct UffdPostcopy *pc)
     s->hinted_requested = u.hinted_requested;
     s->duplicate_placements = u.duplicate_pages;
     s->hint_filled = u.hint_filled;
+    s->hint_fill_ms = u.hint_fill_ms;
     s->fault_lat_samples = u.lat_samples;
     s->fault_lat_p50_us = u.lat_p50_us;
     s->fault_lat_p99_us = u.lat_p99_us;

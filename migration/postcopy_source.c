@@ -360,6 +360,9 @@ bool postcopy_run(Precopy *p, GError **errp)
     MigrationHost *host = &m->host;
     uint64_t npages = p->ram->npages;
 
+    /* Batches still queued from precopy go out while the guest runs: what
+     * it writes meanwhile is caught by the sync after the stop. */
+    encoders_wait_idle(p);
     gint64 t_down = g_get_monotonic_time();
     migration_set_status(m, MIGRATION_STATUS_DEVICE, NULL);
     host->ops->stop(host->opaque);
@@ -367,7 +370,6 @@ bool postcopy_run(Precopy *p, GError **errp)
     if (!check_abort(p, errp)) {
         return false;
     }
-    encoders_wait_idle(p);
     /* p->dirty holds what was not sent since it changed; add the rest. */
     if (!dirty_tracker_sync(p->tracker, p->dirty, errp)) {
         return false;

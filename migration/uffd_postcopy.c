@@ -22,6 +22,8 @@ struct UffdPostcopy {
     int stop_fd;                 /* eventfd: stops the fault thread */
     bool registered;
     GThread *fault_thread;
+    GThread *fill_thread;
+    uint32_t poison;
     UffdRequestFn request;
     void *opaque;
     const unsigned long *hinted; /* the source's, at the switch */
@@ -225,8 +227,35 @@ static bool fill_hinted(UffdPostcopy *pc, uint32_t poison, GError **errp)
         }
         pfn = bitmap_next_set(pc->hinted, npages, end);
     }
+    g_mutex_lock(&pc->lock);
     pc->st.hint_filled = filled;
+    g_mutex_unlock(&pc->lock);
     return true;
+}
+
+/*
+ * Fills the hinted pages while the guest already runs: outside the
+ * downtime.  A fault on one that is not filled yet is not "missing", so the
+ * fault thread fills it locally as well; whichever comes second sees EEXIST.
+ * (With a poison value the receiver wrote it when the hints came, so these
+ * pages are present already and the fill only finds the exceptions.)
+ */
+static gpointer fill_thread(gpointer data)
+{
+    UffdPostcopy *pc = data;
+    g_autoptr(GError) err = NULL;
+    gint64 t0 = g_get_monotonic_time();
+
+    if (!fill_hinted(pc, pc->poison, &err)) {
+        /* Not fatal: an unfilled hinted page is filled when touched. */
+        g_mutex_lock(&pc->lock);
+        g_strlcpy(pc->st.fill_error, err->message, sizeof(pc->st.fill_error));
+        g_mutex_unlock(&pc->lock);
+    }
+    g_mutex_lock(&pc->lock);
+    pc->st.hint_fill_ms = (g_get_monotonic_time() - t0) / 1000;
+    g_mutex_unlock(&pc->lock);
+    return NULL;
 }
 
 /* Resolves one fault; appends @pfn to @req if the source must send it. */
@@ -350,10 +379,11 @@ bool uffd_postcopy_start(UffdPostcopy *pc, const unsigned long *hinted,
         return false;
     }
     pc->registered = true;
-    if (hinted && !fill_hinted(pc, poison, errp)) {
-        return false;
-    }
+    pc->poison = poison;
     pc->fault_thread = g_thread_new("uffd-fault", fault_thread, pc);
+    if (hinted) {
+        pc->fill_thread = g_thread_new("uffd-fill", fill_thread, pc);
+    }
     return true;
 }
 
@@ -473,6 +503,10 @@ void uffd_postcopy_kick(UffdPostcopy *pc)
 
 static void stop_fault_thread(UffdPostcopy *pc)
 {
+    if (pc->fill_thread) {
+        g_thread_join(pc->fill_thread);
+        pc->fill_thread = NULL;
+    }
     if (pc->fault_thread) {
         uint64_t one = 1;
         if (write(pc->stop_fd, &one, sizeof(one)) != sizeof(one)) {

@@ -153,6 +153,7 @@ typedef struct MigrationStats {
     uint64_t hinted_requested;     /* destination: requests for hinted pages */
     uint64_t duplicate_placements; /* destination: pages that arrived twice */
     uint64_t hint_filled;          /* destination: hinted pages filled at the switch */
+    uint64_t hint_fill_ms;
     uint64_t fault_lat_samples;
     uint64_t fault_lat_p50_us, fault_lat_p99_us, fault_lat_max_us;
     uint64_t recoveries;           /* postcopy recoveries that succeeded */

@@ -34,7 +34,9 @@ typedef struct UffdPostcopyStats {
     uint64_t placed_pages;     /* pages placed since the switch */
     uint64_t duplicate_pages;  /* pages that arrived when already present */
     uint64_t remaining;        /* pages still missing */
-    uint64_t hint_filled;      /* hinted pages filled locally at the switch */
+    uint64_t hint_filled;      /* hinted pages filled locally from the switch on */
+    uint64_t hint_fill_ms;     /* how long that took (the guest already ran) */
+    char fill_error[128];      /* why the fill stopped early, if it did */
     uint64_t lat_samples;      /* remote faults timed: request to placement */
     uint64_t lat_p50_us, lat_p99_us, lat_max_us;
     bool realtime;             /* the fault thread got SCHED_FIFO */
@@ -59,9 +61,10 @@ void uffd_postcopy_free(UffdPostcopy *pc);
 unsigned long *uffd_postcopy_missing(UffdPostcopy *pc);
 
 /*
- * Drops the stale copies of the missing pages, registers RAM, fills the
- * @hinted pages (zero, or @poison in every 32-bit word) and starts the fault
- * thread, which asks the source for missing pages through @fn.
+ * Drops the stale copies of the missing pages, registers RAM and starts the
+ * fault thread, which asks the source for missing pages through @fn, and a
+ * thread that fills the @hinted pages (zero, or @poison in every 32-bit
+ * word) while the guest already runs.
  */
 bool uffd_postcopy_start(UffdPostcopy *pc, const unsigned long *hinted,
                          uint32_t poison, UffdRequestFn fn, void *opaque,
