@@ -88,11 +88,8 @@ static bool thread_running(Migration *m, GThread *t, bool *done)
     return running;
 }
 
-void migration_free(Migration *m)
+void migration_shutdown(Migration *m)
 {
-    if (!m) {
-        return;
-    }
     g_mutex_lock(&m->lock);
     m->cancel = true;
     if (m->fd >= 0) {
@@ -112,6 +109,14 @@ void migration_free(Migration *m)
     }
     reap(m, &m->thread, &m->thread_done);
     reap(m, &m->in_thread, &m->in_thread_done);
+}
+
+void migration_free(Migration *m)
+{
+    if (!m) {
+        return;
+    }
+    migration_shutdown(m);
     if (m->listen_src) {
         g_source_remove(m->listen_src);
     }

@@ -280,6 +280,11 @@ void vm_request_quit(Vm *vm)
 void vm_run_main_loop(Vm *vm)
 {
     g_main_loop_run(vm->loop);
+    if (migration_incoming_ram_pending(vm->mig)) {
+        /* vCPUs may wait on pages that will never come: let go of them
+         * first, or they could not be stopped. */
+        migration_shutdown(vm->mig);
+    }
     if (vm->state == RUN_STATE_RUNNING) {
         vm_stop(vm, RUN_STATE_SHUTDOWN);
     }

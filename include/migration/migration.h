@@ -165,6 +165,13 @@ typedef struct Migration Migration;
 /* Creates the engine for the VM @host describes (copied). */
 Migration *migration_new(const MigrationHost *host);
 
+/*
+ * Cancels anything running and waits for its threads: a paused postcopy is
+ * abandoned (on the destination the missing pages then read as zero, so
+ * vCPUs waiting on them run on).  For a VMM that is quitting.
+ */
+void migration_shutdown(Migration *m);
+
 /* Cancels anything running, waits for its threads and frees @m. */
 void migration_free(Migration *m);
 
