@@ -334,6 +334,58 @@ START_TEST(presence_and_zero_pages)
 }
 END_TEST
 
+START_TEST(page_runs_roundtrip_and_rejects)
+{
+    enum { N = 2000000 };              /* enough runs for two messages */
+    g_autofree unsigned long *set = bitmap_new(N), *back = bitmap_new(N);
+    for (uint64_t i = 0; i < N; i += 3) {       /* runs of one page */
+        bitmap_set_bit(set, i);
+    }
+    bitmap_set_range(set, N - 50, 50);
+    g_autoptr(GPtrArray) msgs = wire_runs_encode(set, N, 7, 9);
+    ck_assert_uint_gt(msgs->len, 1);
+    uint64_t total = 0;
+    for (guint i = 0; i < msgs->len; i++) {
+        gsize len;
+        const void *d = g_bytes_get_data(msgs->pdata[i], &len);
+        uint32_t word;
+        uint64_t pages;
+        ck_assert(len <= WIRE_MAX_PAYLOAD);
+        ck_assert(wire_runs_decode(d, len, N, back, &word, &pages, NULL));
+        ck_assert_uint_eq(word, i + 1 == msgs->len ? 9 : 7);
+        total += pages;
+    }
+    ck_assert_uint_eq(total, bitmap_count(set, N));
+    ck_assert_mem_eq(set, back, BITMAP_LONGS(N) * sizeof(unsigned long));
+
+    /* An empty set is one message with no runs. */
+    g_autofree unsigned long *none = bitmap_new(N);
+    g_autoptr(GPtrArray) empty = wire_runs_encode(none, N, 0, 1);
+    ck_assert_uint_eq(empty->len, 1);
+    ck_assert_uint_eq(g_bytes_get_size(empty->pdata[0]), 8);
+
+    /* Hostile: count that lies, a run past the end, an empty run. */
+    uint8_t bad[8 + 16];
+    uint32_t w[2] = { GUINT32_TO_LE(0), GUINT32_TO_LE(2) };
+    uint64_t run[2] = { GUINT64_TO_LE(N - 1), GUINT64_TO_LE(1) };
+    memcpy(bad, w, 8);
+    memcpy(bad + 8, run, 16);
+    uint32_t word;
+    uint64_t pages;
+    g_autoptr(GError) e1 = NULL, e2 = NULL, e3 = NULL;
+    ck_assert(!wire_runs_decode(bad, sizeof(bad), N, back, &word, &pages, &e1));
+    w[1] = GUINT32_TO_LE(1);
+    memcpy(bad, w, 8);
+    run[1] = GUINT64_TO_LE(2);
+    memcpy(bad + 8, run, 16);
+    ck_assert(!wire_runs_decode(bad, sizeof(bad), N, back, &word, &pages, &e2));
+    ck_assert_ptr_nonnull(strstr(e2->message, "outside RAM"));
+    run[1] = 0;
+    memcpy(bad + 8, run, 16);
+    ck_assert(!wire_runs_decode(bad, sizeof(bad), N, back, &word, &pages, &e3));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("wire");
@@ -348,6 +400,7 @@ int main(void)
     tcase_add_test(tc, random_pages_stay_out_of_the_frame);
     tcase_add_test(tc, digests_catch_flips_and_misplacement);
     tcase_add_test(tc, presence_and_zero_pages);
+    tcase_add_test(tc, page_runs_roundtrip_and_rejects);
     suite_add_tcase(s, tc);
     return test_run(s);
 }
