@@ -670,8 +670,10 @@ static bool postcopy_complete(Incoming *in, uint32_t seq, bool *final, GError **
                                   " of %" G_GUINT64_FORMAT " digests received",
                                   in->digests_received, in->nchunks);
         } else {
+            gint64 t0 = g_get_monotonic_time();
             ram_digest_combine(in->digests, in->ram->npages, RAM_DIGEST_CHUNK_PAGES,
                                in->nchunks, ours, in->hinted);
+            in->m->stats.verify_dest_ms = (g_get_monotonic_time() - t0) / 1000;
             for (uint64_t c = 0; c < in->nchunks; c++) {
                 if (ours[c] != in->src_digests[c] && !bad++) {
                     first_bad = c;

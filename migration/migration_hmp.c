@@ -206,9 +206,11 @@ static bool hmp_info_migrate(void *opaque, int argc, char **argv, GString *out,
                                    s.faults_remote);
             g_string_append_printf(out, "postcopy hinted requested: %" G_GUINT64_FORMAT
                                    " pages\n", s.hinted_requested);
-            g_string_append_printf(out, "postcopy hint-filled: %" G_GUINT64_FORMAT
-                                   " pages in %" G_GUINT64_FORMAT " ms\n",
-                                   s.hint_filled, s.hint_fill_ms);
+            if (s.hinted_pages) {
+                g_string_append_printf(out, "postcopy hint-filled: %" G_GUINT64_FORMAT
+                                       " pages in %" G_GUINT64_FORMAT " ms\n",
+                                       s.hint_filled, s.hint_fill_ms);
+            }
             g_string_append_printf(out, "postcopy duplicate pages: %" G_GUINT64_FORMAT
                                    "\n", s.duplicate_placements);
             g_string_append_printf(out, "postcopy remote fault latency: p50 %"

@@ -75,6 +75,7 @@ typedef struct Precopy {
     uint64_t requests;            /* pages asked for */
     uint64_t urgent_pages;        /* pages sent on the page channel */
     uint64_t ch_bytes;            /* bytes sent on the page channel */
+    uint64_t tx_bytes_done;       /* bytes sent by senders of broken links */
     bool rp_urgent;               /* the return path runs real-time */
 } Precopy;
 

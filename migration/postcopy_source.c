@@ -232,6 +232,9 @@ static void drop_link(Precopy *p)
     m->fd = -1;
     g_mutex_unlock(&m->lock);
     publish(p);
+    g_mutex_lock(&p->lock);
+    p->tx_bytes_done += uring_tx_stats(p->tx).bytes_sent;   /* the next tx counts from 0 */
+    g_mutex_unlock(&p->lock);
     uring_tx_free(p->tx);
     p->tx = NULL;
     g_thread_join(p->rp);
@@ -417,13 +420,23 @@ bool postcopy_run(Precopy *p, GError **errp)
     uint32_t status = 0;
     g_autofree char *msg = NULL;
     bool acked = seq && wait_ack(p, seq, RUN_TIMEOUT_S, &status, &msg);
+    g_mutex_lock(&p->rp_lock);
+    if (!acked && p->peer_error) {
+        /* An error instead of the ack: the destination gave up before
+         * starting the guest (it reports failures after that as pauses). */
+        status = WIRE_ERR_STATE;
+        msg = g_strdup(p->peer_error);
+        acked = true;
+    }
+    g_mutex_unlock(&p->rp_lock);
     if (acked && status != WIRE_OK) {
         /* The destination never ran the guest: it runs here again. */
         g_mutex_lock(&m->lock);
         m->postcopy_switched = false;
         g_mutex_unlock(&m->lock);
         g_clear_error(errp);
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "destination: %s",
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s%s",
+                    msg && g_str_has_prefix(msg, "destination") ? "" : "destination: ",
                     msg ? msg : "refused to run the guest");
         return false;
     }

@@ -39,7 +39,7 @@ void publish(Precopy *p)
 
     g_mutex_lock(&p->lock);
     PageCodecStats c = p->codec;
-    uint64_t ram_bytes = p->ram_bytes, ch_bytes = p->ch_bytes;
+    uint64_t ram_bytes = p->ram_bytes, ch_bytes = p->ch_bytes + p->tx_bytes_done;
     uint64_t requests = p->requests, urgent = p->urgent_pages;
     g_mutex_unlock(&p->lock);
     g_mutex_lock(&p->rp_lock);

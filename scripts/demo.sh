@@ -4,6 +4,10 @@
 # guest between two hintmig-vm processes on loopback, as one would with QEMU:
 #   destination: hintmig-vm ... -incoming tcp:0:PORT
 #   source monitor: migrate -d tcp:127.0.0.1:PORT, then info migrate
+# With "postcopy" as its argument, both sides set postcopy-ram and the
+# source switches with migrate_start_postcopy: the guest runs on the
+# destination while its pages arrive.
+#   scripts/demo.sh [postcopy]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,9 +39,18 @@ say "destination: $vm $guest -incoming tcp:0:$port"
       -monitor "unix:$dir/dst.sock,server,nowait" -daemonize
 sleep 2       # let the guest fill its working set
 mon "$dir/src.sock" "info guest" "migrate_set_parameter downtime-limit 300"
+if [ "${1:-}" = postcopy ]; then
+    mon "$dir/dst.sock" "migrate_set_capability postcopy-ram on"
+    mon "$dir/src.sock" "migrate_set_capability postcopy-ram on" \
+        "migrate_set_parameter max-bandwidth 200M"
+fi
 
 say "migrating (progress from 'info migrate' every 0.2 s)"
 "$hmp" "$dir/src.sock" "migrate -d tcp:127.0.0.1:$port"
+if [ "${1:-}" = postcopy ]; then
+    sleep 0.5
+    mon "$dir/src.sock" "migrate_start_postcopy"
+fi
 while :; do
     info=$("$hmp" "$dir/src.sock" "info migrate")
     status=$(sed -n 's/^Migration status: //p' <<<"$info")
@@ -47,6 +60,11 @@ while :; do
         "$(sed -n 's/^remaining ram: //p' <<<"$info")" \
         "$(sed -n 's/^rounds: //p' <<<"$info")"
     case $status in completed|failed*|cancelled*) break ;; esac
+    case $status in postcopy*)
+        printf '  %-10s destination: %s\n' "" "$("$hmp" "$dir/dst.sock" "info migrate" |
+            sed -n 's/^postcopy faults: \(.*\)/faults \1/p; s/^postcopy remaining: \(.*\)/remaining \1/p' |
+            paste -sd, -)" ;;
+    esac
     sleep 0.2
 done
 
@@ -54,6 +72,7 @@ say "summary (source)"
 mon "$dir/src.sock" "info migrate" "info status"
 say "destination"
 mon "$dir/dst.sock" "info status" "info guest"
+[ "${1:-}" = postcopy ] && mon "$dir/dst.sock" "info migrate"
 "$hmp" "$dir/src.sock" "info migrate" | grep -q '^verify: OK' &&
 "$hmp" "$dir/dst.sock" "info guest" | grep -q '^guest memory check: OK' || {
     echo "demo: migration or guest check failed" >&2
