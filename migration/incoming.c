@@ -320,15 +320,30 @@ static bool store_digests(Incoming *in, const uint8_t *d, size_t len, GError **e
     return true;
 }
 
-/* Compares our RAM with the source's digests; fills a reason on mismatch. */
-static bool verify_ram(Incoming *in, char **why)
+/*
+ * Compares our RAM with the source's digests; returns the reason when they
+ * differ or are incomplete, NULL when they match.  In postcopy the running
+ * guest has changed RAM since: the digests recorded as pages were placed
+ * stand for it.
+ */
+static char *verify_ram(Incoming *in)
 {
     g_autofree uint64_t *ours = g_new(uint64_t, in->nchunks);
     uint64_t bad = 0, first_bad = 0;
-    gint64 t0 = g_get_monotonic_time();
 
-    ram_digest_chunks(in->ram, RAM_DIGEST_CHUNK_PAGES, 0, in->nchunks, ours,
-                      migration_get_params(in->m).compress_threads, in->hinted);
+    if (in->digests_received != in->nchunks) {
+        return g_strdup_printf("RAM verification failed: %" G_GUINT64_FORMAT " of %"
+                               G_GUINT64_FORMAT " digests received",
+                               in->digests_received, in->nchunks);
+    }
+    gint64 t0 = g_get_monotonic_time();
+    if (in->postcopy) {
+        ram_digest_combine(in->digests, in->ram->npages, RAM_DIGEST_CHUNK_PAGES,
+                           in->nchunks, ours, in->hinted);
+    } else {
+        ram_digest_chunks(in->ram, RAM_DIGEST_CHUNK_PAGES, 0, in->nchunks, ours,
+                          migration_get_params(in->m).compress_threads, in->hinted);
+    }
     uint64_t ms = (g_get_monotonic_time() - t0) / 1000;
     for (uint64_t c = 0; c < in->nchunks; c++) {
         if (ours[c] != in->src_digests[c] && !bad++) {
@@ -341,15 +356,33 @@ static bool verify_ram(Incoming *in, char **why)
     in->m->stats.verify_dest_ms = ms;
     in->m->stats.verified = true;
     g_mutex_unlock(&in->m->lock);
-    if (bad) {
-        *why = g_strdup_printf("RAM verification failed: %" G_GUINT64_FORMAT " of %"
-                               G_GUINT64_FORMAT " chunks differ (first: chunk %"
-                               G_GUINT64_FORMAT ", pages %" G_GUINT64_FORMAT "-%"
-                               G_GUINT64_FORMAT ")", bad, in->nchunks, first_bad,
-                               first_bad * RAM_DIGEST_CHUNK_PAGES,
-                               (first_bad + 1) * RAM_DIGEST_CHUNK_PAGES - 1);
+    if (!bad) {
+        return NULL;
     }
-    return !bad;
+    return g_strdup_printf("RAM verification failed: %" G_GUINT64_FORMAT " of %"
+                           G_GUINT64_FORMAT " chunks differ%s (first: chunk %"
+                           G_GUINT64_FORMAT ", pages %" G_GUINT64_FORMAT "-%"
+                           G_GUINT64_FORMAT ")", bad, in->nchunks,
+                           in->postcopy ? " as placed" : "", first_bad,
+                           first_bad * RAM_DIGEST_CHUNK_PAGES,
+                           (first_bad + 1) * RAM_DIGEST_CHUNK_PAGES - 1);
+}
+
+/* Counts the pages left hinted and verifies RAM; on a mismatch acks @seq with it. */
+static bool check_ram(Incoming *in, uint32_t seq, GError **errp)
+{
+    if (in->hinted) {
+        g_mutex_lock(&in->m->lock);
+        in->m->stats.hint_skipped_pages = bitmap_count(in->hinted, in->ram->npages);
+        g_mutex_unlock(&in->m->lock);
+    }
+    g_autofree char *why = in->features & WIRE_FEAT_VERIFY ? verify_ram(in) : NULL;
+    if (why) {
+        ack(in, seq, WIRE_ERR_VERIFY, why, NULL);
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s", why);
+        return false;
+    }
+    return true;
 }
 
 static bool complete(Incoming *in, uint32_t seq, GError **errp)
@@ -362,25 +395,8 @@ static bool complete(Incoming *in, uint32_t seq, GError **errp)
         g_propagate_error(errp, g_steal_pointer(&err));
         return false;
     }
-    if (in->hinted) {
-        g_mutex_lock(&in->m->lock);
-        in->m->stats.hint_skipped_pages = bitmap_count(in->hinted, in->ram->npages);
-        g_mutex_unlock(&in->m->lock);
-    }
-    if (in->features & WIRE_FEAT_VERIFY) {
-        g_autofree char *why = NULL;
-        if (in->digests_received != in->nchunks) {
-            why = g_strdup_printf("RAM verification failed: %" G_GUINT64_FORMAT
-                                  " of %" G_GUINT64_FORMAT " digests received",
-                                  in->digests_received, in->nchunks);
-        } else {
-            verify_ram(in, &why);
-        }
-        if (why) {
-            ack(in, seq, WIRE_ERR_VERIFY, why, NULL);
-            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s", why);
-            return false;
-        }
+    if (!check_ram(in, seq, errp)) {
+        return false;
     }
     if (!in->sections) {
         ack(in, seq, WIRE_ERR_STATE, "no device state received", NULL);
@@ -661,48 +677,7 @@ static bool postcopy_complete(Incoming *in, uint32_t seq, bool *final, GError **
     migration_stats_from_uffd(&in->m->stats, in->pc);
     in->m->in_pc = NULL;
     g_mutex_unlock(&in->m->lock);
-    if (in->features & WIRE_FEAT_VERIFY) {
-        g_autofree uint64_t *ours = g_new(uint64_t, in->nchunks);
-        g_autofree char *why = NULL;
-        uint64_t bad = 0, first_bad = 0;
-        if (in->digests_received != in->nchunks) {
-            why = g_strdup_printf("RAM verification failed: %" G_GUINT64_FORMAT
-                                  " of %" G_GUINT64_FORMAT " digests received",
-                                  in->digests_received, in->nchunks);
-        } else {
-            gint64 t0 = g_get_monotonic_time();
-            ram_digest_combine(in->digests, in->ram->npages, RAM_DIGEST_CHUNK_PAGES,
-                               in->nchunks, ours, in->hinted);
-            in->m->stats.verify_dest_ms = (g_get_monotonic_time() - t0) / 1000;
-            for (uint64_t c = 0; c < in->nchunks; c++) {
-                if (ours[c] != in->src_digests[c] && !bad++) {
-                    first_bad = c;
-                }
-            }
-            g_mutex_lock(&in->m->lock);
-            in->m->stats.verify_chunks = in->nchunks;
-            in->m->stats.verify_mismatches = bad;
-            in->m->stats.verified = true;
-            g_mutex_unlock(&in->m->lock);
-            if (bad) {
-                why = g_strdup_printf("RAM verification failed: %" G_GUINT64_FORMAT
-                                      " of %" G_GUINT64_FORMAT " chunks differ as "
-                                      "placed (first: chunk %" G_GUINT64_FORMAT ")",
-                                      bad, in->nchunks, first_bad);
-            }
-        }
-        if (why) {
-            ack(in, seq, WIRE_ERR_VERIFY, why, NULL);
-            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s", why);
-            return false;
-        }
-    }
-    if (in->hinted) {
-        g_mutex_lock(&in->m->lock);
-        in->m->stats.hint_skipped_pages = bitmap_count(in->hinted, in->ram->npages);
-        g_mutex_unlock(&in->m->lock);
-    }
-    return ack(in, seq, WIRE_OK, NULL, errp);
+    return check_ram(in, seq, errp) && ack(in, seq, WIRE_OK, NULL, errp);
 }
 
 /*

@@ -101,6 +101,12 @@ bool send_device_state(Precopy *p, GError **errp);
 gpointer digest_task(gpointer data);
 bool send_digests(Precopy *p, const uint64_t *dig, uint64_t n, GError **errp);
 void hints_done(Precopy *p);
+/*
+ * Stops the VM (*@t_down: when), adds the pages written since the last
+ * sync to p->dirty, drops them from the hinted set and tells the guest its
+ * hints are done.
+ */
+bool stop_and_sync(Precopy *p, gint64 *t_down, GError **errp);
 void rp_fail(Precopy *p, char *msg);
 gpointer return_path_thread(gpointer data);
 /* Queues one batch of @n pages for the encoders. */

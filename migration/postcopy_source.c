@@ -215,6 +215,20 @@ static bool push(Precopy *p, DigestTask *dt, GThread **hasher, bool *fatal,
     return true;
 }
 
+static void close_sockets(Precopy *p)
+{
+    if (p->fd >= 0) {
+        close(p->fd);
+        p->fd = -1;
+    }
+    g_mutex_lock(&p->ch_lock);
+    if (p->ch_fd >= 0) {
+        close(p->ch_fd);
+        p->ch_fd = -1;
+    }
+    g_mutex_unlock(&p->ch_lock);
+}
+
 /* Drops the broken link: sender, return path, both sockets. */
 static void drop_link(Precopy *p)
 {
@@ -239,14 +253,7 @@ static void drop_link(Precopy *p)
     p->tx = NULL;
     g_thread_join(p->rp);
     p->rp = NULL;
-    close(p->fd);
-    p->fd = -1;
-    g_mutex_lock(&p->ch_lock);
-    if (p->ch_fd >= 0) {
-        close(p->ch_fd);
-        p->ch_fd = -1;
-    }
-    g_mutex_unlock(&p->ch_lock);
+    close_sockets(p);
 }
 
 /* "migrate -r": new connections, and the pages the destination still lacks. */
@@ -282,11 +289,7 @@ static bool reconnect(Precopy *p, const char *uri, GError **errp)
         gsize len;
         const void *d = g_bytes_get_data(payload, &len);
         if (h.type == WIRE_ERROR) {
-            uint32_t code;
-            g_autofree char *text = NULL;
-            wire_status_decode(d, len, &code, &text, NULL);
-            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED,
-                        "destination refused the recovery: %s", text ? text : "");
+            wire_set_peer_error(d, len, "destination refused the recovery", errp);
             goto fail;
         }
         if (h.type != WIRE_MISSING ||
@@ -326,14 +329,7 @@ static bool reconnect(Precopy *p, const char *uri, GError **errp)
     return true;
 
 fail:
-    close(fd);
-    p->fd = -1;
-    g_mutex_lock(&p->ch_lock);
-    if (p->ch_fd >= 0) {
-        close(p->ch_fd);
-        p->ch_fd = -1;
-    }
-    g_mutex_unlock(&p->ch_lock);
+    close_sockets(p);
     return false;
 }
 
@@ -360,27 +356,15 @@ static char *wait_for_resume(Precopy *p, const char *why)
 bool postcopy_run(Precopy *p, GError **errp)
 {
     Migration *m = p->m;
-    MigrationHost *host = &m->host;
     uint64_t npages = p->ram->npages;
 
     /* Batches still queued from precopy go out while the guest runs: what
      * it writes meanwhile is caught by the sync after the stop. */
     encoders_wait_idle(p);
-    gint64 t_down = g_get_monotonic_time();
-    migration_set_status(m, MIGRATION_STATUS_DEVICE, NULL);
-    host->ops->stop(host->opaque);
-    p->vm_stopped = true;
-    if (!check_abort(p, errp)) {
+    gint64 t_down;
+    if (!stop_and_sync(p, &t_down, errp)) {
         return false;
     }
-    /* p->dirty holds what was not sent since it changed; add the rest. */
-    if (!dirty_tracker_sync(p->tracker, p->dirty, errp)) {
-        return false;
-    }
-    if (p->hints) {
-        hint_filter_apply_dirty(p->hints, p->dirty);
-    }
-    hints_done(p);
     p->pending = bitmap_new(npages);
     for (uint64_t pfn = bitmap_next_set(p->dirty, npages, 0); pfn < npages;
          pfn = bitmap_next_set(p->dirty, npages, pfn + 1)) {

@@ -411,11 +411,7 @@ static bool handshake(Precopy *p, GError **errp)
     gsize rlen;
     const void *rd = g_bytes_get_data(reply, &rlen);
     if (h.type == WIRE_ERROR) {
-        uint32_t code;
-        g_autofree char *text = NULL;
-        wire_status_decode(rd, rlen, &code, &text, NULL);
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED,
-                    "destination refused: %s", text ? text : "(no reason)");
+        wire_set_peer_error(rd, rlen, "destination refused", errp);
         return false;
     }
     if (h.type != WIRE_HELLO_REPLY || !wire_hello_reply_decode(rd, rlen, &r, errp)) {
@@ -570,6 +566,31 @@ void hints_done(Precopy *p)
     }
 }
 
+bool stop_and_sync(Precopy *p, gint64 *t_down, GError **errp)
+{
+    MigrationHost *host = &p->m->host;
+
+    *t_down = g_get_monotonic_time();
+    migration_set_status(p->m, MIGRATION_STATUS_DEVICE, NULL);
+    host->ops->stop(host->opaque);
+    p->vm_stopped = true;
+    if (!check_abort(p, errp)) {
+        return false;
+    }
+    /* The bitmap still holds the pages not sent since they changed: the
+     * final sync adds what was written since. */
+    if (!dirty_tracker_sync(p->tracker, p->dirty, errp)) {
+        return false;
+    }
+    if (p->hints) {
+        hint_filter_apply_dirty(p->hints, p->dirty);
+    }
+    /* DONE before the device state is saved: the guest sees it wherever it
+     * runs next, here after a failure or over there. */
+    hints_done(p);
+    return true;
+}
+
 /* Ends round @round: a ROUND_END the destination acks once applied. */
 static bool end_round(Precopy *p, uint32_t round, GError **errp)
 {
@@ -712,24 +733,10 @@ static bool precopy_run(Precopy *p, GError **errp)
     }
 
     /* Stop and copy. */
-    gint64 t_down = g_get_monotonic_time();
-    migration_set_status(m, MIGRATION_STATUS_DEVICE, NULL);
-    host->ops->stop(host->opaque);
-    p->vm_stopped = true;
-    if (!check_abort(p, errp)) {
+    gint64 t_down;
+    if (!stop_and_sync(p, &t_down, errp)) {
         return false;
     }
-    /* The bitmap still holds the pages of the last sync, not sent yet: the
-     * final sync adds what was written since. */
-    if (!dirty_tracker_sync(p->tracker, p->dirty, errp)) {
-        return false;
-    }
-    if (p->hints) {
-        hint_filter_apply_dirty(p->hints, p->dirty);
-    }
-    /* DONE before the device state is saved: the guest sees it wherever it
-     * runs next, here after a failure or over there. */
-    hints_done(p);
     round++;
     DigestTask dt = { p->ram, ram_digest_nchunks(p->ram, RAM_DIGEST_CHUNK_PAGES),
                       .threads = p->params.compress_threads,

@@ -353,3 +353,13 @@ bool wire_runs_decode(const void *p, size_t len, uint64_t npages,
     }
     return true;
 }
+
+void wire_set_peer_error(const void *p, size_t len, const char *what, GError **errp)
+{
+    uint32_t code;
+    g_autofree char *text = NULL;
+
+    wire_status_decode(p, len, &code, &text, NULL);
+    g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s: %s", what,
+                text && *text ? text : "(no reason)");
+}

@@ -121,6 +121,9 @@ GBytes *wire_status_encode(uint32_t code, const char *text);
 bool wire_status_decode(const void *p, size_t len, uint32_t *code, char **text,
                         GError **errp);
 
+/* Sets @errp to "@what: <the peer's text>" from an ERROR payload. */
+void wire_set_peer_error(const void *p, size_t len, const char *what, GError **errp);
+
 /* Parses a textual UUID into 16 bytes; false if @s is not a UUID. */
 bool wire_uuid_parse(const char *s, uint8_t out[16]);
 

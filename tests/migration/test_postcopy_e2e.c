@@ -157,23 +157,33 @@ START_TEST(fill_free_with_hints)
 }
 END_TEST
 
+/*
+ * Starts a churn guest's postcopy through a proxy (push capped at @bw) and
+ * cuts the network once the guest runs on the destination: both pause.
+ */
+static void start_and_cut(TestVm **src, TestVm **dst, const char *bw)
+{
+    int port, proxy_port = test_free_port();
+    *src = start_churn("512M", "off", "churn,wss=256M,rate=32M");
+    *dst = start_dest("512M", "off", false, &port);
+    Proxy *proxy = proxy_start(proxy_port, port, PROXY_PASS, 0);
+    g_autofree char *set_bw = g_strdup_printf("migrate_set_parameter max-bandwidth %s", bw);
+    cmd_ok(*src, set_bw);
+    g_autofree char *m = test_vm_cmd(*src, "migrate -d tcp:127.0.0.1:%d", proxy_port);
+    ck_assert_str_eq(m, "");
+    cmd_ok(*src, "migrate_start_postcopy");
+    g_free(test_vm_wait_status(*dst, "postcopy-active", 30000));
+    g_usleep(300000);
+    proxy_stop(proxy);                              /* the network cut */
+    g_free(test_vm_wait_status(*src, "postcopy-paused", 30000));
+    g_free(test_vm_wait_status(*dst, "postcopy-paused", 30000));
+}
+
 /* A cut mid-postcopy pauses both sides; migrate_recover + migrate -r finish it. */
 START_TEST(cut_and_recover)
 {
-    TestVm *src = start_churn("512M", "off", "churn,wss=256M,rate=32M");
-    int port;
-    TestVm *dst = start_dest("512M", "off", false, &port);
-    int proxy_port = test_free_port();
-    Proxy *proxy = proxy_start(proxy_port, port, PROXY_PASS, 0);
-    cmd_ok(src, "migrate_set_parameter max-bandwidth 20M");
-    g_autofree char *m = test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", proxy_port);
-    ck_assert_str_eq(m, "");
-    cmd_ok(src, "migrate_start_postcopy");
-    g_free(test_vm_wait_status(dst, "postcopy-active", 30000));
-    g_usleep(300000);
-    proxy_stop(proxy);                              /* the network cut */
-    g_free(test_vm_wait_status(src, "postcopy-paused", 30000));
-    g_free(test_vm_wait_status(dst, "postcopy-paused", 30000));
+    TestVm *src, *dst;
+    start_and_cut(&src, &dst, "20M");
     g_autofree char *paused = test_vm_cmd(dst, "info migrate");
     ck_assert_uint_gt(test_field_u64(paused, "postcopy remaining"), 0);
     g_autofree char *c = test_vm_cmd(src, "migrate_cancel");
@@ -194,6 +204,18 @@ START_TEST(cut_and_recover)
     ck_assert_uint_eq(test_field_u64(si, "postcopy recoveries"), 1);
     ck_assert_uint_eq(test_field_u64(di, "postcopy recoveries"), 1);
     test_vm_quit(dst);
+    test_vm_quit(src);
+}
+END_TEST
+
+/* Quitting either side of a paused postcopy does not hang on waiting vCPUs. */
+START_TEST(quit_while_paused)
+{
+    TestVm *src, *dst;
+    start_and_cut(&src, &dst, "10M");
+    g_autofree char *stop = test_vm_cmd(dst, "stop");
+    ck_assert_msg(g_str_has_prefix(stop, "Error: guest RAM is still arriving"), "%s", stop);
+    test_vm_quit(dst);          /* exit 0 within 20 s, or the test fails */
     test_vm_quit(src);
 }
 END_TEST
@@ -247,6 +269,7 @@ int main(void)
         tcase_add_test(tc, churn_thp_on);
         tcase_add_test(tc, fill_free_with_hints);
         tcase_add_test(tc, cut_and_recover);
+        tcase_add_test(tc, quit_while_paused);
     }
     suite_add_tcase(s, tc);
     return test_run(s);
