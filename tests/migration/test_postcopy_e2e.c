@@ -220,6 +220,33 @@ START_TEST(quit_while_paused)
 }
 END_TEST
 
+/* A destination that cannot load the state never runs the guest: the source does. */
+START_TEST(refused_switch_resumes_source)
+{
+    const char *args[] = { "-m", "256M", "-smp", "2", "--workload",
+                           "churn,wss=64M,rate=8M", "-device", "virtio-balloon", NULL };
+    TestVm *src = start("src", args);
+    int port;
+    TestVm *dst = start_dest("256M", "off", false, &port);   /* no balloon */
+    cmd_ok(src, "migrate_set_capability postcopy-ram on");
+    g_autofree char *m = test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port);
+    ck_assert_str_eq(m, "");
+    cmd_ok(src, "migrate_start_postcopy");
+    g_autofree char *s1 = test_vm_wait_status(src, "failed", 30000);
+    ck_assert_msg(strstr(s1, "virtio-balloon"), "%s", s1);
+    g_autofree char *info = test_vm_cmd(src, "info migrate");
+    ck_assert_msg(strstr(info, "postcopy remaining: "), "it never switched:\n%s", info);
+    g_autofree char *st = test_vm_cmd(src, "info status");
+    ck_assert_str_eq(st, "VM status: running\n");
+    assert_guest_ok(src);
+    g_autofree char *d1 = test_vm_wait_status(dst, "failed", 30000);
+    g_autofree char *dst_st = test_vm_cmd(dst, "info status");
+    ck_assert_str_eq(dst_st, "VM status: paused (inmigrate)\n");
+    test_vm_quit(dst);
+    test_vm_quit(src);
+}
+END_TEST
+
 /* Misuse gets a clear error, and nothing starts half-way. */
 START_TEST(refusals)
 {
@@ -270,6 +297,7 @@ int main(void)
         tcase_add_test(tc, fill_free_with_hints);
         tcase_add_test(tc, cut_and_recover);
         tcase_add_test(tc, quit_while_paused);
+        tcase_add_test(tc, refused_switch_resumes_source);
     }
     suite_add_tcase(s, tc);
     return test_run(s);
