@@ -195,35 +195,18 @@ static bool copy_range(UffdPostcopy *pc, uint64_t pfn, const uint8_t *src, uint6
     return true;
 }
 
-/* Fills the hinted pages: the kernel's zero page, or the guest's poison. */
-static bool fill_hinted(UffdPostcopy *pc, uint32_t poison, GError **errp)
+/* Maps the kernel's zero page at every hinted page not present yet. */
+static bool fill_hinted(UffdPostcopy *pc, GError **errp)
 {
-    uint64_t npages = pc->ram->npages, filled = 0, dups = 0;
-    g_autofree uint32_t *pat = NULL;
+    uint64_t npages = pc->ram->npages, filled = 0;
 
-    if (poison) {
-        pat = g_new(uint32_t, GUEST_PAGE_SIZE / 4);
-        for (unsigned i = 0; i < GUEST_PAGE_SIZE / 4; i++) {
-            pat[i] = poison;
-        }
-    }
     for (uint64_t pfn = bitmap_next_set(pc->hinted, npages, 0); pfn < npages;) {
         uint64_t end = pfn;
         while (end < npages && bitmap_test_bit(pc->hinted, end)) {
             end++;
         }
-        if (!poison) {
-            if (!zero_range(pc, pfn, end - pfn, &filled, errp)) {
-                return false;
-            }
-        } else {
-            for (uint64_t i = pfn; i < end; i++) {
-                uint64_t before = dups;
-                if (!copy_range(pc, i, (const uint8_t *)pat, 1, &dups, errp)) {
-                    return false;
-                }
-                filled += dups == before;
-            }
+        if (!zero_range(pc, pfn, end - pfn, &filled, errp)) {
+            return false;
         }
         pfn = bitmap_next_set(pc->hinted, npages, end);
     }
@@ -237,8 +220,8 @@ static bool fill_hinted(UffdPostcopy *pc, uint32_t poison, GError **errp)
  * Fills the hinted pages while the guest already runs: outside the
  * downtime.  A fault on one that is not filled yet is not "missing", so the
  * fault thread fills it locally as well; whichever comes second sees EEXIST.
- * (With a poison value the receiver wrote it when the hints came, so these
- * pages are present already and the fill only finds the exceptions.)
+ * With a poison value there is nothing to do: the receiver wrote it into
+ * every hinted page when the hints came.
  */
 static gpointer fill_thread(gpointer data)
 {
@@ -246,7 +229,15 @@ static gpointer fill_thread(gpointer data)
     g_autoptr(GError) err = NULL;
     gint64 t0 = g_get_monotonic_time();
 
-    if (!fill_hinted(pc, pc->poison, &err)) {
+    if (pc->poison) {
+        /* The receiver wrote the poison when the hints came: every hinted
+         * page is present already, and nothing here can take one away. */
+        g_mutex_lock(&pc->lock);
+        pc->st.hint_filled = bitmap_count(pc->hinted, pc->ram->npages);
+        g_mutex_unlock(&pc->lock);
+        return NULL;
+    }
+    if (!fill_hinted(pc, &err)) {
         /* Not fatal: an unfilled hinted page is filled when touched. */
         g_mutex_lock(&pc->lock);
         g_strlcpy(pc->st.fill_error, err->message, sizeof(pc->st.fill_error));

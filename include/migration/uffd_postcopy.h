@@ -63,8 +63,9 @@ unsigned long *uffd_postcopy_missing(UffdPostcopy *pc);
 /*
  * Drops the stale copies of the missing pages, registers RAM and starts the
  * fault thread, which asks the source for missing pages through @fn, and a
- * thread that fills the @hinted pages (zero, or @poison in every 32-bit
- * word) while the guest already runs.
+ * thread that maps the zero page at the @hinted pages while the guest
+ * already runs.  A non-zero @poison says the receiver has written the
+ * guest's poison into every hinted page already: there is nothing to fill.
  */
 bool uffd_postcopy_start(UffdPostcopy *pc, const unsigned long *hinted,
                          uint32_t poison, UffdRequestFn fn, void *opaque,

@@ -156,16 +156,29 @@ START_TEST(early_release_is_safe)
 END_TEST
 
 /* With a poison value, hinted pages read back as that value over there. */
-START_TEST(hinted_pages_read_back_as_poison)
+/* In precopy, or in postcopy where the destination fills hinted pages itself. */
+static void poison_read_back(bool postcopy)
 {
     const uint32_t poison = 0x5a5aa5a5;
     TestVm *src = start_src("256M", "150M", "poison=0x5a5aa5a5");
     int port;
     TestVm *dst = start_dst("256M", &port, true, true);   /* -S: stays as it landed */
     g_free(test_vm_cmd(src, "migrate_set_capability free-page-hint on"));
-    g_autofree char *out = test_vm_cmd(src, "migrate tcp:127.0.0.1:%d", port);
-    ck_assert_msg(!strcmp(out, ""), "%s", out);
+    if (postcopy) {
+        g_free(test_vm_cmd(dst, "migrate_set_capability postcopy-ram on"));
+        g_free(test_vm_cmd(src, "migrate_set_capability postcopy-ram on"));
+        g_autofree char *m = test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port);
+        ck_assert_str_eq(m, "");
+        g_autofree char *pc = test_vm_cmd(src, "migrate_start_postcopy");
+        ck_assert_str_eq(pc, "");
+        g_free(wait_status(src, "completed"));
+        g_free(wait_status(dst, "completed"));
+    } else {
+        g_autofree char *out = test_vm_cmd(src, "migrate tcp:127.0.0.1:%d", port);
+        ck_assert_msg(!strcmp(out, ""), "%s", out);
+    }
     g_autofree char *info = test_vm_cmd(src, "info migrate");
+    ck_assert(!postcopy || strstr(info, "postcopy remaining: "));
     ck_assert_msg(strstr(info, "verify: OK ("), "%s", info);
     g_autofree char *bal = test_vm_cmd(dst, "info balloon");
     ck_assert_msg(strstr(bal, "poison 0x5a5aa5a5"), "%s", bal);
@@ -198,6 +211,11 @@ START_TEST(hinted_pages_read_back_as_poison)
     test_vm_quit(dst);
     test_vm_quit(src);
 }
+
+START_TEST(hinted_pages_read_back_as_poison) { poison_read_back(false); }
+END_TEST
+
+START_TEST(hinted_pages_read_back_as_poison_postcopy) { poison_read_back(true); }
 END_TEST
 
 START_TEST(destination_killed_guest_gets_pages_back)
@@ -275,6 +293,7 @@ int main(void)
     tcase_add_test(tc, wire_carries_what_the_guest_uses);
     tcase_add_test(tc, early_release_is_safe);
     tcase_add_test(tc, hinted_pages_read_back_as_poison);
+    tcase_add_test(tc, hinted_pages_read_back_as_poison_postcopy);
     tcase_add_test(tc, destination_killed_guest_gets_pages_back);
     tcase_add_test(tc, capability_needs_the_device);
     tcase_add_test(tc, destination_without_the_device);
