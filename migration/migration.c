@@ -395,6 +395,7 @@ void migration_stats_from_uffd(MigrationStats *s, struct UffdPostcopy *pc)
     s->fault_lat_p50_us = u.lat_p50_us;
     s->fault_lat_p99_us = u.lat_p99_us;
     s->fault_lat_max_us = u.lat_max_us;
+    s->fault_thread_rt = u.realtime;
 }
 
 bool migration_start_postcopy(Migration *m, GError **errp)

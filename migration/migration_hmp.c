@@ -219,6 +219,10 @@ static bool hmp_info_migrate(void *opaque, int argc, char **argv, GString *out,
                                    G_GUINT64_FORMAT " faults)\n", s.fault_lat_p50_us,
                                    s.fault_lat_p99_us, s.fault_lat_max_us,
                                    s.fault_lat_samples);
+            g_string_append_printf(out, "postcopy fault thread: %s\n",
+                                   s.fault_thread_rt ? "real-time (SCHED_FIFO)"
+                                   : "normal priority (SCHED_FIFO refused: no "
+                                     "CAP_SYS_NICE or RLIMIT_RTPRIO)");
         } else {
             g_string_append_printf(out, "postcopy urgent pages: %" G_GUINT64_FORMAT "\n",
                                    s.postcopy_urgent_pages);

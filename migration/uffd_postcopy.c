@@ -295,7 +295,10 @@ static gpointer fault_thread(gpointer data)
     struct uffd_msg msgs[FAULTS_PER_READ];
     uint64_t req[FAULTS_PER_READ];
 
-    pc->st.realtime = thread_prio_urgent();
+    bool rt = thread_prio_urgent();
+    g_mutex_lock(&pc->lock);
+    pc->st.realtime = rt;
+    g_mutex_unlock(&pc->lock);
 
     for (;;) {
         struct pollfd f[2] = { { pc->uffd, POLLIN, 0 }, { pc->stop_fd, POLLIN, 0 } };

@@ -156,6 +156,7 @@ typedef struct MigrationStats {
     uint64_t hint_fill_ms;
     uint64_t fault_lat_samples;
     uint64_t fault_lat_p50_us, fault_lat_p99_us, fault_lat_max_us;
+    bool fault_thread_rt;          /* destination: the fault thread got SCHED_FIFO */
     uint64_t recoveries;           /* postcopy recoveries that succeeded */
     char dirty_backend[64];        /* tracker in use, and why */
 } MigrationStats;
