@@ -110,10 +110,7 @@ static gpointer decoder_thread(gpointer data)
         if (!ok && !in->decode_error) {
             in->decode_error = g_strdup(err->message);
         }
-        in->codec.zero_pages += st.zero_pages;
-        in->codec.data_pages += st.data_pages;
-        in->codec.data_bytes += st.data_bytes;
-        in->codec.payload_bytes += st.payload_bytes;
+        page_codec_stats_add(&in->codec, &st);
         if (--in->busy == 0) {
             g_cond_broadcast(&in->idle);
         }
@@ -532,10 +529,7 @@ static gpointer channel_thread(gpointer data)
         }
         g_mutex_lock(&in->lock);
         in->rx_bytes += WIRE_HEADER_SIZE + h.len;
-        in->codec.zero_pages += st.zero_pages;
-        in->codec.data_pages += st.data_pages;
-        in->codec.data_bytes += st.data_bytes;
-        in->codec.payload_bytes += st.payload_bytes;
+        page_codec_stats_add(&in->codec, &st);
         g_mutex_unlock(&in->lock);
     }
     /* Without this channel requested pages never come: break the main

@@ -25,6 +25,17 @@ static void put64(uint8_t *p, uint64_t v) { v = GUINT64_TO_LE(v); memcpy(p, &v, 
 static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return GUINT32_FROM_LE(v); }
 static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return GUINT64_FROM_LE(v); }
 
+void page_codec_stats_add(PageCodecStats *to, const PageCodecStats *from)
+{
+    to->zero_pages += from->zero_pages;
+    to->data_pages += from->data_pages;
+    to->data_bytes += from->data_bytes;
+    to->payload_bytes += from->payload_bytes;
+    to->zstd_batches += from->zstd_batches;
+    to->raw_batches += from->raw_batches;
+    to->raw_pages += from->raw_pages;
+}
+
 bool page_is_zero(const void *p)
 {
     const uint64_t *w = p;

@@ -112,11 +112,7 @@ void postcopy_serve_request(Precopy *p, const uint8_t *d, size_t len)
             return;
         }
         g_mutex_lock(&p->lock);
-        p->codec.zero_pages += st.zero_pages;
-        p->codec.data_pages += st.data_pages;
-        p->codec.data_bytes += st.data_bytes;
-        p->codec.payload_bytes += st.payload_bytes;
-        p->codec.raw_batches += st.raw_batches;
+        page_codec_stats_add(&p->codec, &st);
         p->ram_bytes += WIRE_HEADER_SIZE + blen;
         p->ch_bytes += WIRE_HEADER_SIZE + blen;
         p->requests += n;

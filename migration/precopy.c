@@ -100,12 +100,7 @@ static gpointer encoder_thread(gpointer data)
         uring_tx_send(p->tx, job->buf);
 
         g_mutex_lock(&p->lock);
-        p->codec.zero_pages += st.zero_pages;
-        p->codec.data_pages += st.data_pages;
-        p->codec.data_bytes += st.data_bytes;
-        p->codec.payload_bytes += st.payload_bytes;
-        p->codec.zstd_batches += st.zstd_batches;
-        p->codec.raw_batches += st.raw_batches;
+        page_codec_stats_add(&p->codec, &st);
         p->ram_bytes += WIRE_HEADER_SIZE + len;
         if (--p->busy == 0) {
             g_cond_broadcast(&p->idle);

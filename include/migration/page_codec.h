@@ -49,6 +49,9 @@ typedef struct PageCodecStats {
     uint64_t raw_pages;       /* pages sent raw because they looked random */
 } PageCodecStats;
 
+/* Adds @from's counters to @to's. */
+void page_codec_stats_add(PageCodecStats *to, const PageCodecStats *from);
+
 typedef struct PageEncoder PageEncoder;
 typedef struct PageDecoder PageDecoder;
 
