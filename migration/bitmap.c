@@ -64,3 +64,23 @@ size_t bitmap_next_set(const unsigned long *map, size_t nbits, size_t from)
         w = map[i];
     }
 }
+
+size_t bitmap_next_clear(const unsigned long *map, size_t nbits, size_t from)
+{
+    size_t i = from / BITS_PER_LONG;
+
+    if (from >= nbits) {
+        return nbits;
+    }
+    unsigned long w = ~map[i] & (~0UL << (from % BITS_PER_LONG));
+    for (;;) {
+        if (w) {
+            size_t bit = i * BITS_PER_LONG + __builtin_ctzl(w);
+            return bit < nbits ? bit : nbits;
+        }
+        if (++i >= BITMAP_LONGS(nbits)) {
+            return nbits;
+        }
+        w = ~map[i];
+    }
+}

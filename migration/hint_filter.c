@@ -85,10 +85,7 @@ uint64_t hint_filter_commit(HintFilter *f, const unsigned long *dirty,
         /* Runs of pages that joined: the source needs their content no more. */
         uint64_t npages = f->ram->npages;
         for (uint64_t p = bitmap_next_set(f->candidates, npages, 0); p < npages;) {
-            uint64_t end = p;
-            while (end < npages && bitmap_test_bit(f->candidates, end)) {
-                end++;
-            }
+            uint64_t end = bitmap_next_clear(f->candidates, npages, p);
             if (madvise(guest_ram_page(f->ram, p), (end - p) << GUEST_PAGE_SHIFT,
                         MADV_FREE) == 0) {
                 f->stats.madv_freed_bytes += (end - p) << GUEST_PAGE_SHIFT;

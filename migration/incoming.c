@@ -266,10 +266,7 @@ static bool apply_hinted(Incoming *in, const uint8_t *d, size_t len, GError **er
         in->hinted = bitmap_new(npages);
     }
     for (uint64_t pfn = bitmap_next_set(set, npages, 0); pfn < npages;) {
-        uint64_t end = pfn;
-        while (end < npages && bitmap_test_bit(set, end)) {
-            end++;
-        }
+        uint64_t end = bitmap_next_clear(set, npages, pfn);
         uint8_t *p = guest_ram_page(in->ram, pfn);
         size_t bytes = (end - pfn) << GUEST_PAGE_SHIFT;
         if (poison) {

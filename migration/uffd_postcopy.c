@@ -201,10 +201,7 @@ static bool fill_hinted(UffdPostcopy *pc, GError **errp)
     uint64_t npages = pc->ram->npages, filled = 0;
 
     for (uint64_t pfn = bitmap_next_set(pc->hinted, npages, 0); pfn < npages;) {
-        uint64_t end = pfn;
-        while (end < npages && bitmap_test_bit(pc->hinted, end)) {
-            end++;
-        }
+        uint64_t end = bitmap_next_clear(pc->hinted, npages, pfn);
         if (!zero_range(pc, pfn, end - pfn, &filled, errp)) {
             return false;
         }
@@ -349,10 +346,7 @@ bool uffd_postcopy_start(UffdPostcopy *pc, const unsigned long *hinted,
     /* The copies received before the switch are stale: drop them, so that
      * the guest faults on them and gets the source's. */
     for (uint64_t pfn = bitmap_next_set(pc->missing, npages, 0); pfn < npages;) {
-        uint64_t end = pfn;
-        while (end < npages && bitmap_test_bit(pc->missing, end)) {
-            end++;
-        }
+        uint64_t end = bitmap_next_clear(pc->missing, npages, pfn);
         if (madvise(guest_ram_page(ram, pfn), (end - pfn) << GUEST_PAGE_SHIFT,
                     MADV_DONTNEED) < 0) {
             g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),

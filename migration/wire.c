@@ -301,10 +301,7 @@ GPtrArray *wire_runs_encode(const unsigned long *set, uint64_t npages,
 
     g_byte_array_append(msg, hdr, 8);
     for (uint64_t pfn = bitmap_next_set(set, npages, 0); pfn < npages;) {
-        uint64_t end = pfn;
-        while (end < npages && bitmap_test_bit(set, end)) {
-            end++;
-        }
+        uint64_t end = bitmap_next_clear(set, npages, pfn);
         uint8_t run[16];
         put64(run, pfn);
         put64(run + 8, end - pfn);

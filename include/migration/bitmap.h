@@ -46,4 +46,10 @@ size_t bitmap_count(const unsigned long *map, size_t nbits);
 /* Returns the first set bit at or after @from, or @nbits if there is none. */
 size_t bitmap_next_set(const unsigned long *map, size_t nbits, size_t from);
 
+/*
+ * Returns the first clear bit at or after @from, or @nbits if there is
+ * none: with bitmap_next_set(), the end of the run of set bits at @from.
+ */
+size_t bitmap_next_clear(const unsigned long *map, size_t nbits, size_t from);
+
 #endif /* HINTMIG_BITMAP_H */
