@@ -50,10 +50,10 @@ typedef struct Precopy {
     GCond rp_cond;
     GHashTable *pending_acks;     /* seq -> WireType of requests awaiting ack */
     uint32_t next_seq;
-    uint32_t complete_seq;
-    bool complete_acked;
-    uint32_t complete_status;
-    char *complete_msg;
+    uint32_t await_seq;           /* the request a thread waits on (wait_ack) */
+    bool await_acked;
+    uint32_t await_status;
+    char *await_msg;
     char *peer_error;             /* the destination's own account of a failure */
     bool rp_done;
     uint64_t rx_bytes;
@@ -68,10 +68,6 @@ typedef struct Precopy {
     PageEncoder *urgent_enc;      /* raw: a waiting vCPU cannot wait for zstd */
     uint8_t *urgent_buf;
     unsigned long *pending;       /* atomic: pages still owed, after the switch */
-    uint32_t wait_seq;            /* POSTCOPY_RUN's seq, while awaited */
-    bool wait_acked;
-    uint32_t wait_status;
-    char *wait_msg;
     uint64_t requests;            /* pages asked for */
     uint64_t urgent_pages;        /* pages sent on the page channel */
     uint64_t ch_bytes;            /* bytes sent on the page channel */
@@ -95,9 +91,22 @@ void stream_error(Precopy *p, GError **errp, const char *what);
 bool check_abort(Precopy *p, GError **errp);
 bool send_msg(Precopy *p, WireType type, uint32_t seq, const void *payload,
               size_t len, GError **errp);
+/*
+ * Sends a request whose ack the return path will match; returns its seq,
+ * or 0 with @errp set.  With @awaited, wait_ack() then waits for that ack.
+ */
 uint32_t send_request(Precopy *p, WireType type, const void *payload, size_t len,
-                      GError **errp);
+                      bool awaited, GError **errp);
+/*
+ * Waits up to @timeout_s for the ack of the awaited request: true with its
+ * status and text (free it) if it came; false if not, with *@closed telling
+ * a broken or refused link from silence.
+ */
+bool wait_ack(Precopy *p, int timeout_s, uint32_t *status, char **msg, bool *closed);
 bool send_device_state(Precopy *p, GError **errp);
+/* Queues the runs of @set as @type messages (WIRE_HINTED, WIRE_PENDING). */
+bool send_runs(Precopy *p, WireType type, const unsigned long *set, uint32_t word,
+               GError **errp);
 gpointer digest_task(gpointer data);
 bool send_digests(Precopy *p, const uint64_t *dig, uint64_t n, GError **errp);
 void hints_done(Precopy *p);

@@ -121,25 +121,6 @@ void postcopy_serve_request(Precopy *p, const uint8_t *d, size_t len)
     }
 }
 
-/* Waits for the ack of request @seq; returns true if it came, with its status. */
-static bool wait_ack(Precopy *p, uint32_t seq, int timeout_s, uint32_t *status,
-                     char **msg)
-{
-    g_mutex_lock(&p->rp_lock);
-    gint64 until = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
-    bool *acked = seq == p->wait_seq ? &p->wait_acked : &p->complete_acked;
-    while (!*acked && !p->rp_done && !p->peer_error &&
-           g_cond_wait_until(&p->rp_cond, &p->rp_lock, until)) {
-    }
-    bool got = *acked;
-    if (got) {
-        *status = seq == p->wait_seq ? p->wait_status : p->complete_status;
-        *msg = g_strdup(seq == p->wait_seq ? p->wait_msg : p->complete_msg);
-    }
-    g_mutex_unlock(&p->rp_lock);
-    return got;
-}
-
 /*
  * Streams every page still owed, then the digests and COMPLETE.  Returns
  * true once the destination confirmed; false with *@fatal when it refused
@@ -184,12 +165,8 @@ static bool push(Precopy *p, DigestTask *dt, GThread **hasher, bool *fatal,
     if (p->verify && !send_digests(p, dt->out, dt->n, errp)) {
         return false;
     }
-    g_mutex_lock(&p->rp_lock);
-    p->complete_seq = p->next_seq + 1;
-    p->complete_acked = false;
-    g_mutex_unlock(&p->rp_lock);
-    uint32_t seq = send_request(p, WIRE_COMPLETE, NULL, 0, errp);
-    if (!seq || !uring_tx_wait_idle(p->tx, NULL)) {
+    if (!send_request(p, WIRE_COMPLETE, NULL, 0, true, errp) ||
+        !uring_tx_wait_idle(p->tx, NULL)) {
         if (errp && !*errp) {
             stream_error(p, errp, "connection lost at the end of the stream");
         }
@@ -198,7 +175,8 @@ static bool push(Precopy *p, DigestTask *dt, GThread **hasher, bool *fatal,
     publish(p);
     uint32_t status;
     g_autofree char *msg = NULL;
-    if (!wait_ack(p, seq, COMPLETE_ACK_TIMEOUT_S, &status, &msg)) {
+    bool closed;
+    if (!wait_ack(p, COMPLETE_ACK_TIMEOUT_S, &status, &msg, &closed)) {
         stream_error(p, errp, "no confirmation from the destination");
         return false;
     }
@@ -375,15 +353,8 @@ bool postcopy_run(Precopy *p, GError **errp)
     m->stats.ram_remaining = owed * GUEST_PAGE_SIZE;
     g_mutex_unlock(&m->lock);
 
-    g_autoptr(GPtrArray) runs = wire_runs_encode(p->pending, npages, 0, 0);
-    for (guint i = 0; i < runs->len; i++) {
-        gsize len;
-        const void *d = g_bytes_get_data(runs->pdata[i], &len);
-        if (!send_msg(p, WIRE_PENDING, 0, d, len, errp)) {
-            return false;
-        }
-    }
-    if (!send_device_state(p, errp)) {
+    if (!send_runs(p, WIRE_PENDING, p->pending, 0, errp) ||
+        !send_device_state(p, errp)) {
         return false;
     }
     if (!migration_commit(m)) {
@@ -393,18 +364,17 @@ bool postcopy_run(Precopy *p, GError **errp)
     g_mutex_lock(&m->lock);
     m->postcopy_switched = true;
     g_mutex_unlock(&m->lock);
-    g_mutex_lock(&p->rp_lock);
-    p->wait_seq = p->next_seq + 1;
-    g_mutex_unlock(&p->rp_lock);
-    uint32_t seq = send_request(p, WIRE_POSTCOPY_RUN, NULL, 0, errp);
     uint32_t status = 0;
     g_autofree char *msg = NULL;
-    bool acked = seq && wait_ack(p, seq, RUN_TIMEOUT_S, &status, &msg);
+    bool closed;
+    bool acked = send_request(p, WIRE_POSTCOPY_RUN, NULL, 0, true, errp) &&
+                 wait_ack(p, RUN_TIMEOUT_S, &status, &msg, &closed);
     g_mutex_lock(&p->rp_lock);
     if (!acked && p->peer_error) {
         /* An error instead of the ack: the destination gave up before
          * starting the guest (it reports failures after that as pauses). */
         status = WIRE_ERR_STATE;
+        g_free(msg);
         msg = g_strdup(p->peer_error);
         acked = true;
     }

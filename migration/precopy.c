@@ -249,15 +249,34 @@ bool send_msg(Precopy *p, WireType type, uint32_t seq, const void *payload,
     return true;
 }
 
-/* Sends a request whose ack the return path will match; returns its seq. */
-uint32_t send_request(Precopy *p, WireType type, const void *payload,
-                             size_t len, GError **errp)
+uint32_t send_request(Precopy *p, WireType type, const void *payload, size_t len,
+                      bool awaited, GError **errp)
 {
     g_mutex_lock(&p->rp_lock);
     uint32_t seq = ++p->next_seq;
     g_hash_table_insert(p->pending_acks, GUINT_TO_POINTER(seq), GUINT_TO_POINTER(type));
+    if (awaited) {
+        p->await_seq = seq;
+        p->await_acked = false;
+        g_clear_pointer(&p->await_msg, g_free);
+    }
     g_mutex_unlock(&p->rp_lock);
     return send_msg(p, type, seq, payload, len, errp) ? seq : 0;
+}
+
+bool wait_ack(Precopy *p, int timeout_s, uint32_t *status, char **msg, bool *closed)
+{
+    g_mutex_lock(&p->rp_lock);
+    gint64 until = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
+    while (!p->await_acked && !p->rp_done && !p->peer_error &&
+           g_cond_wait_until(&p->rp_cond, &p->rp_lock, until)) {
+    }
+    bool acked = p->await_acked;
+    *status = p->await_status;
+    *msg = g_strdup(p->await_msg);
+    *closed = p->rp_done || p->peer_error;
+    g_mutex_unlock(&p->rp_lock);
+    return acked;
 }
 
 /* ---- return path ---- */
@@ -330,20 +349,16 @@ gpointer return_path_thread(gpointer data)
             break;
         }
         g_hash_table_remove(p->pending_acks, GUINT_TO_POINTER(h.seq));
-        bool is_complete = h.seq == p->complete_seq || h.seq == p->wait_seq;
-        if (h.seq == p->complete_seq) {
-            p->complete_acked = true;
-            p->complete_status = code;
-            p->complete_msg = g_steal_pointer(&text);
-            g_cond_broadcast(&p->rp_cond);
-        } else if (h.seq == p->wait_seq) {
-            p->wait_acked = true;
-            p->wait_status = code;
-            p->wait_msg = g_steal_pointer(&text);
+        /* The awaited request's refusal is its waiter's to report. */
+        bool awaited = h.seq == p->await_seq;
+        if (awaited) {
+            p->await_acked = true;
+            p->await_status = code;
+            p->await_msg = g_steal_pointer(&text);
             g_cond_broadcast(&p->rp_cond);
         }
         g_mutex_unlock(&p->rp_lock);
-        if (code != WIRE_OK && !is_complete) {
+        if (code != WIRE_OK && !awaited) {
             rp_fail(p, g_strdup_printf("destination: %s", text ? text : "error"));
             break;
         }
@@ -481,15 +496,14 @@ bool send_digests(Precopy *p, const uint64_t *dig, uint64_t n, GError **errp)
     return true;
 }
 
-/* Sends the destination the pages that stay off the wire, as runs. */
-static bool send_hinted(Precopy *p, uint32_t poison, GError **errp)
+bool send_runs(Precopy *p, WireType type, const unsigned long *set, uint32_t word,
+               GError **errp)
 {
-    g_autoptr(GPtrArray) msgs = wire_runs_encode(hint_filter_set(p->hints),
-                                                 p->ram->npages, poison, poison);
+    g_autoptr(GPtrArray) msgs = wire_runs_encode(set, p->ram->npages, word, word);
     for (guint i = 0; i < msgs->len; i++) {
         gsize len;
         const void *d = g_bytes_get_data(msgs->pdata[i], &len);
-        if (!send_msg(p, WIRE_HINTED, 0, d, len, errp)) {
+        if (!send_msg(p, type, 0, d, len, errp)) {
             return false;
         }
     }
@@ -549,7 +563,8 @@ static bool collect_hints(Precopy *p, GError **errp)
      * free pages.  With poison, the source keeps them as they are. */
     hint_filter_commit(p->hints, p->dirty, d.poison == 0);
     publish(p);
-    return send_hinted(p, d.poison, errp);
+    /* The pages that stay off the wire, and what they must read as. */
+    return send_runs(p, WIRE_HINTED, hint_filter_set(p->hints), d.poison, errp);
 }
 
 void hints_done(Precopy *p)
@@ -590,7 +605,7 @@ bool stop_and_sync(Precopy *p, gint64 *t_down, GError **errp)
 static bool end_round(Precopy *p, uint32_t round, GError **errp)
 {
     uint32_t r = GUINT32_TO_LE(round);
-    return send_request(p, WIRE_ROUND_END, &r, 4, errp) != 0;
+    return send_request(p, WIRE_ROUND_END, &r, 4, false, errp) != 0;
 }
 
 static bool precopy_run(Precopy *p, GError **errp)
@@ -750,10 +765,7 @@ static bool precopy_run(Precopy *p, GError **errp)
     if (!sent || (p->verify && !send_digests(p, digests, dt.n, errp))) {
         return false;
     }
-    g_mutex_lock(&p->rp_lock);
-    p->complete_seq = p->next_seq + 1;
-    g_mutex_unlock(&p->rp_lock);
-    if (!send_request(p, WIRE_COMPLETE, NULL, 0, errp)) {
+    if (!send_request(p, WIRE_COMPLETE, NULL, 0, true, errp)) {
         return false;
     }
     if (!uring_tx_wait_idle(p->tx, NULL)) {
@@ -763,17 +775,10 @@ static bool precopy_run(Precopy *p, GError **errp)
     publish(p);
 
     /* The destination verifies, loads and then acks. */
-    g_mutex_lock(&p->rp_lock);
-    gint64 until = g_get_monotonic_time() + COMPLETE_TIMEOUT_S * G_USEC_PER_SEC;
-    while (!p->complete_acked && !p->rp_done && !p->peer_error &&
-           g_cond_wait_until(&p->rp_cond, &p->rp_lock, until)) {
-    }
-    bool acked = p->complete_acked;
-    uint32_t status = p->complete_status;
-    g_autofree char *msg = g_strdup(p->complete_msg);
-    bool closed = p->rp_done || p->peer_error;
-    g_mutex_unlock(&p->rp_lock);
-    if (!acked) {
+    uint32_t status;
+    g_autofree char *msg = NULL;
+    bool closed;
+    if (!wait_ack(p, COMPLETE_TIMEOUT_S, &status, &msg, &closed)) {
         if (closed) {
             /* It closed without acking: it did not resume the guest. */
             stream_error(p, errp, "the destination closed the connection before "
@@ -853,7 +858,6 @@ static void precopy_cleanup(Precopy *p)
     page_encoder_free(p->urgent_enc);
     g_free(p->urgent_buf);
     g_free(p->pending);
-    g_free(p->wait_msg);
     g_mutex_clear(&p->ch_lock);
     dirty_tracker_free(p->tracker);
     g_mutex_lock(&p->m->lock);
@@ -865,7 +869,7 @@ static void precopy_cleanup(Precopy *p)
     g_async_queue_unref(p->job_pool);
     g_free(p->jobs);
     g_hash_table_destroy(p->pending_acks);
-    g_free(p->complete_msg);
+    g_free(p->await_msg);
     g_free(p->peer_error);
     g_mutex_clear(&p->lock);
     g_cond_clear(&p->idle);
