@@ -78,6 +78,16 @@ typedef struct Incoming {
 
 static RxBuf stop_buf;
 
+/* Postcopy: decodes a batch into @staging and places its missing pages. */
+static bool place_batch(Incoming *in, PageDecoder *d, uint8_t *staging,
+                        const uint8_t *buf, size_t len, PageCodecStats *st,
+                        GError **errp)
+{
+    PageStaged sb = { .data = staging };
+    return page_decode_staged(d, in->ram->npages, buf, len, &sb, st, errp) &&
+           uffd_postcopy_place(in->pc, &sb, in->digests, errp);
+}
+
 static gpointer decoder_thread(gpointer data)
 {
     Incoming *in = data;
@@ -97,10 +107,7 @@ static gpointer decoder_thread(gpointer data)
             background = true;
         }
         if (in->postcopy) {
-            PageStaged sb = { .data = staging };
-            ok = page_decode_staged(d, in->ram->npages, b->data, b->len, &sb, &st,
-                                    &err) &&
-                 uffd_postcopy_place(in->pc, &sb, in->digests, &err);
+            ok = place_batch(in, d, staging, b->data, b->len, &st, &err);
         } else {
             ok = page_decode(d, in->ram, b->data, b->len, &round, &st, in->hinted,
                              in->digests, &err);
@@ -519,9 +526,7 @@ static gpointer channel_thread(gpointer data)
             break;
         }
         PageCodecStats st = { 0 };
-        PageStaged sb = { .data = staging };
-        if (!page_decode_staged(d, in->ram->npages, buf, h.len, &sb, &st, &err) ||
-            !uffd_postcopy_place(in->pc, &sb, in->digests, &err)) {
+        if (!place_batch(in, d, staging, buf, h.len, &st, &err)) {
             break;
         }
         g_mutex_lock(&in->lock);

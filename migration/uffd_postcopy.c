@@ -549,11 +549,7 @@ void uffd_postcopy_free(UffdPostcopy *pc)
     if (!pc) {
         return;
     }
-    stop_fault_thread(pc);
-    if (pc->registered) {
-        struct uffdio_range r = { (uintptr_t)pc->ram->host, pc->ram->size };
-        ioctl(pc->uffd, UFFDIO_UNREGISTER, &r);
-    }
+    uffd_postcopy_finish(pc, NULL);    /* unregistering wakes any vCPU still waiting */
     close(pc->uffd);
     close(pc->stop_fd);
     g_hash_table_destroy(pc->req_time);
