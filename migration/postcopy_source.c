@@ -34,12 +34,23 @@
 #define RUN_TIMEOUT_S 60
 #define COMPLETE_ACK_TIMEOUT_S 120
 
+/* Connects to @uri and says which migration the connection belongs to. */
+static int connect_as(const char *uri, WireType type, uint64_t session, GError **errp)
+{
+    uint64_t s = GUINT64_TO_LE(session);
+    int fd = socket_connect(uri, 10000, errp);
+
+    if (fd >= 0 && !wire_send(fd, type, 0, &s, 8, errp)) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 bool postcopy_open_channel(Precopy *p, const char *uri, GError **errp)
 {
-    uint64_t s = GUINT64_TO_LE(p->session);
-
-    p->ch_fd = socket_connect(uri, 10000, errp);
-    if (p->ch_fd < 0 || !wire_send(p->ch_fd, WIRE_PAGE_CHANNEL, 0, &s, 8, errp)) {
+    p->ch_fd = connect_as(uri, WIRE_PAGE_CHANNEL, p->session, errp);
+    if (p->ch_fd < 0) {
         g_prefix_error(errp, "postcopy page channel: ");
         return false;
     }
@@ -234,14 +245,10 @@ static void drop_link(Precopy *p)
 static bool reconnect(Precopy *p, const char *uri, GError **errp)
 {
     Migration *m = p->m;
-    uint64_t npages = p->ram->npages, s = GUINT64_TO_LE(p->session), total = 0;
+    uint64_t npages = p->ram->npages, total = 0;
 
-    int fd = socket_connect(uri, 10000, errp);
+    int fd = connect_as(uri, WIRE_RESUME, p->session, errp);
     if (fd < 0) {
-        return false;
-    }
-    if (!wire_send(fd, WIRE_RESUME, 0, &s, 8, errp)) {
-        close(fd);
         return false;
     }
     p->fd = fd;

@@ -391,24 +391,25 @@ uint32_t fph_start(VirtioBalloon *vb)
     return id;
 }
 
-void fph_stop(VirtioBalloon *vb)
+/* Ends the round with STOP or DONE; after DONE there is nothing to stop. */
+static void fph_end(VirtioBalloon *vb, uint32_t id)
 {
     g_mutex_lock(&vb->lock);
     vb->fph = FPH_STOP;
     if (vb->cfg.free_page_hint_cmd_id != VIRTIO_BALLOON_CMD_ID_DONE) {
-        publish_cmd_id(vb, VIRTIO_BALLOON_CMD_ID_STOP);
+        publish_cmd_id(vb, id);
     }
     g_mutex_unlock(&vb->lock);
 }
 
+void fph_stop(VirtioBalloon *vb)
+{
+    fph_end(vb, VIRTIO_BALLOON_CMD_ID_STOP);
+}
+
 void fph_done(VirtioBalloon *vb)
 {
-    g_mutex_lock(&vb->lock);
-    vb->fph = FPH_STOP;
-    if (vb->cfg.free_page_hint_cmd_id != VIRTIO_BALLOON_CMD_ID_DONE) {
-        publish_cmd_id(vb, VIRTIO_BALLOON_CMD_ID_DONE);
-    }
-    g_mutex_unlock(&vb->lock);
+    fph_end(vb, VIRTIO_BALLOON_CMD_ID_DONE);
 }
 
 FphStatus fph_status(VirtioBalloon *vb)
