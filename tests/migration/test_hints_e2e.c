@@ -20,13 +20,6 @@ static int seq;
 static void setup(void) { dir = test_tmpdir(); }
 static void teardown(void) { test_rmdir(dir); g_free(dir); }
 
-static uint64_t field_u64(const char *text, const char *key)
-{
-    g_autofree char *v = test_field(text, key);
-    ck_assert_msg(v, "no '%s:' in:\n%s", key, text);
-    return g_ascii_strtoull(v, NULL, 10);
-}
-
 static TestVm *start(const char *role, const char *const *args)
 {
     g_autofree char *name = g_strdup_printf("%s%d", role, seq++);
@@ -47,7 +40,7 @@ static TestVm *start_src(const char *ram, const char *fill, const char *driver)
     for (int i = 0; i < 600; i++) {
         g_autofree char *g = test_vm_cmd(vm, "info guest");
         g_autofree char *fm = test_field(g, "free memory");
-        uint64_t writes = field_u64(g, "page writes");
+        uint64_t writes = test_field_u64(g, "page writes");
         uint64_t free_mib = fm ? g_ascii_strtoull(fm, NULL, 10) : 0;
         uint64_t total_mib = fm ? g_ascii_strtoull(strstr(fm, "of ") + 3, NULL, 10) : 1;
         if (writes > fill_pages && free_mib * 100 > total_mib * 90) {
@@ -71,21 +64,6 @@ static TestVm *start_dst(const char *ram, int *port, bool balloon, bool paused)
         args[6] = paused ? "-S" : NULL;
     }
     return start("dst", args);
-}
-
-static char *wait_status(TestVm *vm, const char *want)
-{
-    for (int t = 0; t < 1500; t++) {
-        g_autofree char *out = test_vm_cmd(vm, "info migrate");
-        char *s = test_field(out, "Migration status");
-        if (s && g_str_has_prefix(s, want)) {
-            return s;
-        }
-        g_free(s);
-        g_usleep(20000);
-    }
-    ck_abort_msg("migration status '%s' never came", want);
-    return NULL;
 }
 
 /* The driver holds nothing: the guest has every page back. */
@@ -119,9 +97,9 @@ START_TEST(wire_carries_what_the_guest_uses)
     g_autofree char *info = test_vm_cmd(src, "info migrate");
     ck_assert_msg(strstr(info, "Migration status: completed\n") &&
                   strstr(info, "verify: OK ("), "%s", info);
-    uint64_t wire = field_u64(info, "wire bytes") << 10;
-    ck_assert_uint_gt(field_u64(info, "hint-skipped"), (1000ull << 20) / 4096);
-    ck_assert_uint_gt(field_u64(info, "madv-freed"), 1000ull << 10);
+    uint64_t wire = test_field_u64(info, "wire bytes") << 10;
+    ck_assert_uint_gt(test_field_u64(info, "hint-skipped"), (1000ull << 20) / 4096);
+    ck_assert_uint_gt(test_field_u64(info, "madv-freed"), 1000ull << 10);
     ck_assert_msg(wire * 100 <= in_use * 115,
                   "wire %" G_GUINT64_FORMAT " bytes is more than 1.15 x in use (%"
                   G_GUINT64_FORMAT " bytes)", wire, in_use);
@@ -145,7 +123,7 @@ START_TEST(early_release_is_safe)
     ck_assert_msg(!strcmp(out, ""), "%s", out);
     g_autofree char *info = test_vm_cmd(src, "info migrate");
     ck_assert_msg(strstr(info, "verify: OK ("), "%s", info);
-    ck_assert_uint_gt(field_u64(info, "hinted"), 0);
+    ck_assert_uint_gt(test_field_u64(info, "hinted"), 0);
     g_autofree char *g = test_vm_cmd(dst, "info guest");
     ck_assert_msg(g_str_has_prefix(g, "guest memory check: OK ("), "%s", g);
     g_autofree char *bd = test_field(g, "balloon driver");
@@ -171,8 +149,8 @@ static void poison_read_back(bool postcopy)
         ck_assert_str_eq(m, "");
         g_autofree char *pc = test_vm_cmd(src, "migrate_start_postcopy");
         ck_assert_str_eq(pc, "");
-        g_free(wait_status(src, "completed"));
-        g_free(wait_status(dst, "completed"));
+        g_free(test_vm_wait_status(src, "completed", 30000));
+        g_free(test_vm_wait_status(dst, "completed", 30000));
     } else {
         g_autofree char *out = test_vm_cmd(src, "migrate tcp:127.0.0.1:%d", port);
         ck_assert_msg(!strcmp(out, ""), "%s", out);
@@ -238,7 +216,7 @@ START_TEST(destination_killed_guest_gets_pages_back)
     g_autofree char *held = test_field(mid, "balloon driver");
     ck_assert_msg(held && g_str_has_prefix(held, "holding"), "%s", mid);
     test_vm_kill(dst);
-    g_free(wait_status(src, "failed"));
+    g_free(test_vm_wait_status(src, "failed", 30000));
     g_autofree char *st = test_vm_cmd(src, "info status");
     ck_assert_str_eq(st, "VM status: running\n");
     assert_pages_back(src);

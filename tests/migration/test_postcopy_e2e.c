@@ -53,12 +53,6 @@ static TestVm *start_churn(const char *ram, const char *thp, const char *wl)
     return src;
 }
 
-static void assert_guest_ok(TestVm *vm)
-{
-    g_autofree char *g = test_vm_cmd(vm, "info guest");
-    ck_assert_msg(g_str_has_prefix(g, "guest memory check: OK ("), "%s", g);
-}
-
 /* Both sides completed, verified, and the guest is healthy and working. */
 static void assert_postcopy_done(TestVm *src, TestVm *dst)
 {
@@ -75,7 +69,7 @@ static void assert_postcopy_done(TestVm *src, TestVm *dst)
     ck_assert_str_eq(st, "VM status: paused (postmigrate)\n");
     g_autofree char *dst_st = test_vm_cmd(dst, "info status");
     ck_assert_str_eq(dst_st, "VM status: running\n");
-    assert_guest_ok(dst);
+    test_vm_assert_guest_ok(dst);
     g_autofree char *g1 = test_vm_cmd(dst, "info guest");
     g_usleep(200000);
     g_autofree char *g2 = test_vm_cmd(dst, "info guest");
@@ -238,7 +232,7 @@ START_TEST(refused_switch_resumes_source)
     ck_assert_msg(strstr(info, "postcopy remaining: "), "it never switched:\n%s", info);
     g_autofree char *st = test_vm_cmd(src, "info status");
     ck_assert_str_eq(st, "VM status: running\n");
-    assert_guest_ok(src);
+    test_vm_assert_guest_ok(src);
     g_autofree char *d1 = test_vm_wait_status(dst, "failed", 30000);
     g_autofree char *dst_st = test_vm_cmd(dst, "info status");
     ck_assert_str_eq(dst_st, "VM status: paused (inmigrate)\n");

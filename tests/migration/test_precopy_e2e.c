@@ -44,35 +44,6 @@ static TestVm *start_dest(const char *ram, const char *smp, const char *thp,
     return start("dst", args);
 }
 
-static char *status_of(TestVm *vm)
-{
-    g_autofree char *out = test_vm_cmd(vm, "info migrate");
-    char *s = test_field(out, "Migration status");
-    return s ? s : g_strdup("none");
-}
-
-/* Polls until the migration status starts with @want; returns it. */
-static char *wait_status(TestVm *vm, const char *want, int timeout_ms)
-{
-    for (int t = 0; t < timeout_ms; t += 20) {
-        char *s = status_of(vm);
-        if (g_str_has_prefix(s, want)) {
-            return s;
-        }
-        g_free(s);
-        g_usleep(20000);
-    }
-    g_autofree char *last = status_of(vm);
-    ck_abort_msg("status '%s' not reached in %d ms; last: %s", want, timeout_ms, last);
-    return NULL;
-}
-
-static void assert_guest_ok(TestVm *vm)
-{
-    g_autofree char *g = test_vm_cmd(vm, "info guest");
-    ck_assert_msg(g_str_has_prefix(g, "guest memory check: OK ("), "%s", g);
-}
-
 static void assert_running(TestVm *vm)
 {
     g_autofree char *st = test_vm_cmd(vm, "info status");
@@ -96,7 +67,7 @@ static void migrate_ok(TestVm *src, const char *ram, const char *smp,
     g_autofree char *dinfo = test_vm_cmd(dst, "info migrate");
     ck_assert_msg(strstr(dinfo, "Migration status: completed\n"), "%s", dinfo);
     assert_running(dst);
-    assert_guest_ok(dst);
+    test_vm_assert_guest_ok(dst);
     /* The guest keeps working on the destination. */
     g_autofree char *g1 = test_vm_cmd(dst, "info guest");
     g_usleep(200000);
@@ -128,7 +99,7 @@ static void assert_source_recovers(TestVm *src, const char *ram, const char *why
     g_autofree char *st = test_field(info, "Migration status");
     ck_assert_msg(strstr(st, why), "expected '%s' in status: %s", why, st);
     assert_running(src);
-    assert_guest_ok(src);
+    test_vm_assert_guest_ok(src);
     g_free(test_vm_cmd(src, "migrate_set_parameter max-bandwidth 0"));
     migrate_ok(src, ram, "1", "off");
 }
@@ -193,7 +164,7 @@ static TestVm *start_slow_migration(TestVm **dst_out)
     *dst_out = start_dest("256M", "1", "off", &port);
     g_free(test_vm_cmd(src, "migrate_set_parameter max-bandwidth 4M"));
     g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port));
-    g_free(wait_status(src, "active", 5000));
+    g_free(test_vm_wait_status(src, "active", 5000));
     g_usleep(300000);
     return src;
 }
@@ -204,10 +175,10 @@ START_TEST(cancel_in_setup)
     int port = test_free_port();
     FakeDest *f = fake_dest_start(port, FAKE_NO_HELLO_REPLY);
     g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port));
-    g_free(wait_status(src, "setup", 5000));
+    g_free(test_vm_wait_status(src, "setup", 5000));
     g_autofree char *c = test_vm_cmd(src, "migrate_cancel");
     ck_assert_str_eq(c, "");
-    g_free(wait_status(src, "cancelled", 10000));
+    g_free(test_vm_wait_status(src, "cancelled", 10000));
     fake_dest_stop(f);
     assert_source_recovers(src, "256M", "cancelled");
     test_vm_quit(src);
@@ -220,8 +191,8 @@ START_TEST(cancel_while_active)
     TestVm *src = start_slow_migration(&dst);
     g_autofree char *c = test_vm_cmd(src, "migrate_cancel");
     ck_assert_str_eq(c, "");
-    g_free(wait_status(src, "cancelled", 10000));
-    g_free(wait_status(dst, "failed", 10000));
+    g_free(test_vm_wait_status(src, "cancelled", 10000));
+    g_free(test_vm_wait_status(dst, "failed", 10000));
     g_autofree char *dst_st = test_vm_cmd(dst, "info status");
     ck_assert_str_eq(dst_st, "VM status: paused (inmigrate)\n");
     test_vm_quit(dst);
@@ -236,7 +207,7 @@ START_TEST(cancel_in_stop_and_copy)
     int port = test_free_port();
     FakeDest *f = fake_dest_start(port, FAKE_NO_COMPLETE_ACK);
     g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port));
-    g_free(wait_status(src, "device", 10000));
+    g_free(test_vm_wait_status(src, "device", 10000));
     g_autofree char *st = test_vm_cmd(src, "info status");
     ck_assert_str_eq(st, "VM status: paused (finish-migrate)\n");
     for (int i = 0; i < 250 && !fake_dest_seen(f, WIRE_COMPLETE); i++) {
@@ -245,7 +216,7 @@ START_TEST(cancel_in_stop_and_copy)
     ck_assert(fake_dest_seen(f, WIRE_COMPLETE));
     g_autofree char *c = test_vm_cmd(src, "migrate_cancel");
     ck_assert_str_eq(c, "");
-    g_free(wait_status(src, "cancelled", 10000));
+    g_free(test_vm_wait_status(src, "cancelled", 10000));
     ck_assert(!fake_dest_seen(f, WIRE_COMMIT));    /* it never got the guest */
     fake_dest_stop(f);
     assert_source_recovers(src, "256M", "cancelled");
@@ -258,7 +229,7 @@ START_TEST(destination_killed)
     TestVm *dst;
     TestVm *src = start_slow_migration(&dst);
     test_vm_kill(dst);
-    g_autofree char *s = wait_status(src, "failed", 30000);
+    g_autofree char *s = test_vm_wait_status(src, "failed", 30000);
     ck_assert_msg(strstr(s, "connection") || strstr(s, "closed"), "%s", s);
     assert_source_recovers(src, "256M", "failed");
     test_vm_quit(src);
@@ -276,9 +247,9 @@ static void through_proxy(ProxyMode mode, uint64_t offset, const char *why,
     int pport = test_free_port();
     Proxy *p = proxy_start(pport, port, mode, offset);
     g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", pport));
-    g_autofree char *s = wait_status(src, "failed", 30000);
+    g_autofree char *s = test_vm_wait_status(src, "failed", 30000);
     ck_assert_msg(!why || strstr(s, why), "expected '%s' in: %s", why, s);
-    g_autofree char *ds = wait_status(dst, "failed", 10000);
+    g_autofree char *ds = test_vm_wait_status(dst, "failed", 10000);
     g_autofree char *dst_st = test_vm_cmd(dst, "info status");
     ck_assert_msg(!strcmp(dst_st, "VM status: paused (inmigrate)\n"),
                   "destination after '%s': %s", ds, dst_st);
@@ -325,7 +296,7 @@ START_TEST(destination_ram_differs)
     g_autofree char *out = test_vm_cmd(src, "migrate tcp:127.0.0.1:%d", port);
     ck_assert_msg(strstr(out, "destination refused") && strstr(out, "256 MiB") &&
                   strstr(out, "512 MiB"), "%s", out);
-    g_autofree char *ds = wait_status(dst, "failed", 5000);
+    g_autofree char *ds = test_vm_wait_status(dst, "failed", 5000);
     ck_assert_msg(strstr(ds, "refused"), "%s", ds);
     test_vm_quit(dst);
     assert_source_recovers(src, "256M", "refused");
@@ -392,7 +363,7 @@ START_TEST(incoming_defer)
     g_autofree char *out = test_vm_cmd(src, "migrate tcp:127.0.0.1:%d", port);
     ck_assert_str_eq(out, "");
     assert_running(dst);
-    assert_guest_ok(dst);
+    test_vm_assert_guest_ok(dst);
     g_autofree char *again = test_vm_cmd(dst, "migrate_incoming tcp:127.0.0.1:%d", port);
     ck_assert(g_str_has_prefix(again, "Error: the incoming migration has already"));
     test_vm_quit(dst);

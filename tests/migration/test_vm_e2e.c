@@ -26,13 +26,6 @@ static void teardown(void)
     g_free(dir);
 }
 
-static uint64_t field_u64(const char *text, const char *key)
-{
-    g_autofree char *v = test_field(text, key);
-    ck_assert_msg(v, "no '%s:' in:\n%s", key, text);
-    return g_ascii_strtoull(v, NULL, 10);
-}
-
 START_TEST(guest_continues_in_a_second_process)
 {
     const char *src_args[] = { "-m", "128M", "-smp", "2", "--workload",
@@ -49,7 +42,7 @@ START_TEST(guest_continues_in_a_second_process)
     g_autofree char *g1 = test_vm_cmd(src, "info guest");
     ck_assert_msg(g_str_has_prefix(g1, "guest memory check: OK ("), "%s", g1);
     g_autofree char *boot_id = test_field(g1, "boot id");
-    uint64_t writes_src = field_u64(g1, "page writes");
+    uint64_t writes_src = test_field_u64(g1, "page writes");
     ck_assert_uint_gt(writes_src, (32u << 20) / GUEST_PAGE_SIZE);  /* past allocation */
     g_autofree char *saved = test_vm_cmd(src, "x-save-state %s", state);
     ck_assert_str_eq(saved, "");
@@ -70,7 +63,7 @@ START_TEST(guest_continues_in_a_second_process)
     g_autofree char *wl2 = test_field(g2, "workload");
     ck_assert_str_eq(boot_id2, boot_id);              /* the same guest, not a reboot */
     ck_assert(g_str_has_prefix(wl2, "churn"));        /* its own workload, mid-run */
-    ck_assert_uint_gt(field_u64(g2, "page writes"), writes_src);
+    ck_assert_uint_gt(test_field_u64(g2, "page writes"), writes_src);
     test_vm_quit(dst);
 }
 END_TEST

@@ -171,3 +171,9 @@ char *test_vm_wait_status(TestVm *vm, const char *want, int timeout_ms)
         g_usleep(20000);
     }
 }
+
+void test_vm_assert_guest_ok(TestVm *vm)
+{
+    g_autofree char *g = test_vm_cmd(vm, "info guest");
+    ck_assert_msg(g_str_has_prefix(g, "guest memory check: OK ("), "%s", g);
+}

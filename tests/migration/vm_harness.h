@@ -52,4 +52,7 @@ uint64_t test_field_u64(const char *text, const char *key);
  */
 char *test_vm_wait_status(TestVm *vm, const char *want, int timeout_ms);
 
+/* Asserts that the guest's own memory check passes. */
+void test_vm_assert_guest_ok(TestVm *vm);
+
 #endif
