@@ -11,14 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 reps=${1:-3}
-scripts/install-deps.sh
-[ -f build/build.ninja ] || meson setup build >/dev/null
-meson compile -C build >/dev/null
-
-vm=build/hintmig-vm
-hmp=build/hintmig-hmp
-work=$(mktemp -d /tmp/hintmig-hints.XXXXXX)
 . bench/lib.sh
+bench_build
+
+work=$(mktemp -d /tmp/hintmig-hints.XXXXXX)
 trap 'quit_all; rm -rf "$work"' EXIT
 
 run() { hintmig_fill_free_run "$1" 0; }

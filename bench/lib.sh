@@ -1,6 +1,38 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Helpers shared by the benchmark scripts (sourced, not run).
-# Expects $work (a scratch folder) and $hmp (the hintmig-hmp client).
+# Expects $work (a scratch folder); bench_build sets $vm and $hmp.
+
+# Installs what is missing (stock QEMU too, given "qemu": the baseline),
+# builds, and sets $vm and $hmp.
+bench_build() {
+    scripts/install-deps.sh
+    if [ "${1:-}" = qemu ] && ! command -v qemu-system-x86_64 >/dev/null; then
+        echo "bench: installing qemu-system-x86 (the baseline)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 >/dev/null
+    fi
+    [ -f build/build.ninja ] || meson setup build >/dev/null
+    meson compile -C build >/dev/null
+    vm=build/hintmig-vm
+    hmp=build/hintmig-hmp
+}
+
+# Polls "info migrate" on monitor socket $1 (hintmig-vm or QEMU) every
+# 50 ms, at most $2 times (default 6000), until the migration completes,
+# and prints that output; returns 1, the output on stderr, if it failed or
+# was cancelled or never ended.
+wait_done() {
+    local out
+    for _ in $(seq 1 "${2:-6000}"); do
+        out=$("$hmp" "$1" "info migrate")
+        case $(sed -n 's/.*Migration status: \([a-z-]*\).*/\1/p' <<<"$out" | head -1) in
+            completed) echo "$out"; return 0 ;;
+            failed|cancelled) echo "$out" >&2; return 1 ;;
+        esac
+        sleep 0.05
+    done
+    echo "$out" >&2
+    return 1
+}
 
 # Bytes the loopback interface has sent: both directions of a local migration.
 lo_tx() { awk '/^ *lo:/ { sub(/^ *lo:/, ""); print $9 }' /proc/net/dev; }
@@ -59,12 +91,7 @@ qemu_fill_free_run() {
         "$hmp" "$work/src.sock" "migrate_start_postcopy" >/dev/null
     fi
     local out
-    for _ in $(seq 1 6000); do
-        out=$("$hmp" "$work/src.sock" "info migrate")
-        grep -q "Migration status: completed" <<<"$out" && break
-        grep -q "Migration status: failed" <<<"$out" && { echo "$out" >&2; exit 1; }
-        sleep 0.05
-    done
+    out=$(wait_done "$work/src.sock") || exit 1
     local tx1; tx1=$(lo_tx)
     echo "$(sed -n 's/^total time: \([0-9]*\).*/\1/p' <<<"$out") $((tx1 - tx0)) $(( (total - free) * 1024 ))"
     quit_all
@@ -98,10 +125,7 @@ hintmig_fill_free_run() {
         "$hmp" "$work/dst.sock" "migrate_set_capability postcopy-ram on" >/dev/null
         "$hmp" "$work/src.sock" "migrate_set_capability postcopy-ram on" \
             "migrate -d tcp:127.0.0.1:$p" "migrate_start_postcopy" >/dev/null
-        for _ in $(seq 1 6000); do
-            "$hmp" "$work/src.sock" "info migrate" | grep -q '^Migration status: \(completed\|failed\)' && break
-            sleep 0.02
-        done
+        wait_done "$work/src.sock" >/dev/null || exit 1
     else
         "$hmp" "$work/src.sock" "migrate tcp:127.0.0.1:$p" >/dev/null
     fi

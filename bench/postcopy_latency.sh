@@ -16,13 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 reps=${1:-3}
-scripts/install-deps.sh
-[ -f build/build.ninja ] || meson setup build >/dev/null
-meson compile -C build >/dev/null
-vm=build/hintmig-vm
-hmp=build/hintmig-hmp
-work=$(mktemp -d /tmp/hintmig-pclat.XXXXXX)
 . bench/lib.sh
+bench_build
+work=$(mktemp -d /tmp/hintmig-pclat.XXXXXX)
 trap 'quit_all; rm -rf "$work"' EXIT
 
 remote() {   # $1 = max-bandwidth -> "p50 p99 max faults total_ms"
@@ -37,12 +33,7 @@ remote() {   # $1 = max-bandwidth -> "p50 p99 max faults total_ms"
         "migrate_set_parameter max-bandwidth $1" "migrate -d tcp:127.0.0.1:$p" \
         "migrate_start_postcopy" >/dev/null
     local out
-    for _ in $(seq 1 3000); do
-        out=$("$hmp" "$work/dst.sock" "info migrate")
-        grep -q '^Migration status: completed' <<<"$out" && break
-        grep -q '^Migration status: failed' <<<"$out" && { echo "$out" >&2; exit 1; }
-        sleep 0.05
-    done
+    out=$(wait_done "$work/dst.sock" 3000) || exit 1
     grep -q '^verify: OK' <<<"$out" || { echo "bench: postcopy failed: $out" >&2; exit 1; }
     sed -n 's/^postcopy remote fault latency: p50 \([0-9]*\) us, p99 \([0-9]*\) us, max \([0-9]*\) us (\([0-9]*\) faults)/\1 \2 \3 \4/p' <<<"$out" |
         tr '\n' ' '

@@ -14,17 +14,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 reps=${1:-3}
-scripts/install-deps.sh
-command -v qemu-system-x86_64 >/dev/null ||
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 >/dev/null
-[ -f build/build.ninja ] || meson setup build >/dev/null
-meson compile -C build >/dev/null
-vm=build/hintmig-vm
-hmp=build/hintmig-hmp
+. bench/lib.sh
+bench_build qemu
 work=${BENCH_DIR:-/tmp/hintmig-postcopy-qemu}
 mkdir -p "$work"
 bench/linux-guest/build.sh "$work/guest"
-. bench/lib.sh
 trap quit_all EXIT
 
 declare -a ht hd hw hu hl qt qw qu

@@ -20,35 +20,14 @@ cd "$(dirname "$0")/.."
 
 reps=${1:-3}
 size=${BENCH_RAM:-2G}
-scripts/install-deps.sh
-command -v qemu-system-x86_64 >/dev/null || {
-    echo "bench: installing qemu-system-x86 (the baseline)" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 >/dev/null
-}
-[ -f build/build.ninja ] || meson setup build >/dev/null
-meson compile -C build >/dev/null
+. bench/lib.sh
+bench_build qemu
 
 work=${BENCH_DIR:-/tmp/hintmig-bench}
 mkdir -p "$work"
 img=$work/image-$size
 [ -f "$img" ] || build/bench/make_image "$img" "$size"
-hmp=build/hintmig-hmp
-vm=build/hintmig-vm
-. bench/lib.sh
 trap quit_all EXIT
-
-wait_done() {   # socket -> prints the final "info migrate"
-    local out
-    for _ in $(seq 1 3000); do
-        out=$("$hmp" "$1" "info migrate")
-        case $(sed -n 's/.*Migration status: \([a-z-]*\).*/\1/p' <<<"$out" | head -1) in
-            completed) echo "$out"; return 0 ;;
-            failed|cancelled) echo "$out" >&2; return 1 ;;
-        esac
-        sleep 0.05
-    done
-    return 1
-}
 
 warm() { build/bench/warm_memory "${BENCH_WARM:-6G}"; }
 

@@ -11,16 +11,11 @@
 #   bench/qemu_free_page_hint.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-command -v qemu-system-x86_64 >/dev/null ||
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 >/dev/null
-[ -f build/build.ninja ] || meson setup build >/dev/null
-meson compile -C build >/dev/null
+. bench/lib.sh
+bench_build qemu
 work=${BENCH_DIR:-/tmp/hintmig-qemu-fph}
 mkdir -p "$work"
 bench/linux-guest/build.sh "$work/guest"
-hmp=build/hintmig-hmp
-. bench/lib.sh
 trap quit_all EXIT
 
 run() { qemu_fill_free_run "$1" 0; }
