@@ -396,6 +396,10 @@ void migration_stats_from_uffd(MigrationStats *s, struct UffdPostcopy *pc)
     s->fault_lat_p99_us = u.lat_p99_us;
     s->fault_lat_max_us = u.lat_max_us;
     s->fault_thread_rt = u.realtime;
+    if (u.fill_error[0]) {
+        g_snprintf(s->hint_note, sizeof(s->hint_note),
+                   "hinted pages left to fill on first touch: %s", u.fill_error);
+    }
 }
 
 bool migration_start_postcopy(Migration *m, GError **errp)

@@ -139,7 +139,8 @@ typedef struct MigrationStats {
     uint64_t hinted_pages;         /* pages the guest hinted under the round's id */
     uint64_t hint_skipped_pages;   /* hinted pages kept off the wire */
     uint64_t madv_freed_bytes;     /* hinted pages released on the source */
-    char hint_note[128];           /* why hinting did not run, if it did not */
+    char hint_note[128];           /* why hinting did not run, or (destination)
+                                    * why hinted pages were not all filled */
     uint64_t verify_source_ms;     /* hashing the source's RAM (overlaps the last round) */
     uint64_t verify_dest_ms;       /* hashing the destination's RAM (in the downtime) */
     bool verified;                 /* a verdict exists */
