@@ -18,7 +18,7 @@
 
 #include "migration/bitmap.h"
 #include "migration/dirty_tracker.h"
-#include "migration/guest_ram.h"
+#include "vm/guest_ram.h"
 
 #define LEN (1ull << 30)
 #define NPAGES (LEN / GUEST_PAGE_SIZE)
@@ -66,8 +66,8 @@ int main(int argc, char **argv)
     static const struct { unsigned stride; const char *label; } fracs[] = {
         { 100, "1%" }, { 10, "10%" }, { 1, "100%" },
     };
-    static const DirtyBackendKind kinds[] = {
-        DIRTY_BACKEND_UFFD_WP, DIRTY_BACKEND_SOFT_DIRTY,
+    static const HintmigDirtyBackend kinds[] = {
+        HINTMIG_DIRTY_UFFD_WP, HINTMIG_DIRTY_SOFT_DIRTY,
     };
     (void)argv;
     if (argc > 1) {
@@ -78,7 +78,7 @@ int main(int argc, char **argv)
     uint8_t *mem = mmap(NULL, LEN, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     uint8_t *buf = g_malloc(256 * GUEST_PAGE_SIZE);
-    unsigned long *map = bitmap_new(NPAGES);
+    unsigned long *map = hm_bitmap_new(NPAGES);
 
     if (mem == MAP_FAILED) {
         perror("mmap");
@@ -103,13 +103,13 @@ int main(int argc, char **argv)
            "sync ms", "baseline ms", "ratio", "guest write");
     for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++) {
         g_autoptr(GError) err = NULL;
-        if (!dirty_backend_probe(kinds[k], &err)) {
-            printf("%-11s skipped: %s\n", dirty_backend_name(kinds[k]), err->message);
+        if (!hintmig_dirty_backend_probe(kinds[k], &err)) {
+            printf("%-11s skipped: %s\n", hintmig_dirty_backend_name(kinds[k]), err->message);
             continue;
         }
         DirtyTracker *t = dirty_tracker_new(mem, LEN, kinds[k], NULL, NULL, &err);
         if (!t || !dirty_tracker_start(t, &err)) {
-            printf("%-11s failed: %s\n", dirty_backend_name(kinds[k]), err->message);
+            printf("%-11s failed: %s\n", hintmig_dirty_backend_name(kinds[k]), err->message);
             dirty_tracker_free(t);
             continue;
         }
@@ -120,37 +120,37 @@ int main(int argc, char **argv)
                 double w0 = now_ms();
                 n = dirty_pages(mem, fracs[f].stride, r);
                 wr[r] = now_ms() - w0;
-                bitmap_zero(map, NPAGES);
+                hm_bitmap_zero(map, NPAGES);
                 double t0 = now_ms();
                 if (!dirty_tracker_sync(t, map, &err)) {
                     printf("sync failed: %s\n", err->message);
                     return 1;
                 }
                 sync[r] = now_ms() - t0;
-                reported = bitmap_count(map, NPAGES);
+                reported = hm_bitmap_count(map, NPAGES);
                 base[r] = copy_baseline(mem, buf, fracs[f].stride);
             }
             if (reported != n) {
                 printf("%s: reported %llu pages, %llu were written\n",
-                       dirty_backend_name(kinds[k]), (unsigned long long)reported,
+                       hintmig_dirty_backend_name(kinds[k]), (unsigned long long)reported,
                        (unsigned long long)n);
                 return 1;
             }
             double s = median(sync, REPS), b = median(base, REPS);
             printf("%-11s %6s %9llu %9.2f %12.2f %6.2fx %12.1fx\n",
-                   dirty_backend_name(kinds[k]), fracs[f].label,
+                   hintmig_dirty_backend_name(kinds[k]), fracs[f].label,
                    (unsigned long long)n, s, b, s / b,
                    median(wr, REPS) / plain[f]);
         }
         /* A sync with nothing written: the fixed cost of a round. */
         double clean[REPS];
         for (int r = 0; r < REPS; r++) {
-            bitmap_zero(map, NPAGES);
+            hm_bitmap_zero(map, NPAGES);
             double t0 = now_ms();
             dirty_tracker_sync(t, map, NULL);
             clean[r] = now_ms() - t0;
         }
-        printf("%-11s %6s %9d %9.2f %12s %7s %13s\n", dirty_backend_name(kinds[k]),
+        printf("%-11s %6s %9d %9.2f %12s %7s %13s\n", hintmig_dirty_backend_name(kinds[k]),
                "0%", 0, median(clean, REPS), "-", "-", "-");
         dirty_tracker_free(t);
     }

@@ -9,15 +9,15 @@
 #include <string.h>
 
 #include "guest/page_content.h"
-#include "migration/guest_ram.h"
-#include "migration/size_parse.h"
+#include "vm/guest_ram.h"
+#include "hintmig/hintmig.h"
 
 int main(int argc, char **argv)
 {
     g_autoptr(GError) err = NULL;
     uint64_t size;
 
-    if (argc != 3 || !size_parse(argv[2], 1 << 20, &size, &err) ||
+    if (argc != 3 || !hintmig_size_parse(argv[2], 1 << 20, &size, &err) ||
         size % GUEST_PAGE_SIZE) {
         fprintf(stderr, "Usage: make_image FILE SIZE\n%s%s", err ? err->message : "",
                 err ? "\n" : "");

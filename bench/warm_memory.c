@@ -9,14 +9,14 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "migration/size_parse.h"
+#include "hintmig/hintmig.h"
 
 int main(int argc, char **argv)
 {
     g_autoptr(GError) err = NULL;
     uint64_t size;
 
-    if (argc != 2 || !size_parse(argv[1], 1 << 20, &size, &err)) {
+    if (argc != 2 || !hintmig_size_parse(argv[1], 1 << 20, &size, &err)) {
         fprintf(stderr, "Usage: warm_memory SIZE\n");
         return 2;
     }

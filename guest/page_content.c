@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "guest/page_content.h"
-#include "migration/guest_ram.h"
+#include "vm/guest_ram.h"
 
 #define CONTENT_SALT 0x6a09e667f3bcc909ULL
 

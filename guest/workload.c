@@ -13,7 +13,7 @@
 #include "guest/guest.h"
 #include "guest/page_content.h"
 #include "guest/page_vec.h"
-#include "migration/size_parse.h"
+#include "hintmig/hintmig.h"
 
 #define STEP_BATCH 64          /* operations per step: bounds pause latency */
 #define IDLE_WAKE_US 50000
@@ -64,7 +64,7 @@ bool workload_parse(const char *str, uint64_t ram_size, WorkloadConfig *out,
             return false;
         }
         g_autoptr(GError) err = NULL;
-        if (!size_parse(eq + 1, 1, field, &err)) {
+        if (!hintmig_size_parse(eq + 1, 1, field, &err)) {
             g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                         "--workload %s: %s=%s: %s", parts[0], parts[i], eq + 1,
                         err->message);

@@ -5,80 +5,80 @@
 
 #include "migration/bitmap.h"
 
-unsigned long *bitmap_new(size_t nbits)
+unsigned long *hm_bitmap_new(size_t nbits)
 {
-    return g_new0(unsigned long, BITMAP_LONGS(nbits) ? BITMAP_LONGS(nbits) : 1);
+    return g_new0(unsigned long, HM_BITMAP_LONGS(nbits) ? HM_BITMAP_LONGS(nbits) : 1);
 }
 
-void bitmap_set_range(unsigned long *map, size_t start, size_t count)
+void hm_bitmap_set_range(unsigned long *map, size_t start, size_t count)
 {
     size_t bit = start, end = start + count;
 
-    while (bit < end && bit % BITS_PER_LONG) {
-        bitmap_set_bit(map, bit++);
+    while (bit < end && bit % HM_BITS_PER_LONG) {
+        hm_bitmap_set_bit(map, bit++);
     }
-    while (bit + BITS_PER_LONG <= end) {
-        map[bit / BITS_PER_LONG] = ~0UL;
-        bit += BITS_PER_LONG;
+    while (bit + HM_BITS_PER_LONG <= end) {
+        map[bit / HM_BITS_PER_LONG] = ~0UL;
+        bit += HM_BITS_PER_LONG;
     }
     while (bit < end) {
-        bitmap_set_bit(map, bit++);
+        hm_bitmap_set_bit(map, bit++);
     }
 }
 
-void bitmap_zero(unsigned long *map, size_t nbits)
+void hm_bitmap_zero(unsigned long *map, size_t nbits)
 {
-    memset(map, 0, BITMAP_LONGS(nbits) * sizeof(unsigned long));
+    memset(map, 0, HM_BITMAP_LONGS(nbits) * sizeof(unsigned long));
 }
 
-size_t bitmap_count(const unsigned long *map, size_t nbits)
+size_t hm_bitmap_count(const unsigned long *map, size_t nbits)
 {
-    size_t n = 0, full = nbits / BITS_PER_LONG;
+    size_t n = 0, full = nbits / HM_BITS_PER_LONG;
 
     for (size_t i = 0; i < full; i++) {
         n += __builtin_popcountl(map[i]);
     }
-    if (nbits % BITS_PER_LONG) {
-        unsigned long mask = (1UL << (nbits % BITS_PER_LONG)) - 1;
+    if (nbits % HM_BITS_PER_LONG) {
+        unsigned long mask = (1UL << (nbits % HM_BITS_PER_LONG)) - 1;
         n += __builtin_popcountl(map[full] & mask);
     }
     return n;
 }
 
-size_t bitmap_next_set(const unsigned long *map, size_t nbits, size_t from)
+size_t hm_bitmap_next_set(const unsigned long *map, size_t nbits, size_t from)
 {
-    size_t i = from / BITS_PER_LONG;
+    size_t i = from / HM_BITS_PER_LONG;
 
     if (from >= nbits) {
         return nbits;
     }
-    unsigned long w = map[i] & (~0UL << (from % BITS_PER_LONG));
+    unsigned long w = map[i] & (~0UL << (from % HM_BITS_PER_LONG));
     for (;;) {
         if (w) {
-            size_t bit = i * BITS_PER_LONG + __builtin_ctzl(w);
+            size_t bit = i * HM_BITS_PER_LONG + __builtin_ctzl(w);
             return bit < nbits ? bit : nbits;
         }
-        if (++i >= BITMAP_LONGS(nbits)) {
+        if (++i >= HM_BITMAP_LONGS(nbits)) {
             return nbits;
         }
         w = map[i];
     }
 }
 
-size_t bitmap_next_clear(const unsigned long *map, size_t nbits, size_t from)
+size_t hm_bitmap_next_clear(const unsigned long *map, size_t nbits, size_t from)
 {
-    size_t i = from / BITS_PER_LONG;
+    size_t i = from / HM_BITS_PER_LONG;
 
     if (from >= nbits) {
         return nbits;
     }
-    unsigned long w = ~map[i] & (~0UL << (from % BITS_PER_LONG));
+    unsigned long w = ~map[i] & (~0UL << (from % HM_BITS_PER_LONG));
     for (;;) {
         if (w) {
-            size_t bit = i * BITS_PER_LONG + __builtin_ctzl(w);
+            size_t bit = i * HM_BITS_PER_LONG + __builtin_ctzl(w);
             return bit < nbits ? bit : nbits;
         }
-        if (++i >= BITMAP_LONGS(nbits)) {
+        if (++i >= HM_BITMAP_LONGS(nbits)) {
             return nbits;
         }
         w = ~map[i];

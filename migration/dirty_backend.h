@@ -6,7 +6,7 @@
 #include "migration/dirty_tracker.h"
 
 typedef struct DirtyBackendOps {
-    DirtyBackendKind kind;
+    HintmigDirtyBackend kind;
     const char *name;
     /* Allocates backend state in t->priv; nothing is tracked yet. */
     bool (*open)(DirtyTracker *t, GError **errp);
@@ -21,6 +21,7 @@ struct DirtyTracker {
     uint8_t *base;
     uint64_t len;
     uint64_t npages;
+    uint64_t bit_offset;       /* page i of the range is bit bit_offset + i */
     bool started;
     DirtyQuiesceFn quiesce;
     void *opaque;

@@ -14,7 +14,7 @@
 #include "migration/kernel_compat.h"
 #include "migration/dirty_backend.h"
 #include "migration/bitmap.h"
-#include "migration/guest_ram.h"
+#include "migration/ram.h"
 
 #define PAGEMAP_BATCH 8192   /* entries read per pread */
 
@@ -28,7 +28,7 @@ static bool soft_clear(SoftDirty *s, GError **errp)
 {
     /* "4" clears the soft-dirty bits of every mapping of the process. */
     if (pwrite(s->clear_refs_fd, "4", 1, 0) != 1) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "soft-dirty: writing /proc/self/clear_refs failed: %s",
                     g_strerror(errno));
         return false;
@@ -40,14 +40,14 @@ static bool soft_open(DirtyTracker *t, GError **errp)
 {
     int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (pm < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "soft-dirty: cannot open /proc/self/pagemap: %s",
                     g_strerror(errno));
         return false;
     }
     int cr = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
     if (cr < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "soft-dirty: cannot open /proc/self/clear_refs: %s",
                     g_strerror(errno));
         close(pm);
@@ -69,7 +69,7 @@ static bool soft_start(DirtyTracker *t, GError **errp)
 static bool soft_read(DirtyTracker *t, unsigned long *bitmap, GError **errp)
 {
     SoftDirty *s = t->priv;
-    uint64_t first_vpn = (uintptr_t)t->base / GUEST_PAGE_SIZE;
+    uint64_t first_vpn = (uintptr_t)t->base / HM_PAGE_SIZE;
 
     for (uint64_t done = 0; done < t->npages;) {
         size_t want = MIN((uint64_t)PAGEMAP_BATCH, t->npages - done);
@@ -79,7 +79,7 @@ static bool soft_read(DirtyTracker *t, unsigned long *bitmap, GError **errp)
             continue;
         }
         if (n <= 0 || n % sizeof(uint64_t)) {
-            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_IO,
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                         "soft-dirty: reading /proc/self/pagemap failed: %s",
                         n < 0 ? g_strerror(errno) : "short read");
             return false;
@@ -87,7 +87,7 @@ static bool soft_read(DirtyTracker *t, unsigned long *bitmap, GError **errp)
         size_t got = n / sizeof(uint64_t);
         for (size_t i = 0; i < got; i++) {
             if (s->buf[i] & PM_ENTRY_SOFT_DIRTY) {
-                bitmap_set_bit(bitmap, done + i);
+                hm_bitmap_set_bit(bitmap, t->bit_offset + done + i);
             }
         }
         done += got;
@@ -123,7 +123,7 @@ static void soft_close(DirtyTracker *t)
 }
 
 const DirtyBackendOps dirty_soft_ops = {
-    .kind = DIRTY_BACKEND_SOFT_DIRTY,
+    .kind = HINTMIG_DIRTY_SOFT_DIRTY,
     .name = "soft-dirty",
     .open = soft_open,
     .start = soft_start,

@@ -5,32 +5,35 @@
 
 #include "migration/dirty_backend.h"
 #include "migration/bitmap.h"
-#include "migration/guest_ram.h"
+#include "migration/ram.h"
 
 #define PROBE_PAGES 8
 
-static const DirtyBackendOps *backend_ops(DirtyBackendKind kind)
+static const DirtyBackendOps *backend_ops(HintmigDirtyBackend kind)
 {
     switch (kind) {
-    case DIRTY_BACKEND_UFFD_WP: return &dirty_uffd_wp_ops;
-    case DIRTY_BACKEND_SOFT_DIRTY: return &dirty_soft_ops;
+    case HINTMIG_DIRTY_UFFD_WP: return &dirty_uffd_wp_ops;
+    case HINTMIG_DIRTY_SOFT_DIRTY: return &dirty_soft_ops;
     default: return NULL;
     }
 }
 
-const char *dirty_backend_name(DirtyBackendKind kind)
+const char *hintmig_dirty_backend_name(HintmigDirtyBackend kind)
 {
     const DirtyBackendOps *ops = backend_ops(kind);
+    if (kind == HINTMIG_DIRTY_HOST) {
+        return "host";
+    }
     return ops ? ops->name : "auto";
 }
 
-bool dirty_backend_parse(const char *str, DirtyBackendKind *out)
+bool hintmig_dirty_backend_parse(const char *str, HintmigDirtyBackend *out)
 {
-    static const DirtyBackendKind kinds[] = {
-        DIRTY_BACKEND_AUTO, DIRTY_BACKEND_UFFD_WP, DIRTY_BACKEND_SOFT_DIRTY,
+    static const HintmigDirtyBackend kinds[] = {
+        HINTMIG_DIRTY_AUTO, HINTMIG_DIRTY_UFFD_WP, HINTMIG_DIRTY_SOFT_DIRTY,
     };
     for (size_t i = 0; i < G_N_ELEMENTS(kinds); i++) {
-        if (!strcmp(str, dirty_backend_name(kinds[i]))) {
+        if (!strcmp(str, hintmig_dirty_backend_name(kinds[i]))) {
             *out = kinds[i];
             return true;
         }
@@ -43,16 +46,16 @@ bool dirty_backend_parse(const char *str, DirtyBackendKind *out)
  * written after start.  Kernels without the feature fail at open or start;
  * kernels built without soft-dirty fail the comparison.
  */
-bool dirty_backend_probe(DirtyBackendKind kind, GError **errp)
+bool hintmig_dirty_backend_probe(HintmigDirtyBackend kind, GError **errp)
 {
-    size_t len = PROBE_PAGES * GUEST_PAGE_SIZE;
+    size_t len = PROBE_PAGES * HM_PAGE_SIZE;
     uint8_t *mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    unsigned long bitmap[BITMAP_LONGS(PROBE_PAGES)] = { 0 };
+    unsigned long bitmap[HM_BITMAP_LONGS(PROBE_PAGES)] = { 0 };
     bool ok = false;
 
     if (mem == MAP_FAILED) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NOMEM,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED,
                     "probe mapping failed");
         return false;
     }
@@ -61,15 +64,15 @@ bool dirty_backend_probe(DirtyBackendKind kind, GError **errp)
     if (!t || !dirty_tracker_start(t, errp)) {
         goto out;
     }
-    mem[3 * GUEST_PAGE_SIZE] = 2;
+    mem[3 * HM_PAGE_SIZE] = 2;
     if (!dirty_tracker_sync(t, bitmap, errp)) {
         goto out;
     }
-    if (bitmap_count(bitmap, PROBE_PAGES) != 1 || !bitmap_test_bit(bitmap, 3)) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+    if (hm_bitmap_count(bitmap, PROBE_PAGES) != 1 || !hm_bitmap_test_bit(bitmap, 3)) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_UNSUPPORTED,
                     "%s: the kernel does not report written pages%s",
-                    dirty_backend_name(kind),
-                    kind == DIRTY_BACKEND_SOFT_DIRTY
+                    hintmig_dirty_backend_name(kind),
+                    kind == HINTMIG_DIRTY_SOFT_DIRTY
                         ? " (built without CONFIG_MEM_SOFT_DIRTY)" : "");
         goto out;
     }
@@ -89,7 +92,7 @@ static DirtyTracker *tracker_open(void *base, uint64_t len,
     t->ops = ops;
     t->base = base;
     t->len = len;
-    t->npages = len / GUEST_PAGE_SIZE;
+    t->npages = len / HM_PAGE_SIZE;
     t->quiesce = quiesce;
     t->opaque = opaque;
     if (!ops->open(t, errp)) {
@@ -99,21 +102,21 @@ static DirtyTracker *tracker_open(void *base, uint64_t len,
     return t;
 }
 
-DirtyTracker *dirty_tracker_new(void *base, uint64_t len, DirtyBackendKind kind,
+DirtyTracker *dirty_tracker_new(void *base, uint64_t len, HintmigDirtyBackend kind,
                                 DirtyQuiesceFn quiesce, void *opaque,
                                 GError **errp)
 {
-    if (((uintptr_t)base | len) % GUEST_PAGE_SIZE || !len) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+    if (((uintptr_t)base | len) % HM_PAGE_SIZE || !len) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "dirty tracker: range is not page aligned");
         return NULL;
     }
-    if (kind != DIRTY_BACKEND_AUTO) {
+    if (kind != HINTMIG_DIRTY_AUTO) {
         return tracker_open(base, len, backend_ops(kind), quiesce, opaque, errp);
     }
 
     g_autoptr(GError) why = NULL;
-    if (dirty_backend_probe(DIRTY_BACKEND_UFFD_WP, &why)) {
+    if (hintmig_dirty_backend_probe(HINTMIG_DIRTY_UFFD_WP, &why)) {
         return tracker_open(base, len, &dirty_uffd_wp_ops, quiesce, opaque,
                             errp);
     }
@@ -140,18 +143,18 @@ bool dirty_tracker_start(DirtyTracker *t, GError **errp)
 bool dirty_tracker_sync(DirtyTracker *t, unsigned long *bitmap, GError **errp)
 {
     if (!t->started) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "dirty tracker: sync before start");
         return false;
     }
-    size_t before = bitmap_count(bitmap, t->npages);
+    size_t before = hm_bitmap_count(bitmap, t->npages);
     gint64 t0 = g_get_monotonic_time();
     bool ok = t->ops->sync(t, bitmap, errp);
     uint64_t ns = (uint64_t)(g_get_monotonic_time() - t0) * 1000;
 
     if (ok) {
         t->stats.syncs++;
-        t->stats.pages_reported += bitmap_count(bitmap, t->npages) - before;
+        t->stats.pages_reported += hm_bitmap_count(bitmap, t->npages) - before;
         t->stats.last_sync_ns = ns;
         t->stats.total_sync_ns += ns;
     }
@@ -177,7 +180,7 @@ void dirty_tracker_free(DirtyTracker *t)
     g_free(t);
 }
 
-DirtyBackendKind dirty_tracker_backend(const DirtyTracker *t)
+HintmigDirtyBackend dirty_tracker_backend(const DirtyTracker *t)
 {
     return t->ops->kind;
 }
@@ -190,4 +193,9 @@ const char *dirty_tracker_fallback_reason(const DirtyTracker *t)
 DirtyTrackerStats dirty_tracker_stats(const DirtyTracker *t)
 {
     return t->stats;
+}
+
+void dirty_tracker_set_bit_offset(DirtyTracker *t, uint64_t offset)
+{
+    t->bit_offset = offset;
 }

@@ -17,7 +17,7 @@
 #include "migration/kernel_compat.h"
 #include "migration/dirty_backend.h"
 #include "migration/bitmap.h"
-#include "migration/guest_ram.h"
+#include "migration/ram.h"
 
 #define SCAN_REGIONS 512
 
@@ -36,13 +36,13 @@ static int uffd_open(uint64_t features, uint64_t *avail, GError **errp)
         fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
     }
     if (fd < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "uffd-wp: userfaultfd() failed: %s", g_strerror(errno));
         return -1;
     }
     struct uffdio_api api = { .api = UFFD_API, .features = features };
     if (ioctl(fd, UFFDIO_API, &api) < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "uffd-wp: UFFDIO_API failed: %s", g_strerror(errno));
         close(fd);
         return -1;
@@ -63,7 +63,7 @@ static bool uffd_wp_open(DirtyTracker *t, GError **errp)
     }
     close(fd);
     if (!(avail & UFFD_FEATURE_WP_ASYNC)) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_UNSUPPORTED,
                     "uffd-wp: kernel lacks UFFD_FEATURE_WP_ASYNC (needs Linux 6.7)");
         return false;
     }
@@ -76,7 +76,7 @@ static bool uffd_wp_open(DirtyTracker *t, GError **errp)
     }
     int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (pm < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "uffd-wp: cannot open /proc/self/pagemap: %s",
                     g_strerror(errno));
         close(fd);
@@ -116,17 +116,18 @@ static bool uffd_wp_scan(DirtyTracker *t, unsigned long *bitmap,
             if (errno == EINTR) {
                 continue;
             }
-            g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                         "uffd-wp: PAGEMAP_SCAN failed: %s", g_strerror(errno));
             return false;
         }
         for (long i = 0; bitmap && i < n; i++) {
-            uint64_t first = (s->vec[i].start - (uintptr_t)t->base) / GUEST_PAGE_SIZE;
-            uint64_t count = (s->vec[i].end - s->vec[i].start) / GUEST_PAGE_SIZE;
-            bitmap_set_range(bitmap, first, count);
+            uint64_t first = t->bit_offset +
+                             (s->vec[i].start - (uintptr_t)t->base) / HM_PAGE_SIZE;
+            uint64_t count = (s->vec[i].end - s->vec[i].start) / HM_PAGE_SIZE;
+            hm_bitmap_set_range(bitmap, first, count);
         }
         if (arg.walk_end <= start) {
-            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED,
                         "uffd-wp: PAGEMAP_SCAN made no progress at 0x%" G_GINT64_MODIFIER "x",
                         (guint64)start);
             return false;
@@ -144,7 +145,7 @@ static bool uffd_wp_start(DirtyTracker *t, GError **errp)
         .mode = UFFDIO_REGISTER_MODE_WP,
     };
     if (ioctl(s->uffd, UFFDIO_REGISTER, &reg) < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "uffd-wp: UFFDIO_REGISTER failed: %s", g_strerror(errno));
         return false;
     }
@@ -155,7 +156,7 @@ static bool uffd_wp_start(DirtyTracker *t, GError **errp)
         .mode = UFFDIO_WRITEPROTECT_MODE_WP,
     };
     if (ioctl(s->uffd, UFFDIO_WRITEPROTECT, &wp) < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "uffd-wp: UFFDIO_WRITEPROTECT failed: %s", g_strerror(errno));
         ioctl(s->uffd, UFFDIO_UNREGISTER, &reg.range);
         s->registered = false;
@@ -191,7 +192,7 @@ static void uffd_wp_close(DirtyTracker *t)
 }
 
 const DirtyBackendOps dirty_uffd_wp_ops = {
-    .kind = DIRTY_BACKEND_UFFD_WP,
+    .kind = HINTMIG_DIRTY_UFFD_WP,
     .name = "uffd-wp",
     .open = uffd_wp_open,
     .start = uffd_wp_start,

@@ -7,7 +7,7 @@
 #include "migration/hint_filter.h"
 
 struct HintFilter {
-    GuestRam *ram;
+    HmRam *ram;
     GMutex lock;
     uint32_t cmd_id;            /* accepted id, 0 when none */
     unsigned long *candidates;  /* hinted under cmd_id, not yet resolved */
@@ -15,13 +15,13 @@ struct HintFilter {
     HintFilterStats stats;
 };
 
-HintFilter *hint_filter_new(GuestRam *ram)
+HintFilter *hint_filter_new(HmRam *ram)
 {
     HintFilter *f = g_new0(HintFilter, 1);
     f->ram = ram;
     g_mutex_init(&f->lock);
-    f->candidates = bitmap_new(ram->npages);
-    f->skip = bitmap_new(ram->npages);
+    f->candidates = hm_bitmap_new(ram->npages);
+    f->skip = hm_bitmap_new(ram->npages);
     return f;
 }
 
@@ -49,18 +49,25 @@ void hint_filter_end(HintFilter *f)
 
 void hint_filter_add(HintFilter *f, uint32_t cmd_id, uint64_t gpa, uint64_t len)
 {
-    uint64_t first = gpa >> GUEST_PAGE_SHIFT;
-    uint64_t n = len >> GUEST_PAGE_SHIFT;
+    uint64_t first;
 
+    if (hm_ram_gpa_to_pfn(f->ram, gpa, &first)) {
+        hint_filter_add_pages(f, cmd_id, first, len >> HM_PAGE_SHIFT);
+    }
+}
+
+void hint_filter_add_pages(HintFilter *f, uint32_t cmd_id, uint64_t first, uint64_t n)
+{
+    /* A hint never reaches past its region: the next one is other memory. */
     if (first >= f->ram->npages) {
         return;
     }
-    n = MIN(n, f->ram->npages - first);
+    n = hm_ram_contig(f->ram, first, n);
     g_mutex_lock(&f->lock);
     if (!cmd_id || cmd_id != f->cmd_id) {
         f->stats.stale_pages += n;
     } else {
-        bitmap_set_range(f->candidates, first, n);
+        hm_bitmap_set_range(f->candidates, first, n);
         f->stats.hinted_pages += n;
     }
     g_mutex_unlock(&f->lock);
@@ -69,7 +76,7 @@ void hint_filter_add(HintFilter *f, uint32_t cmd_id, uint64_t gpa, uint64_t len)
 uint64_t hint_filter_commit(HintFilter *f, const unsigned long *dirty,
                             bool madv_free)
 {
-    uint64_t joined = 0, words = BITMAP_LONGS(f->ram->npages);
+    uint64_t joined = 0, words = HM_BITMAP_LONGS(f->ram->npages);
 
     g_mutex_lock(&f->lock);
     for (uint64_t w = 0; w < words; w++) {
@@ -84,23 +91,23 @@ uint64_t hint_filter_commit(HintFilter *f, const unsigned long *dirty,
     if (madv_free) {
         /* Runs of pages that joined: the source needs their content no more. */
         uint64_t npages = f->ram->npages;
-        for (uint64_t p = bitmap_next_set(f->candidates, npages, 0); p < npages;) {
-            uint64_t end = bitmap_next_clear(f->candidates, npages, p);
-            if (madvise(guest_ram_page(f->ram, p), (end - p) << GUEST_PAGE_SHIFT,
-                        MADV_FREE) == 0) {
-                f->stats.madv_freed_bytes += (end - p) << GUEST_PAGE_SHIFT;
+        for (uint64_t p = hm_bitmap_next_set(f->candidates, npages, 0); p < npages;) {
+            uint64_t end = hm_bitmap_next_clear(f->candidates, npages, p);
+            int64_t freed = hm_ram_discard(f->ram, p, end - p);
+            if (freed > 0) {
+                f->stats.madv_freed_bytes += (uint64_t)freed;
             }
-            p = bitmap_next_set(f->candidates, npages, end);
+            p = hm_bitmap_next_set(f->candidates, npages, end);
         }
     }
-    bitmap_zero(f->candidates, f->ram->npages);
+    hm_bitmap_zero(f->candidates, f->ram->npages);
     g_mutex_unlock(&f->lock);
     return joined;
 }
 
 void hint_filter_apply_dirty(HintFilter *f, const unsigned long *dirty)
 {
-    uint64_t words = BITMAP_LONGS(f->ram->npages);
+    uint64_t words = HM_BITMAP_LONGS(f->ram->npages);
 
     g_mutex_lock(&f->lock);
     for (uint64_t w = 0; w < words; w++) {
@@ -117,7 +124,7 @@ void hint_filter_apply_dirty(HintFilter *f, const unsigned long *dirty)
 
 bool hint_filter_skip(const HintFilter *f, uint64_t pfn)
 {
-    return bitmap_test_bit(f->skip, pfn);
+    return hm_bitmap_test_bit(f->skip, pfn);
 }
 
 const unsigned long *hint_filter_set(const HintFilter *f)

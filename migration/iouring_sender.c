@@ -149,7 +149,7 @@ UringTx *uring_tx_new(int fd, unsigned nbufs, size_t buf_size, GError **errp)
     UringTx *tx = g_new0(UringTx, 1);
     int ret = io_uring_queue_init(MAX(nbufs, 8u), &tx->ring, 0);
     if (ret < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(-ret),
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "io_uring setup failed: %s", g_strerror(-ret));
         g_free(tx);
         return NULL;
@@ -166,7 +166,14 @@ UringTx *uring_tx_new(int fd, unsigned nbufs, size_t buf_size, GError **errp)
         tx->bufs[i] = (UringTxBuf) { tx->mem + (size_t)i * buf_size, buf_size, 0 };
         g_async_queue_push(tx->free_q, &tx->bufs[i]);
     }
-    tx->thread = g_thread_new("uring-tx", tx_thread, tx);
+    g_autoptr(GError) err = NULL;
+    tx->thread = g_thread_try_new("uring-tx", tx_thread, tx, &err);
+    if (!tx->thread) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED,
+                    "cannot start the io_uring sender thread: %s", err->message);
+        uring_tx_free(tx);
+        return NULL;
+    }
     return tx;
 }
 
@@ -179,7 +186,9 @@ void uring_tx_free(UringTx *tx)
     tx->stop = true;
     g_cond_broadcast(&tx->cond);
     g_mutex_unlock(&tx->lock);
-    g_thread_join(tx->thread);
+    if (tx->thread) {
+        g_thread_join(tx->thread);
+    }
     io_uring_queue_exit(&tx->ring);
     g_async_queue_unref(tx->free_q);
     g_mutex_clear(&tx->lock);
@@ -230,7 +239,7 @@ bool uring_tx_wait_idle(UringTx *tx, GError **errp)
     int err = tx->error;
     g_mutex_unlock(&tx->lock);
     if (err) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(err),
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "connection lost: %s", g_strerror(err));
         return false;
     }

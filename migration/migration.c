@@ -12,37 +12,63 @@
 #include <glib-unix.h>
 
 #include "migration_priv.h"
-#include "migration/size_parse.h"
 #include "migration/uffd_postcopy.h"
 
 static const char *const status_names[] = {
-    [MIGRATION_STATUS_NONE] = "none",
-    [MIGRATION_STATUS_SETUP] = "setup",
-    [MIGRATION_STATUS_ACTIVE] = "active",
-    [MIGRATION_STATUS_DEVICE] = "device",
-    [MIGRATION_STATUS_COMPLETED] = "completed",
-    [MIGRATION_STATUS_FAILED] = "failed",
-    [MIGRATION_STATUS_CANCELLING] = "cancelling",
-    [MIGRATION_STATUS_CANCELLED] = "cancelled",
-    [MIGRATION_STATUS_POSTCOPY_ACTIVE] = "postcopy-active",
-    [MIGRATION_STATUS_POSTCOPY_PAUSED] = "postcopy-paused",
-    [MIGRATION_STATUS_POSTCOPY_RECOVER] = "postcopy-recover",
+    [HINTMIG_STATUS_NONE] = "none",
+    [HINTMIG_STATUS_SETUP] = "setup",
+    [HINTMIG_STATUS_ACTIVE] = "active",
+    [HINTMIG_STATUS_DEVICE] = "device",
+    [HINTMIG_STATUS_COMPLETED] = "completed",
+    [HINTMIG_STATUS_FAILED] = "failed",
+    [HINTMIG_STATUS_CANCELLING] = "cancelling",
+    [HINTMIG_STATUS_CANCELLED] = "cancelled",
+    [HINTMIG_STATUS_POSTCOPY_ACTIVE] = "postcopy-active",
+    [HINTMIG_STATUS_POSTCOPY_PAUSED] = "postcopy-paused",
+    [HINTMIG_STATUS_POSTCOPY_RECOVER] = "postcopy-recover",
+    [HINTMIG_STATUS_PRE_SWITCHOVER] = "pre-switchover",
 };
 
-const char *migration_status_str(MigrationStatus s)
+G_DEFINE_QUARK(hintmig-error-quark, hintmig_error)
+
+const char *hintmig_status_str(HintmigStatus s)
 {
     return s < G_N_ELEMENTS(status_names) ? status_names[s] : "unknown";
 }
 
-Migration *migration_new(const MigrationHost *host)
+Hintmig *hintmig_new(const HintmigHost *host, GError **errp)
 {
-    Migration *m = g_new0(Migration, 1);
+    if (!host->ops || !host->ops->stop || !host->ops->resume ||
+        !host->ops->save_state || !host->ops->load_state) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                    "the host must give stop, resume, save_state and load_state");
+        return NULL;
+    }
+    if (!host->context) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                    "the host must give the main context the engine may use");
+        return NULL;
+    }
+    if (host->dirty_backend == HINTMIG_DIRTY_HOST &&
+        (!host->dirty_ops || !host->dirty_ops->start || !host->dirty_ops->sync)) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                    "dirty tracking by the host needs dirty_ops with start and sync");
+        return NULL;
+    }
+    HmRam *ram = hm_ram_new(host->regions, host->nregions, errp);
+    if (!ram) {
+        return NULL;
+    }
+    Hintmig *m = g_new0(Hintmig, 1);
     m->host = *host;
+    m->host.regions = NULL;        /* the caller's: use m->ram */
+    m->ram = ram;
+    m->ctx = g_main_context_ref(host->context);
     g_mutex_init(&m->lock);
-    m->params = (MigrationParams) {
+    m->params = (HintmigParams) {
         .downtime_limit_ms = 300,
         .max_bandwidth = 0,
-        .compress_method = COMPRESS_ZSTD,
+        .compress_method = HINTMIG_COMPRESS_ZSTD,
         .compress_level = 3,   /* as fast as 1 here, 5% smaller (bench/) */
         .compress_threads = 2,
     };
@@ -50,25 +76,25 @@ Migration *migration_new(const MigrationHost *host)
     g_hook_list_init(&m->notifiers, sizeof(GHook));
     g_cond_init(&m->hint_cond);
     g_cond_init(&m->state_cond);
-    m->fd = m->listen_fd = m->in_fd = m->recover_fd = -1;
+    m->fd = m->listen_fd = m->in_fd = m->recover_fd = m->start_fd = m->resume_fd = -1;
     return m;
 }
 
-static bool is_postcopy(MigrationStatus s)
+static bool is_postcopy(HintmigStatus s)
 {
-    return s == MIGRATION_STATUS_POSTCOPY_ACTIVE || s == MIGRATION_STATUS_POSTCOPY_PAUSED ||
-           s == MIGRATION_STATUS_POSTCOPY_RECOVER;
+    return s == HINTMIG_STATUS_POSTCOPY_ACTIVE || s == HINTMIG_STATUS_POSTCOPY_PAUSED ||
+           s == HINTMIG_STATUS_POSTCOPY_RECOVER;
 }
 
-static bool is_running(MigrationStatus s)
+static bool is_running(HintmigStatus s)
 {
-    return s == MIGRATION_STATUS_SETUP || s == MIGRATION_STATUS_ACTIVE ||
-           s == MIGRATION_STATUS_DEVICE || s == MIGRATION_STATUS_CANCELLING ||
+    return s == HINTMIG_STATUS_SETUP || s == HINTMIG_STATUS_ACTIVE ||
+           s == HINTMIG_STATUS_DEVICE || s == HINTMIG_STATUS_CANCELLING ||
            is_postcopy(s);
 }
 
 /* Joins a thread that has finished (call without the lock held). */
-static void reap(Migration *m, GThread **t, bool *done)
+static void reap(Hintmig *m, GThread **t, bool *done)
 {
     g_mutex_lock(&m->lock);
     bool finished = *t && *done;
@@ -80,7 +106,7 @@ static void reap(Migration *m, GThread **t, bool *done)
     }
 }
 
-static bool thread_running(Migration *m, GThread *t, bool *done)
+static bool thread_running(Hintmig *m, GThread *t, bool *done)
 {
     g_mutex_lock(&m->lock);
     bool running = t && !*done;
@@ -88,7 +114,7 @@ static bool thread_running(Migration *m, GThread *t, bool *done)
     return running;
 }
 
-void migration_shutdown(Migration *m)
+void hintmig_shutdown(Hintmig *m)
 {
     g_mutex_lock(&m->lock);
     m->cancel = true;
@@ -104,21 +130,25 @@ void migration_shutdown(Migration *m)
     /* The threads may wait for the main loop (to stop or start the VM). */
     while (thread_running(m, m->thread, &m->thread_done) ||
            thread_running(m, m->in_thread, &m->in_thread_done)) {
-        g_main_context_iteration(NULL, FALSE);
+        g_main_context_iteration(m->ctx, FALSE);
         g_usleep(1000);
     }
     reap(m, &m->thread, &m->thread_done);
     reap(m, &m->in_thread, &m->in_thread_done);
 }
 
-void migration_free(Migration *m)
+void hintmig_free(Hintmig *m)
 {
     if (!m) {
         return;
     }
-    migration_shutdown(m);
+    hintmig_shutdown(m);
     if (m->listen_src) {
-        g_source_remove(m->listen_src);
+        g_source_destroy(m->listen_src);
+        g_source_unref(m->listen_src);
+    }
+    if (m->start_fd >= 0) {
+        close(m->start_fd);
     }
     if (m->listen_fd >= 0) {
         close(m->listen_fd);
@@ -126,20 +156,54 @@ void migration_free(Migration *m)
     if (m->recover_fd >= 0) {
         close(m->recover_fd);
     }
-    migration_stats_clear(&m->stats);
+    if (m->resume_fd >= 0) {
+        close(m->resume_fd);
+    }
+    hintmig_stats_clear(&m->stats);
     g_hook_list_clear(&m->notifiers);
     g_cond_clear(&m->hint_cond);
     g_cond_clear(&m->state_cond);
     g_free(m->resume_uri);
     g_mutex_clear(&m->lock);
     g_free(m->uri);
+    hm_ram_free(m->ram);
+    g_main_context_unref(m->ctx);
     g_free(m);
 }
 
-void migration_set_status(Migration *m, MigrationStatus s, const char *why, ...)
+typedef struct StatusEvent {
+    void (*fn)(void *opaque, HintmigStatus old, HintmigStatus now);
+    void *opaque;
+    HintmigStatus old, now;
+} StatusEvent;
+
+static gboolean status_event(gpointer data)
+{
+    StatusEvent *e = data;
+    e->fn(e->opaque, e->old, e->now);
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * Sets the status (lock held) and tells the host on its main context.  The
+ * event carries no pointer to @m, so it may outlive it.
+ */
+void hm_set_status_locked(Hintmig *m, HintmigStatus s)
+{
+    HintmigStatus old = m->stats.status;
+
+    m->stats.status = s;
+    if (old != s && m->host.ops->status_changed) {
+        StatusEvent *e = g_new(StatusEvent, 1);
+        *e = (StatusEvent) { m->host.ops->status_changed, m->host.opaque, old, s };
+        g_main_context_invoke_full(m->ctx, G_PRIORITY_DEFAULT, status_event, e, g_free);
+    }
+}
+
+void hm_set_status(Hintmig *m, HintmigStatus s, const char *why, ...)
 {
     g_mutex_lock(&m->lock);
-    m->stats.status = s;
+    hm_set_status_locked(m, s);
     if (why && !m->stats.error) {
         va_list ap;
         va_start(ap, why);
@@ -149,7 +213,7 @@ void migration_set_status(Migration *m, MigrationStatus s, const char *why, ...)
     g_mutex_unlock(&m->lock);
 }
 
-bool migration_cancelled(Migration *m)
+bool hm_cancelled(Hintmig *m)
 {
     g_mutex_lock(&m->lock);
     bool c = m->cancel;
@@ -157,7 +221,7 @@ bool migration_cancelled(Migration *m)
     return c;
 }
 
-gulong migration_add_notifier(Migration *m, MigrationNotifyFn fn, void *opaque)
+gulong hintmig_add_notifier(Hintmig *m, HintmigNotifyFn fn, void *opaque)
 {
     GHook *hook = g_hook_alloc(&m->notifiers);
     hook->func = (gpointer)fn;
@@ -166,22 +230,22 @@ gulong migration_add_notifier(Migration *m, MigrationNotifyFn fn, void *opaque)
     return hook->hook_id;
 }
 
-void migration_remove_notifier(Migration *m, gulong id)
+void hintmig_remove_notifier(Hintmig *m, gulong id)
 {
     g_hook_destroy(&m->notifiers, id);
 }
 
 static void notify_one(GHook *hook, gpointer data)
 {
-    ((MigrationNotifyFn)hook->func)(hook->data, data);
+    ((HintmigNotifyFn)hook->func)(hook->data, data);
 }
 
-void migration_notify(Migration *m, MigrationEventData *d)
+void hm_notify(Hintmig *m, HintmigEventData *d)
 {
     g_hook_list_marshal(&m->notifiers, FALSE, notify_one, d);
 }
 
-void migration_free_page_hint(Migration *m, uint32_t cmd_id, uint64_t gpa,
+void hintmig_free_page_hint(Hintmig *m, uint32_t cmd_id, uint64_t gpa,
                               uint64_t len)
 {
     g_mutex_lock(&m->lock);
@@ -191,7 +255,22 @@ void migration_free_page_hint(Migration *m, uint32_t cmd_id, uint64_t gpa,
     g_mutex_unlock(&m->lock);
 }
 
-void migration_free_page_round_done(Migration *m, uint32_t cmd_id)
+void hintmig_free_page_hint_hva(Hintmig *m, uint32_t cmd_id, const void *hva,
+                                uint64_t len)
+{
+    uint64_t first;
+
+    if (!hm_ram_hva_to_pfn(m->ram, hva, &first)) {
+        return;
+    }
+    g_mutex_lock(&m->lock);
+    if (m->hints) {
+        hint_filter_add_pages(m->hints, cmd_id, first, len >> HM_PAGE_SHIFT);
+    }
+    g_mutex_unlock(&m->lock);
+}
+
+void hintmig_free_page_round_done(Hintmig *m, uint32_t cmd_id)
 {
     g_mutex_lock(&m->lock);
     m->hint_round_done = cmd_id;
@@ -199,14 +278,14 @@ void migration_free_page_round_done(Migration *m, uint32_t cmd_id)
     g_mutex_unlock(&m->lock);
 }
 
-void migration_set_uuid(Migration *m, const char *uuid)
+void hintmig_set_uuid(Hintmig *m, const char *uuid)
 {
     g_mutex_lock(&m->lock);
     g_strlcpy(m->host.uuid, uuid, sizeof(m->host.uuid));
     g_mutex_unlock(&m->lock);
 }
 
-bool migration_commit(Migration *m)
+bool hm_commit(Hintmig *m)
 {
     g_mutex_lock(&m->lock);
     bool ok = !m->cancel;
@@ -215,7 +294,7 @@ bool migration_commit(Migration *m)
     return ok;
 }
 
-bool migration_is_active(Migration *m)
+bool hintmig_is_active(Hintmig *m)
 {
     g_mutex_lock(&m->lock);
     bool a = !m->stats.incoming && is_running(m->stats.status);
@@ -223,52 +302,142 @@ bool migration_is_active(Migration *m)
     return a;
 }
 
-bool migration_start(Migration *m, const char *uri, GError **errp)
+GThread *hm_thread_new(const char *name, GThreadFunc fn, void *data, GError **errp)
 {
-    g_autofree char *host = NULL, *port = NULL;
+    g_autoptr(GError) err = NULL;
+    GThread *t = g_thread_try_new(name, fn, data, &err);
 
-    if (!socket_uri_parse(uri, &host, &port, errp)) {
+    if (!t) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED,
+                    "cannot start thread '%s': %s", name, err->message);
+    }
+    return t;
+}
+
+bool hm_thread_role(Hintmig *m, HintmigThreadRole role)
+{
+    return m->host.ops->thread_role && m->host.ops->thread_role(m->host.opaque, role);
+}
+
+GThread *hm_thread_or_inline(const char *name, GThreadFunc fn, void *data)
+{
+    GThread *t = g_thread_try_new(name, fn, data, NULL);
+
+    if (!t) {
+        fn(data);
+    }
+    return t;
+}
+
+/* Starts the outgoing thread over @uri, or over the host's socket @fd. */
+static bool start_outgoing(Hintmig *m, const char *uri, int fd, GError **errp)
+{
+    if (m->host.ops->can_migrate && !m->host.ops->can_migrate(m->host.opaque, errp)) {
         return false;
     }
     reap(m, &m->thread, &m->thread_done);
     g_mutex_lock(&m->lock);
-    if (is_running(m->stats.status) || m->thread || m->in_thread) {
+    if (is_running(m->stats.status) || m->stats.status == HINTMIG_STATUS_PRE_SWITCHOVER ||
+        m->thread || m->in_thread) {
         g_mutex_unlock(&m->lock);
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_EXIST,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
                     "There's a migration process in progress");
         return false;
     }
-    migration_stats_clear(&m->stats);
-    m->stats = (MigrationStats) {
-        .status = MIGRATION_STATUS_SETUP,
-        .ram_total = m->host.ram->size,
-        .ram_remaining = m->host.ram->size,
+    hintmig_stats_clear(&m->stats);
+    m->stats = (HintmigStats) {
+        .status = m->stats.status,
+        .ram_total = m->ram->size,
+        .ram_remaining = m->ram->size,
     };
+    hm_set_status_locked(m, HINTMIG_STATUS_SETUP);
     m->cancel = false;
     m->committed = false;
+    m->continue_switchover = false;
     m->postcopy_requested = false;
     m->postcopy_switched = false;
     m->t_start = g_get_monotonic_time();
-    g_mutex_unlock(&m->lock);
-
     g_free(m->uri);
     m->uri = g_strdup(uri);
-    m->thread = g_thread_new("migration", precopy_thread, m);
+    m->start_fd = fd;
+    g_mutex_unlock(&m->lock);
+
+    g_autoptr(GError) err = NULL;
+    m->thread = hm_thread_new("migration", precopy_thread, m, &err);
+    if (!m->thread) {
+        hm_set_status(m, HINTMIG_STATUS_FAILED, "%s", err->message);
+        g_propagate_error(errp, g_steal_pointer(&err));
+        return false;
+    }
     return true;
 }
 
-bool migration_cancel(Migration *m, GError **errp)
+bool hintmig_start(Hintmig *m, const char *uri, GError **errp)
+{
+    return socket_uri_check(uri, errp) && start_outgoing(m, uri, -1, errp);
+}
+
+bool hintmig_start_fd(Hintmig *m, int fd, GError **errp)
+{
+    if (socket_check_stream(fd, NULL, errp) < 0 || !start_outgoing(m, NULL, fd, errp)) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return false;
+    }
+    return true;
+}
+
+bool hintmig_continue(Hintmig *m, GError **errp)
 {
     g_mutex_lock(&m->lock);
-    if (m->stats.incoming || !is_running(m->stats.status)) {
+    bool ok = !m->stats.incoming && m->stats.status == HINTMIG_STATUS_PRE_SWITCHOVER;
+    if (ok) {
+        m->continue_switchover = true;
+        g_cond_broadcast(&m->state_cond);
+    } else {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
+                    "Migration not in expected state: %s (expected pre-switchover)",
+                    hintmig_status_str(m->stats.status));
+    }
+    g_mutex_unlock(&m->lock);
+    return ok;
+}
+
+bool hm_pause_before_switchover(Hintmig *m, GError **errp)
+{
+    g_mutex_lock(&m->lock);
+    if (!m->caps.pause_before_switchover) {
         g_mutex_unlock(&m->lock);
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        return true;
+    }
+    hm_set_status_locked(m, HINTMIG_STATUS_PRE_SWITCHOVER);
+    while (!m->continue_switchover && !m->cancel) {
+        g_cond_wait(&m->state_cond, &m->lock);
+    }
+    bool go = !m->cancel;
+    m->continue_switchover = false;
+    g_mutex_unlock(&m->lock);
+    if (!go) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_CANCELLED,
+                    "cancelled in pre-switchover");
+    }
+    return go;
+}
+
+bool hintmig_cancel(Hintmig *m, GError **errp)
+{
+    g_mutex_lock(&m->lock);
+    if (m->stats.incoming || (!is_running(m->stats.status) &&
+                              m->stats.status != HINTMIG_STATUS_PRE_SWITCHOVER)) {
+        g_mutex_unlock(&m->lock);
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
                     "no outgoing migration is running");
         return false;
     }
     if (m->postcopy_switched) {
         g_mutex_unlock(&m->lock);
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
                     "migrate_cancel is refused in postcopy: the guest runs on the "
                     "destination, and the pages it still lacks exist only here. "
                     "Let it finish, or after a network failure resume it with "
@@ -278,13 +447,14 @@ bool migration_cancel(Migration *m, GError **errp)
     }
     if (m->committed) {
         g_mutex_unlock(&m->lock);
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
                     "too late to cancel: the destination is taking over the VM");
         return false;
     }
     m->cancel = true;
-    m->stats.status = MIGRATION_STATUS_CANCELLING;
+    hm_set_status_locked(m, HINTMIG_STATUS_CANCELLING);
     g_cond_broadcast(&m->hint_cond);     /* stop waiting for hints */
+    g_cond_broadcast(&m->state_cond);    /* leave pre-switchover */
     /* Unblocks the sender, the return path and a connect in progress. */
     if (m->fd >= 0) {
         shutdown(m->fd, SHUT_RDWR);
@@ -293,9 +463,30 @@ bool migration_cancel(Migration *m, GError **errp)
     return true;
 }
 
+/* Runs the receiver on connected socket @cfd. */
+static void incoming_begin(Hintmig *m, int cfd)
+{
+    g_autoptr(GError) err = NULL;
+
+    socket_set_liveness(cfd);
+    g_mutex_lock(&m->lock);
+    m->in_fd = cfd;
+    m->t_start = g_get_monotonic_time();
+    hm_set_status_locked(m, HINTMIG_STATUS_ACTIVE);
+    g_mutex_unlock(&m->lock);
+    m->in_thread = hm_thread_new("incoming", incoming_thread, m, &err);
+    if (!m->in_thread) {
+        hm_set_status(m, HINTMIG_STATUS_FAILED, "%s", err->message);
+        g_mutex_lock(&m->lock);
+        m->in_fd = -1;
+        g_mutex_unlock(&m->lock);
+        close(cfd);
+    }
+}
+
 static gboolean incoming_accept(gint fd, GIOCondition cond, gpointer data)
 {
-    Migration *m = data;
+    Hintmig *m = data;
     (void)cond;
 
     int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
@@ -304,26 +495,62 @@ static gboolean incoming_accept(gint fd, GIOCondition cond, gpointer data)
     }
     /* One migration per listen, as QEMU: stop listening, unless postcopy's
      * page channel is still to come (the receiver accepts it, then closes). */
-    m->listen_src = 0;
-    socket_set_liveness(cfd);
+    g_source_unref(m->listen_src);
+    m->listen_src = NULL;
     g_mutex_lock(&m->lock);
     if (!m->caps.postcopy_ram) {
         close(m->listen_fd);
         m->listen_fd = -1;
     }
-    m->in_fd = cfd;
-    m->t_start = g_get_monotonic_time();
-    m->stats.status = MIGRATION_STATUS_ACTIVE;
     g_mutex_unlock(&m->lock);
-    m->in_thread = g_thread_new("incoming", incoming_thread, m);
+    incoming_begin(m, cfd);
     return G_SOURCE_REMOVE;
 }
 
-bool migration_incoming_start(Migration *m, const char *uri, GError **errp)
+/* Serves one incoming migration on @fd: listening (@listening) or connected. */
+static bool incoming_setup(Hintmig *m, int fd, bool listening, GError **errp)
 {
+    if (!m->host.ops->can_receive || !m->host.ops->can_receive(m->host.opaque, errp)) {
+        if (errp && !*errp) {
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
+                        "the host does not expect an incoming migration");
+        }
+        return false;
+    }
     reap(m, &m->in_thread, &m->in_thread_done);
     if (m->listen_fd >= 0 || m->in_thread || m->listen_src) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_EXIST,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
+                    "an incoming migration is already set up");
+        return false;
+    }
+    g_mutex_lock(&m->lock);
+    hintmig_stats_clear(&m->stats);
+    m->stats = (HintmigStats) {
+        .incoming = true,
+        .status = m->stats.status,
+        .ram_total = m->ram->size,
+    };
+    hm_set_status_locked(m, HINTMIG_STATUS_SETUP);
+    g_mutex_unlock(&m->lock);
+    if (!listening) {
+        incoming_begin(m, fd);
+        return true;
+    }
+    m->listen_fd = fd;
+    m->listen_src = g_unix_fd_source_new(fd, G_IO_IN);
+    g_source_set_callback(m->listen_src, (GSourceFunc)(void (*)(void))incoming_accept,
+                          m, NULL);
+    g_source_attach(m->listen_src, m->ctx);
+    return true;
+}
+
+bool hintmig_incoming_start(Hintmig *m, const char *uri, GError **errp)
+{
+    if (!socket_uri_check(uri, errp)) {
+        return false;
+    }
+    if (m->listen_fd >= 0 || m->listen_src) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
                     "an incoming migration is already set up");
         return false;
     }
@@ -331,20 +558,28 @@ bool migration_incoming_start(Migration *m, const char *uri, GError **errp)
     if (fd < 0) {
         return false;
     }
-    g_mutex_lock(&m->lock);
-    migration_stats_clear(&m->stats);
-    m->stats = (MigrationStats) {
-        .incoming = true,
-        .status = MIGRATION_STATUS_SETUP,
-        .ram_total = m->host.ram->size,
-    };
-    g_mutex_unlock(&m->lock);
-    m->listen_fd = fd;
-    m->listen_src = g_unix_fd_add(fd, G_IO_IN, incoming_accept, m);
+    if (!incoming_setup(m, fd, true, errp)) {
+        close(fd);
+        return false;
+    }
     return true;
 }
 
-void migration_get_stats(Migration *m, MigrationStats *out)
+bool hintmig_incoming_start_fd(Hintmig *m, int fd, GError **errp)
+{
+    bool listening;
+
+    if (socket_check_stream(fd, &listening, errp) < 0 ||
+        !incoming_setup(m, fd, listening, errp)) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return false;
+    }
+    return true;
+}
+
+void hintmig_get_stats(Hintmig *m, HintmigStats *out)
 {
     g_mutex_lock(&m->lock);
     *out = m->stats;
@@ -353,33 +588,33 @@ void migration_get_stats(Migration *m, MigrationStats *out)
         out->total_time_ms = (g_get_monotonic_time() - m->t_start) / 1000;
     }
     if (m->in_pc) {
-        migration_stats_from_uffd(out, m->in_pc);
+        hm_stats_from_uffd(out, m->in_pc);
     }
     g_mutex_unlock(&m->lock);
 }
 
-void migration_stats_clear(MigrationStats *s)
+void hintmig_stats_clear(HintmigStats *s)
 {
     g_clear_pointer(&s->error, g_free);
 }
 
-MigrationParams migration_get_params(Migration *m)
+HintmigParams hintmig_get_params(Hintmig *m)
 {
     g_mutex_lock(&m->lock);
-    MigrationParams p = m->params;
+    HintmigParams p = m->params;
     g_mutex_unlock(&m->lock);
     return p;
 }
 
-MigrationCaps migration_get_caps(Migration *m)
+HintmigCaps hintmig_get_caps(Hintmig *m)
 {
     g_mutex_lock(&m->lock);
-    MigrationCaps c = m->caps;
+    HintmigCaps c = m->caps;
     g_mutex_unlock(&m->lock);
     return c;
 }
 
-void migration_stats_from_uffd(MigrationStats *s, struct UffdPostcopy *pc)
+void hm_stats_from_uffd(HintmigStats *s, struct UffdPostcopy *pc)
 {
     UffdPostcopyStats u = uffd_postcopy_stats(pc);
     s->postcopy = true;
@@ -402,19 +637,19 @@ void migration_stats_from_uffd(MigrationStats *s, struct UffdPostcopy *pc)
     }
 }
 
-bool migration_start_postcopy(Migration *m, GError **errp)
+bool hintmig_start_postcopy(Hintmig *m, GError **errp)
 {
     g_mutex_lock(&m->lock);
     bool ok = false;
     if (!m->caps.postcopy_ram) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
                     "Enable postcopy with migrate_set_capability before the start "
                     "of migration");
-    } else if (m->stats.incoming || (m->stats.status != MIGRATION_STATUS_SETUP &&
-                                     m->stats.status != MIGRATION_STATUS_ACTIVE)) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+    } else if (m->stats.incoming || (m->stats.status != HINTMIG_STATUS_SETUP &&
+                                     m->stats.status != HINTMIG_STATUS_ACTIVE)) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "postcopy must be started after migration has been started "
-                    "(status: %s)", migration_status_str(m->stats.status));
+                    "(status: %s)", hintmig_status_str(m->stats.status));
     } else {
         m->postcopy_requested = true;
         ok = true;
@@ -423,39 +658,65 @@ bool migration_start_postcopy(Migration *m, GError **errp)
     return ok;
 }
 
-bool migration_resume(Migration *m, const char *uri, GError **errp)
+/* Hands "migrate -r" to the paused source thread: @uri, and @fd or -1. */
+static bool resume(Hintmig *m, const char *uri, int fd, GError **errp)
 {
-    g_autofree char *host = NULL, *port = NULL;
-
-    if (!socket_uri_parse(uri, &host, &port, errp)) {
-        return false;
-    }
     g_mutex_lock(&m->lock);
     bool ok = !m->stats.incoming &&
-              m->stats.status == MIGRATION_STATUS_POSTCOPY_PAUSED && m->thread;
+              m->stats.status == HINTMIG_STATUS_POSTCOPY_PAUSED && m->thread;
     if (!ok) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "migrate -r resumes a paused postcopy migration; the "
                     "migration is %s", m->stats.incoming ? "incoming"
-                    : migration_status_str(m->stats.status));
+                    : hintmig_status_str(m->stats.status));
     } else {
         g_free(m->resume_uri);
         m->resume_uri = g_strdup(uri);
+        if (m->resume_fd >= 0) {
+            close(m->resume_fd);
+        }
+        m->resume_fd = fd;
         g_cond_broadcast(&m->state_cond);
     }
     g_mutex_unlock(&m->lock);
     return ok;
 }
 
-bool migration_recover(Migration *m, const char *uri, GError **errp)
+bool hintmig_resume(Hintmig *m, const char *uri, GError **errp)
+{
+    return socket_uri_check(uri, errp) && resume(m, uri, -1, errp);
+}
+
+bool hintmig_resume_fd(Hintmig *m, int fd, GError **errp)
+{
+    if (socket_check_stream(fd, NULL, errp) < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return false;
+    }
+    /* The page channel goes where the host's socket goes. */
+    g_autofree char *peer = socket_peer_uri(fd);
+    if (!peer) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_UNSUPPORTED,
+                    "the socket has no peer address to open the page channel to");
+    }
+    if (!peer || !resume(m, peer, fd, errp)) {
+        close(fd);
+        return false;
+    }
+    return true;
+}
+
+bool hintmig_recover(Hintmig *m, const char *uri, GError **errp)
 {
     g_mutex_lock(&m->lock);
     bool paused = m->stats.incoming &&
-                  m->stats.status == MIGRATION_STATUS_POSTCOPY_PAUSED &&
+                  m->stats.status == HINTMIG_STATUS_POSTCOPY_PAUSED &&
                   m->recover_fd < 0;
     g_mutex_unlock(&m->lock);
     if (!paused) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "migrate_recover needs an incoming postcopy migration that is "
                     "paused (postcopy-paused) and not already recovering");
         return false;
@@ -471,7 +732,7 @@ bool migration_recover(Migration *m, const char *uri, GError **errp)
     return true;
 }
 
-bool migration_incoming_ram_pending(Migration *m)
+bool hintmig_incoming_ram_pending(Hintmig *m)
 {
     g_mutex_lock(&m->lock);
     bool pending = m->in_pc != NULL;
@@ -479,21 +740,21 @@ bool migration_incoming_ram_pending(Migration *m)
     return pending;
 }
 
-bool migration_set_capability(Migration *m, const char *name, bool on,
+bool hintmig_set_capability(Hintmig *m, const char *name, bool on,
                               GError **errp)
 {
     if (strcmp(name, "verify") && strcmp(name, "free-page-hint") &&
-        strcmp(name, "postcopy-ram")) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        strcmp(name, "postcopy-ram") && strcmp(name, "pause-before-switchover")) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "unknown capability '%s' (known: verify, free-page-hint, "
-                    "postcopy-ram)", name);
+                    "postcopy-ram, pause-before-switchover)", name);
         return false;
     }
     if (!strcmp(name, "free-page-hint") && on) {
-        MigrationEventData d = { .event = MIGRATION_EV_HINT_PROBE };
-        migration_notify(m, &d);
+        HintmigEventData d = { .event = HINTMIG_EV_HINT_PROBE };
+        hm_notify(m, &d);
         if (!d.hint_capable) {
-            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NODEV,
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_UNSUPPORTED,
                         "free-page-hint needs a virtio-balloon device with "
                         "free-page-hint=on%s%s", d.why_not[0] ? ": " : "",
                         d.why_not);
@@ -507,9 +768,9 @@ bool migration_set_capability(Migration *m, const char *name, bool on,
     /* A destination still waiting for its source may change them (QEMU
      * lets -incoming tcp:... be followed by migrate_set_capability). */
     if (is_running(m->stats.status) &&
-        !(m->stats.incoming && m->stats.status == MIGRATION_STATUS_SETUP)) {
+        !(m->stats.incoming && m->stats.status == HINTMIG_STATUS_SETUP)) {
         g_mutex_unlock(&m->lock);
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
                     "capabilities cannot change while a migration runs");
         return false;
     }
@@ -517,6 +778,8 @@ bool migration_set_capability(Migration *m, const char *name, bool on,
         m->caps.verify = on;
     } else if (!strcmp(name, "postcopy-ram")) {
         m->caps.postcopy_ram = on;
+    } else if (!strcmp(name, "pause-before-switchover")) {
+        m->caps.pause_before_switchover = on;
     } else {
         m->caps.free_page_hint = on;
     }
@@ -529,7 +792,7 @@ static bool parse_range(const char *name, const char *value, uint64_t min,
 {
     guint64 v;
     if (!g_ascii_string_to_unsigned(value, 10, min, max, &v, NULL)) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "%s: '%s' is not a number from %" G_GUINT64_FORMAT " to %"
                     G_GUINT64_FORMAT, name, value, min, max);
         return false;
@@ -538,10 +801,10 @@ static bool parse_range(const char *name, const char *value, uint64_t min,
     return true;
 }
 
-bool migration_set_parameter(Migration *m, const char *name, const char *value,
+bool hintmig_set_parameter(Hintmig *m, const char *name, const char *value,
                              GError **errp)
 {
-    MigrationParams p = migration_get_params(m);
+    HintmigParams p = hintmig_get_params(m);
     uint64_t v;
 
     if (!strcmp(name, "downtime-limit")) {
@@ -552,19 +815,19 @@ bool migration_set_parameter(Migration *m, const char *name, const char *value,
     } else if (!strcmp(name, "max-bandwidth")) {
         g_autoptr(GError) err = NULL;
         /* As QEMU's HMP: a bare number is MiB/s. */
-        if (!size_parse(value, 1 << 20, &v, &err)) {
-            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: %s", name,
+        if (!hintmig_size_parse(value, 1 << 20, &v, &err)) {
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID, "%s: %s", name,
                         err->message);
             return false;
         }
         p.max_bandwidth = v;
     } else if (!strcmp(name, "compress-method")) {
         if (!strcmp(value, "none")) {
-            p.compress_method = COMPRESS_NONE;
+            p.compress_method = HINTMIG_COMPRESS_NONE;
         } else if (!strcmp(value, "zstd")) {
-            p.compress_method = COMPRESS_ZSTD;
+            p.compress_method = HINTMIG_COMPRESS_ZSTD;
         } else {
-            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                         "%s: '%s' is not none or zstd", name, value);
             return false;
         }
@@ -579,7 +842,7 @@ bool migration_set_parameter(Migration *m, const char *name, const char *value,
         }
         p.compress_threads = v;
     } else {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "unknown parameter '%s' (known: downtime-limit, "
                     "max-bandwidth, compress-method, compress-level, "
                     "compress-threads)", name);
@@ -590,7 +853,7 @@ bool migration_set_parameter(Migration *m, const char *name, const char *value,
     /* Only the bandwidth may change mid-flight, as in QEMU. */
     if (running && strcmp(name, "max-bandwidth") && strcmp(name, "downtime-limit")) {
         g_mutex_unlock(&m->lock);
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
                     "%s cannot change while a migration runs", name);
         return false;
     }

@@ -3,25 +3,28 @@
 #ifndef HINTMIG_MIGRATION_PRIV_H
 #define HINTMIG_MIGRATION_PRIV_H
 
-#include "migration/migration.h"
+#include "hintmig/hintmig.h"
+#include "migration/ram.h"
+#include "migration/dirty_tracker.h"
 #include "migration/hint_filter.h"
 #include "migration/iouring_sender.h"
-#include "migration/thread_prio.h"
 
 /* Room for one wire header plus the largest RAM batch. */
 #define MIGRATION_BUF_SIZE (16 + (64u << 10) + 128 * 8 + (1u << 20))
 #define MIGRATION_TX_BUFS 32
 
-struct Migration {
-    MigrationHost host;
+struct Hintmig {
+    HintmigHost host;           /* regions: see ram */
+    HmRam *ram;
+    GMainContext *ctx;          /* the host's: accepts, status events */
 
     GMutex lock;                /* guards everything below */
-    MigrationParams params;
-    MigrationCaps caps;
-    MigrationStats stats;       /* the current (or last) migration's */
+    HintmigParams params;
+    HintmigCaps caps;
+    HintmigStats stats;       /* the current (or last) migration's */
     gint64 t_start;
 
-    GHookList notifiers;        /* MigrationNotifyFn, for devices */
+    GHookList notifiers;        /* HintmigNotifyFn, for devices */
     HintFilter *hints;          /* the running migration's, or NULL */
     GCond hint_cond;
     uint32_t hint_round_done;   /* the last id whose round the driver closed */
@@ -31,11 +34,14 @@ struct Migration {
     bool postcopy_requested;    /* migrate_start_postcopy */
     bool postcopy_switched;     /* the guest may run on the destination */
     char *resume_uri;           /* source: migrate -r, taken by the thread */
+    int resume_fd;              /* ... over the host's socket, or -1 */
     int recover_fd;             /* destination: listening for a recovery */
     struct UffdPostcopy *in_pc; /* destination: live fault counters */
 
     /* outgoing */
-    char *uri;
+    char *uri;                  /* NULL when the host gave a socket */
+    int start_fd;               /* that socket, until the thread takes it */
+    bool continue_switchover;   /* hintmig_continue() in pre-switchover */
     GThread *thread;
     bool thread_done;           /* the thread has finished; join it */
     bool cancel;
@@ -45,38 +51,74 @@ struct Migration {
 
     /* incoming */
     int listen_fd;
-    guint listen_src;
+    GSource *listen_src;
     GThread *in_thread;
     bool in_thread_done;
     int in_fd;
 };
 
 /* Sets the status; with @why (printf-style), records the first error. */
-void migration_set_status(Migration *m, MigrationStatus s, const char *why, ...)
+void hm_set_status(Hintmig *m, HintmigStatus s, const char *why, ...)
     G_GNUC_PRINTF(3, 4);
 
+/*
+ * Sets the status with m->lock held, and tells the host (status_changed,
+ * on its main context).  Every status change goes through here.
+ */
+void hm_set_status_locked(Hintmig *m, HintmigStatus s);
+
 /* Tells every notifier about @d->event; they answer in @d. */
-void migration_notify(Migration *m, MigrationEventData *d);
+void hm_notify(Hintmig *m, HintmigEventData *d);
+
+/*
+ * Source, VM stopped: with pause-before-switchover, sits in pre-switchover
+ * until hintmig_continue() (true) or cancel (false, @errp set).
+ */
+bool hm_pause_before_switchover(Hintmig *m, GError **errp);
+
+/* Starts a thread through g_thread_try_new(); NULL with @errp set. */
+GThread *hm_thread_new(const char *name, GThreadFunc fn, void *data, GError **errp);
+
+/*
+ * Starts @fn on a thread of its own, or, when none can be had, runs it here
+ * and returns NULL: for work that is only faster on its own thread.
+ */
+GThread *hm_thread_or_inline(const char *name, GThreadFunc fn, void *data);
+
+/* Asks the host to set the calling thread's priority for @role; true if raised. */
+bool hm_thread_role(Hintmig *m, HintmigThreadRole role);
 
 /* Returns true when cancel was asked. */
-bool migration_cancelled(Migration *m);
+bool hm_cancelled(Hintmig *m);
 
 /*
  * Marks the outgoing migration committed unless cancel was asked first.
  * Returns false (cancelled) or true (cancel is refused from now on).
  */
-bool migration_commit(Migration *m);
+bool hm_commit(Hintmig *m);
 
 /* Fills @s's postcopy lines from @pc's counters. */
 struct UffdPostcopy;
-void migration_stats_from_uffd(MigrationStats *s, struct UffdPostcopy *pc);
+void hm_stats_from_uffd(HintmigStats *s, struct UffdPostcopy *pc);
 
 /* The source thread (precopy.c) and the receiver thread (incoming.c). */
 gpointer precopy_thread(gpointer data);
 gpointer incoming_thread(gpointer data);
 
-/* TCP helpers (socket_uri.c).  Return -1 with @errp set on failure. */
+/* Socket helpers (socket_uri.c).  Return -1 (or false) with @errp set on failure. */
 bool socket_uri_parse(const char *uri, char **host, char **port, GError **errp);
+/* Checks that @uri is a tcp: or unix: URI this file can use. */
+bool socket_uri_check(const char *uri, GError **errp);
+/*
+ * Checks that @fd is a stream socket, connected (@listening NULL) or either
+ * (*@listening says which), and makes it blocking; @fd or -1.
+ */
+int socket_check_stream(int fd, bool *listening, GError **errp);
+/*
+ * Returns the URI that reaches @fd's peer again ("tcp:ADDR:PORT",
+ * "unix:PATH"), or NULL when it cannot be dialled (a socketpair).
+ */
+char *socket_peer_uri(int fd);
 int socket_connect(const char *uri, int timeout_ms, GError **errp);
 int socket_listen(const char *uri, GError **errp);
 /* Keepalive and a user timeout, so that a peer that died silently is noticed. */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The outgoing side's private state, shared by precopy.c (connection,
- * handshake, rounds, stop-and-copy) and postcopy_source.c (the switch, the
- * background push, requested pages, pause and resume).
+ * The outgoing side's private state: outgoing.c (the connection, the
+ * encoders, the return path) under precopy.c (rounds, stop-and-copy) and
+ * postcopy_source.c (the switch, the background push, requested pages,
+ * pause and resume).
  */
 #ifndef HINTMIG_OUTGOING_H
 #define HINTMIG_OUTGOING_H
@@ -19,9 +20,9 @@ typedef struct EncodeJob {
 } EncodeJob;
 
 typedef struct Precopy {
-    Migration *m;
-    GuestRam *ram;
-    MigrationParams params;
+    Hintmig *m;
+    HmRam *ram;
+    HintmigParams params;
     bool verify;
     bool hinting;                 /* the free-page-hint capability is on */
     bool hints_started;           /* a device was asked for hints: DONE owed */
@@ -29,7 +30,10 @@ typedef struct Precopy {
     int fd;
     uint64_t features;
     UringTx *tx;
-    DirtyTracker *tracker;
+    DirtyTracker **trackers;      /* one per RAM region, or: */
+    bool host_log;                /* the host's dirty log (HINTMIG_DIRTY_HOST) */
+    unsigned long *region_dirty;  /* its bitmap for one region */
+    uint64_t dirty_syncs;
     unsigned long *dirty;
 
     /* encoders */
@@ -73,10 +77,12 @@ typedef struct Precopy {
     uint64_t ch_bytes;            /* bytes sent on the page channel */
     uint64_t tx_bytes_done;       /* bytes sent by senders of broken links */
     bool rp_urgent;               /* the return path runs real-time */
+    /* The return path got a page request: the phase that serves them. */
+    void (*on_page_request)(struct Precopy *p, const uint8_t *d, size_t len);
 } Precopy;
 
 typedef struct DigestTask {
-    const GuestRam *ram;
+    const HmRam *ram;
     uint64_t n;
     uint64_t *out;
     unsigned threads;
@@ -84,49 +90,55 @@ typedef struct DigestTask {
     gint64 us;
 } DigestTask;
 
-/* precopy.c */
-void publish(Precopy *p);
-void encoders_wait_idle(Precopy *p);
-void stream_error(Precopy *p, GError **errp, const char *what);
-bool check_abort(Precopy *p, GError **errp);
-bool send_msg(Precopy *p, WireType type, uint32_t seq, const void *payload,
+/* outgoing.c: the connection under both phases */
+bool out_handshake(Precopy *p, GError **errp);
+/* Starts compress-threads encoders; false with @errp (stop those started). */
+bool out_encoders_start(Precopy *p, GError **errp);
+void out_encoders_stop(Precopy *p);
+void out_publish(Precopy *p);
+void out_encoders_wait_idle(Precopy *p);
+void out_stream_error(Precopy *p, GError **errp, const char *what);
+bool out_check_abort(Precopy *p, GError **errp);
+bool out_send_msg(Precopy *p, WireType type, uint32_t seq, const void *payload,
               size_t len, GError **errp);
 /*
  * Sends a request whose ack the return path will match; returns its seq,
- * or 0 with @errp set.  With @awaited, wait_ack() then waits for that ack.
+ * or 0 with @errp set.  With @awaited, out_wait_ack() then waits for that ack.
  */
-uint32_t send_request(Precopy *p, WireType type, const void *payload, size_t len,
+uint32_t out_send_request(Precopy *p, WireType type, const void *payload, size_t len,
                       bool awaited, GError **errp);
 /*
  * Waits up to @timeout_s for the ack of the awaited request: true with its
  * status and text (free it) if it came; false if not, with *@closed telling
  * a broken or refused link from silence.
  */
-bool wait_ack(Precopy *p, int timeout_s, uint32_t *status, char **msg, bool *closed);
-bool send_device_state(Precopy *p, GError **errp);
+bool out_wait_ack(Precopy *p, int timeout_s, uint32_t *status, char **msg, bool *closed);
+bool out_send_device_state(Precopy *p, GError **errp);
 /* Queues the runs of @set as @type messages (WIRE_HINTED, WIRE_PENDING). */
-bool send_runs(Precopy *p, WireType type, const unsigned long *set, uint32_t word,
+bool out_send_runs(Precopy *p, WireType type, const unsigned long *set, uint32_t word,
                GError **errp);
-gpointer digest_task(gpointer data);
-bool send_digests(Precopy *p, const uint64_t *dig, uint64_t n, GError **errp);
-void hints_done(Precopy *p);
+gpointer out_digest_task(gpointer data);
+bool out_send_digests(Precopy *p, const uint64_t *dig, uint64_t n, GError **errp);
+void out_rp_fail(Precopy *p, char *msg);
+gpointer out_return_path_thread(gpointer data);
+/* Queues one batch of @n pages for the encoders. */
+bool out_queue_batch(Precopy *p, const uint64_t *pfns, unsigned n, uint32_t round,
+                 GError **errp);
+
+/* precopy.c: rounds, and what postcopy also needs of them */
+void out_hints_done(Precopy *p);
+/* Adds to p->dirty every page written since the last sync, in every region. */
+bool out_dirty_sync(Precopy *p, GError **errp);
 /*
  * Stops the VM (*@t_down: when), adds the pages written since the last
  * sync to p->dirty, drops them from the hinted set and tells the guest its
  * hints are done.
  */
-bool stop_and_sync(Precopy *p, gint64 *t_down, GError **errp);
-void rp_fail(Precopy *p, char *msg);
-gpointer return_path_thread(gpointer data);
-/* Queues one batch of @n pages for the encoders. */
-bool queue_batch(Precopy *p, const uint64_t *pfns, unsigned n, uint32_t round,
-                 GError **errp);
+bool out_stop_and_sync(Precopy *p, gint64 *t_down, GError **errp);
 
 /* postcopy_source.c */
-/* After the handshake: opens the page channel. */
+/* After the handshake: opens the page channel and serves page requests on it. */
 bool postcopy_open_channel(Precopy *p, const char *uri, GError **errp);
-/* The return path got a page request: send those pages now. */
-void postcopy_serve_request(Precopy *p, const uint8_t *d, size_t len);
 /*
  * Stops the VM, sends what the destination needs to run it and runs the
  * postcopy phase to its end, through pauses and recoveries.  *@resume is

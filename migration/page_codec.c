@@ -8,6 +8,7 @@
 #include "migration/bitmap.h"
 #include "migration/kernel_compat.h"
 #include "migration/page_codec.h"
+#include "migration/le.h"
 #include "migration/ram_digest.h"
 
 
@@ -20,10 +21,6 @@ struct PageDecoder {
     ZSTD_DCtx *dctx;
 };
 
-static void put32(uint8_t *p, uint32_t v) { v = GUINT32_TO_LE(v); memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { v = GUINT64_TO_LE(v); memcpy(p, &v, 8); }
-static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return GUINT32_FROM_LE(v); }
-static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return GUINT64_FROM_LE(v); }
 
 void page_codec_stats_add(PageCodecStats *to, const PageCodecStats *from)
 {
@@ -44,7 +41,7 @@ bool page_is_zero(const void *p)
         return false;
     }
     uint64_t acc = 0;
-    for (unsigned i = 0; i < GUEST_PAGE_SIZE / 8; i += 8) {
+    for (unsigned i = 0; i < HM_PAGE_SIZE / 8; i += 8) {
         acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3] |
                w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7];
     }
@@ -59,7 +56,7 @@ bool page_looks_random(const void *p)
     uint64_t seen[4] = { 0 };
     unsigned distinct = 0;
 
-    for (unsigned i = 0; i < GUEST_PAGE_SIZE; i += 32) {
+    for (unsigned i = 0; i < HM_PAGE_SIZE; i += 32) {
         uint64_t bit = 1ull << (b[i] & 63);
         uint64_t *w = &seen[b[i] >> 6];
         distinct += !(*w & bit);
@@ -70,7 +67,7 @@ bool page_looks_random(const void *p)
 
 size_t page_batch_max_size(unsigned npages)
 {
-    size_t raw = (size_t)npages * GUEST_PAGE_SIZE;
+    size_t raw = (size_t)npages * HM_PAGE_SIZE;
     return PAGE_BATCH_HEADER + npages * 8 + MAX(raw, ZSTD_compressBound(raw));
 }
 
@@ -95,7 +92,7 @@ void page_encoder_free(PageEncoder *e)
 }
 
 /* Compresses the data pages as one frame, reading them in place. */
-static size_t compress_pages(PageEncoder *e, const GuestRam *ram,
+static size_t compress_pages(PageEncoder *e, const HmRam *ram,
                              const uint64_t *pfns, const uint8_t *kind, unsigned n,
                              uint8_t *dst, size_t cap)
 {
@@ -110,7 +107,7 @@ static size_t compress_pages(PageEncoder *e, const GuestRam *ram,
         if (kind[i] != PAGE_FRAME) {
             continue;
         }
-        ZSTD_inBuffer in = { guest_ram_page(ram, pfns[i]), GUEST_PAGE_SIZE, 0 };
+        ZSTD_inBuffer in = { hm_ram_page(ram, pfns[i]), HM_PAGE_SIZE, 0 };
         ZSTD_EndDirective mode = i + 1 == last ? ZSTD_e_end : ZSTD_e_continue;
         size_t r;
         do {
@@ -123,7 +120,7 @@ static size_t compress_pages(PageEncoder *e, const GuestRam *ram,
     return out.pos;
 }
 
-size_t page_encode(PageEncoder *e, const GuestRam *ram, const uint64_t *pfns,
+size_t page_encode(PageEncoder *e, const HmRam *ram, const uint64_t *pfns,
                    unsigned n, uint32_t round, uint8_t *out,
                    PageCodecStats *stats)
 {
@@ -134,7 +131,7 @@ size_t page_encode(PageEncoder *e, const GuestRam *ram, const uint64_t *pfns,
 
     g_assert(n <= PAGE_BATCH_MAX);
     for (unsigned i = 0; i < n; i++) {
-        const void *p = guest_ram_page(ram, pfns[i]);
+        const void *p = hm_ram_page(ram, pfns[i]);
         if (page_is_zero(p)) {
             kind[i] = PAGE_ZERO;
         } else if (e->zstd && !page_looks_random(p)) {
@@ -149,7 +146,7 @@ size_t page_encode(PageEncoder *e, const GuestRam *ram, const uint64_t *pfns,
     if (nframe) {
         /* Keep the frame only if it saves an eighth: below that the
          * receiver's decompression costs more than the bytes saved. */
-        size_t raw = (size_t)nframe * GUEST_PAGE_SIZE;
+        size_t raw = (size_t)nframe * HM_PAGE_SIZE;
         frame_len = compress_pages(e, ram, pfns, kind, n, payload, raw - raw / 8);
         if (!frame_len) {
             for (unsigned i = 0; i < n; i++) {
@@ -163,25 +160,25 @@ size_t page_encode(PageEncoder *e, const GuestRam *ram, const uint64_t *pfns,
     }
     uint8_t *p = payload + frame_len;
     for (unsigned i = 0; i < n; i++) {
-        put64(entries + (size_t)i * 8, pfns[i] << 2 | kind[i]);
+        le_put64(entries + (size_t)i * 8, pfns[i] << 2 | kind[i]);
         if (kind[i] == PAGE_RAW) {
-            memcpy(p, guest_ram_page(ram, pfns[i]), GUEST_PAGE_SIZE);
-            p += GUEST_PAGE_SIZE;
+            memcpy(p, hm_ram_page(ram, pfns[i]), HM_PAGE_SIZE);
+            p += HM_PAGE_SIZE;
         }
     }
-    size_t len = frame_len + (size_t)nraw * GUEST_PAGE_SIZE;
+    size_t len = frame_len + (size_t)nraw * HM_PAGE_SIZE;
     unsigned ndata = nframe + nraw;
-    put32(out, round);
+    le_put32(out, round);
     out[4] = n & 0xff;
     out[5] = n >> 8;
     out[6] = nframe ? PAGE_ENC_ZSTD : PAGE_ENC_RAW;
     out[7] = 0;
-    put32(out + 8, len);
-    put32(out + 12, frame_len);
+    le_put32(out + 8, len);
+    le_put32(out + 12, frame_len);
 
     stats->zero_pages += n - ndata;
     stats->data_pages += ndata;
-    stats->data_bytes += (uint64_t)ndata * GUEST_PAGE_SIZE;
+    stats->data_bytes += (uint64_t)ndata * HM_PAGE_SIZE;
     stats->payload_bytes += len;
     stats->raw_pages += nraw;
     if (ndata) {
@@ -214,7 +211,7 @@ void page_decoder_free(PageDecoder *d)
  * measured 2.5-3.8 GB/s here against 0.4-2 GB/s for first-touch faults
  * (docs/design.md, "Populating destination RAM").
  */
-static void populate_runs(GuestRam *ram, const uint64_t *pfns, const uint8_t *kind,
+static void populate_runs(HmRam *ram, const uint64_t *pfns, const uint8_t *kind,
                           unsigned n)
 {
     for (unsigned i = 0; i < n;) {
@@ -226,8 +223,8 @@ static void populate_runs(GuestRam *ram, const uint64_t *pfns, const uint8_t *ki
         while (j < n && kind[j] != PAGE_ZERO && pfns[j] == pfns[j - 1] + 1) {
             j++;
         }
-        madvise(guest_ram_page(ram, pfns[i]), (size_t)(j - i) * GUEST_PAGE_SIZE,
-                MADV_POPULATE_WRITE);   /* best effort: a fault does the same */
+        /* best effort: a fault does the same */
+        hm_ram_madvise(ram, pfns[i], j - i, MADV_POPULATE_WRITE);
         i = j;
     }
 }
@@ -246,18 +243,18 @@ static bool parse_batch(const uint8_t *buf, size_t len, uint64_t npages,
                         ParsedBatch *b, GError **errp)
 {
     if (len < PAGE_BATCH_HEADER) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "RAM batch of %zu bytes is too short", len);
         return false;
     }
     unsigned n = buf[4] | buf[5] << 8;
     PageEncoding enc = buf[6];
-    uint32_t data_len = get32(buf + 8);
-    uint32_t frame_len = get32(buf + 12);
+    uint32_t data_len = le_get32(buf + 8);
+    uint32_t frame_len = le_get32(buf + 12);
     if (!n || n > PAGE_BATCH_MAX || enc > PAGE_ENC_ZSTD || buf[7] ||
         frame_len > data_len || (enc == PAGE_ENC_RAW && frame_len) ||
         len != PAGE_BATCH_HEADER + (size_t)n * 8 + data_len) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "malformed RAM batch header (%u pages, encoding %u, "
                     "%u data bytes in %zu)", n, enc, data_len, len);
         return false;
@@ -265,12 +262,12 @@ static bool parse_batch(const uint8_t *buf, size_t len, uint64_t npages,
     b->n = n;
     b->nframe = b->nraw = 0;
     for (unsigned i = 0; i < n; i++) {
-        uint64_t e = get64(buf + PAGE_BATCH_HEADER + (size_t)i * 8);
+        uint64_t e = le_get64(buf + PAGE_BATCH_HEADER + (size_t)i * 8);
         b->pfns[i] = e >> 2;
         b->kind[i] = e & 3;
         if (b->pfns[i] >= npages || b->kind[i] > PAGE_RAW ||
             (b->kind[i] == PAGE_FRAME && enc != PAGE_ENC_ZSTD)) {
-            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                         "RAM batch entry %u (page %" G_GUINT64_FORMAT ", kind %u) "
                         "is beyond RAM (%" G_GUINT64_FORMAT " pages) or invalid",
                         i, b->pfns[i], b->kind[i], npages);
@@ -283,10 +280,10 @@ static bool parse_batch(const uint8_t *buf, size_t len, uint64_t npages,
     b->raw = b->frame + frame_len;
     b->frame_len = frame_len;
     b->data_len = data_len;
-    b->round = get32(buf);
-    if (data_len - frame_len != (size_t)b->nraw * GUEST_PAGE_SIZE ||
+    b->round = le_get32(buf);
+    if (data_len - frame_len != (size_t)b->nraw * HM_PAGE_SIZE ||
         (enc == PAGE_ENC_ZSTD && (!b->nframe || !frame_len))) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "RAM batch carries %u data bytes for %u raw and %u "
                     "compressed pages (frame %u bytes)", data_len, b->nraw,
                     b->nframe, frame_len);
@@ -309,32 +306,32 @@ static bool fill_pages(PageDecoder *d, const ParsedBatch *b, uint8_t *const *dst
             if (b->kind[i] != PAGE_FRAME) {
                 continue;
             }
-            ZSTD_outBuffer out = { dst[i], GUEST_PAGE_SIZE, 0 };
+            ZSTD_outBuffer out = { dst[i], HM_PAGE_SIZE, 0 };
             while (out.pos < out.size) {
                 size_t before_in = in.pos, before_out = out.pos;
                 r = ZSTD_decompressStream(d->dctx, &out, &in);
                 if (ZSTD_isError(r)) {
-                    g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                                 "corrupt compressed batch: %s", ZSTD_getErrorName(r));
                     return false;
                 }
                 if (in.pos == before_in && out.pos == before_out) {
-                    g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                                 "compressed batch is shorter than its pages");
                     return false;
                 }
             }
         }
         if (r != 0 || in.pos != in.size) {
-            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                         "compressed batch is longer than its pages");
             return false;
         }
     }
     for (unsigned i = 0; i < b->n; i++) {
         if (b->kind[i] == PAGE_RAW) {
-            memcpy(dst[i], raw, GUEST_PAGE_SIZE);
-            raw += GUEST_PAGE_SIZE;
+            memcpy(dst[i], raw, HM_PAGE_SIZE);
+            raw += HM_PAGE_SIZE;
         }
     }
     return true;
@@ -344,18 +341,18 @@ static void add_stats(const ParsedBatch *b, PageCodecStats *stats)
 {
     stats->zero_pages += b->n - b->nframe - b->nraw;
     stats->data_pages += b->nframe + b->nraw;
-    stats->data_bytes += (uint64_t)(b->nframe + b->nraw) * GUEST_PAGE_SIZE;
+    stats->data_bytes += (uint64_t)(b->nframe + b->nraw) * HM_PAGE_SIZE;
     stats->payload_bytes += b->data_len;
     stats->raw_pages += b->nraw;
 }
 
 uint64_t page_zero_digest(void)
 {
-    static const uint8_t zero[GUEST_PAGE_SIZE];
+    static const uint8_t zero[HM_PAGE_SIZE];
     return ram_digest(zero, sizeof(zero), 0);
 }
 
-bool page_decode(PageDecoder *d, GuestRam *ram, const uint8_t *buf, size_t len,
+bool page_decode(PageDecoder *d, HmRam *ram, const uint8_t *buf, size_t len,
                  uint32_t *round, PageCodecStats *stats, unsigned long *arrived,
                  uint64_t *digests, GError **errp)
 {
@@ -366,7 +363,7 @@ bool page_decode(PageDecoder *d, GuestRam *ram, const uint8_t *buf, size_t len,
         return false;
     }
     for (unsigned i = 0; i < b.n; i++) {
-        dst[i] = guest_ram_page(ram, b.pfns[i]);
+        dst[i] = hm_ram_page(ram, b.pfns[i]);
     }
     populate_runs(ram, b.pfns, b.kind, b.n);
     if (!fill_pages(d, &b, dst, errp)) {
@@ -376,15 +373,15 @@ bool page_decode(PageDecoder *d, GuestRam *ram, const uint8_t *buf, size_t len,
         bool zero = b.kind[i] == PAGE_ZERO;
         if (zero && !page_is_zero(dst[i])) {
             /* Needs writing only if this RAM holds something else. */
-            memset(dst[i], 0, GUEST_PAGE_SIZE);
+            memset(dst[i], 0, HM_PAGE_SIZE);
         }
         if (digests) {
             digests[b.pfns[i]] = zero ? page_zero_digest()
-                                      : ram_digest(dst[i], GUEST_PAGE_SIZE, 0);
+                                      : ram_digest(dst[i], HM_PAGE_SIZE, 0);
         }
         if (arrived) {
-            __atomic_fetch_and(&arrived[b.pfns[i] / BITS_PER_LONG],
-                               ~(1UL << (b.pfns[i] % BITS_PER_LONG)), __ATOMIC_RELAXED);
+            __atomic_fetch_and(&arrived[b.pfns[i] / HM_BITS_PER_LONG],
+                               ~(1UL << (b.pfns[i] % HM_BITS_PER_LONG)), __ATOMIC_RELAXED);
         }
     }
     *round = b.round;
@@ -403,7 +400,7 @@ bool page_decode_staged(PageDecoder *d, uint64_t npages, const uint8_t *buf,
         return false;
     }
     for (unsigned i = 0; i < b.n; i++) {
-        dst[i] = out->data + (size_t)i * GUEST_PAGE_SIZE;
+        dst[i] = out->data + (size_t)i * HM_PAGE_SIZE;
         out->pfns[i] = b.pfns[i];
         out->zero[i] = b.kind[i] == PAGE_ZERO;
     }

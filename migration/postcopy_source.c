@@ -34,26 +34,36 @@
 #define RUN_TIMEOUT_S 60
 #define COMPLETE_ACK_TIMEOUT_S 120
 
-/* Connects to @uri and says which migration the connection belongs to. */
-static int connect_as(const char *uri, WireType type, uint64_t session, GError **errp)
+/*
+ * Connects to @uri, or takes @fd (connected by the host) when it is not -1,
+ * and says which migration the connection belongs to.
+ */
+static int connect_as(const char *uri, int fd, WireType type, uint64_t session,
+                      GError **errp)
 {
-    uint64_t s = GUINT64_TO_LE(session);
-    int fd = socket_connect(uri, 10000, errp);
+    uint8_t s[8];
 
-    if (fd >= 0 && !wire_send(fd, type, 0, &s, 8, errp)) {
+    if (fd < 0) {
+        fd = socket_connect(uri, 10000, errp);
+    }
+    wire_session_encode(s, session);
+    if (fd >= 0 && !wire_send(fd, type, 0, s, 8, errp)) {
         close(fd);
         fd = -1;
     }
     return fd;
 }
 
+static void serve_request(Precopy *p, const uint8_t *d, size_t len);
+
 bool postcopy_open_channel(Precopy *p, const char *uri, GError **errp)
 {
-    p->ch_fd = connect_as(uri, WIRE_PAGE_CHANNEL, p->session, errp);
+    p->ch_fd = connect_as(uri, -1, WIRE_PAGE_CHANNEL, p->session, errp);
     if (p->ch_fd < 0) {
         g_prefix_error(errp, "postcopy page channel: ");
         return false;
     }
+    p->on_page_request = serve_request;
     if (!p->urgent_enc) {
         p->urgent_enc = page_encoder_new(false, 0);
         p->urgent_buf = g_malloc(WIRE_HEADER_SIZE + page_batch_max_size(PAGE_BATCH_MAX));
@@ -63,8 +73,8 @@ bool postcopy_open_channel(Precopy *p, const char *uri, GError **errp)
 
 static bool claim(Precopy *p, uint64_t pfn)
 {
-    unsigned long bit = 1UL << (pfn % BITS_PER_LONG);
-    return __atomic_fetch_and(&p->pending[pfn / BITS_PER_LONG], ~bit,
+    unsigned long bit = 1UL << (pfn % HM_BITS_PER_LONG);
+    return __atomic_fetch_and(&p->pending[pfn / HM_BITS_PER_LONG], ~bit,
                               __ATOMIC_RELAXED) & bit;
 }
 
@@ -81,32 +91,31 @@ static bool send_all(int fd, const uint8_t *b, size_t len)
     return true;
 }
 
-void postcopy_serve_request(Precopy *p, const uint8_t *d, size_t len)
+/* The return path got a page request: send those pages now. */
+static void serve_request(Precopy *p, const uint8_t *d, size_t len)
 {
-    uint64_t npages = p->ram->npages;
     uint32_t count;
+    g_autoptr(GError) err = NULL;
 
     if (!p->rp_urgent) {
         /* This thread now stands between a waiting vCPU and its page. */
-        thread_prio_urgent();
+        hm_thread_role(p->m, HINTMIG_THREAD_URGENT);
         p->rp_urgent = true;
     }
-    if (len < 4 || (memcpy(&count, d, 4), count = GUINT32_FROM_LE(count),
-                    len != 4 + (size_t)count * 8) || !p->pending) {
-        rp_fail(p, g_strdup("return path: malformed or unexpected page request"));
+    if (!p->pending) {
+        out_rp_fail(p, g_strdup("return path: unexpected page request"));
+        return;
+    }
+    g_autofree uint64_t *all = wire_page_request_decode(d, len, p->ram->npages, &count,
+                                                        &err);
+    if (!all) {
+        out_rp_fail(p, g_strdup_printf("return path: %s", err->message));
         return;
     }
     for (uint32_t first = 0; first < count; first += PAGE_BATCH_MAX) {
-        uint64_t pfns[PAGE_BATCH_MAX];
+        const uint64_t *pfns = all + first;
         unsigned n = MIN((uint32_t)PAGE_BATCH_MAX, count - first);
         for (unsigned i = 0; i < n; i++) {
-            memcpy(&pfns[i], d + 4 + (size_t)(first + i) * 8, 8);
-            pfns[i] = GUINT64_FROM_LE(pfns[i]);
-            if (pfns[i] >= npages) {
-                rp_fail(p, g_strdup_printf("return path: page request for page %"
-                                           G_GUINT64_FORMAT " beyond RAM", pfns[i]));
-                return;
-            }
             claim(p, pfns[i]);        /* the push need not send it too */
         }
         PageCodecStats st = { 0 };
@@ -146,7 +155,7 @@ static bool push(Precopy *p, DigestTask *dt, GThread **hasher, bool *fatal,
     for (uint64_t cursor = 0;;) {
         unsigned n = 0;
         while (n < PAGE_BATCH_MAX &&
-               (cursor = bitmap_next_set(p->pending, npages, cursor)) < npages) {
+               (cursor = hm_bitmap_next_set(p->pending, npages, cursor)) < npages) {
             if (claim(p, cursor)) {
                 pfns[n++] = cursor;
             }
@@ -155,17 +164,17 @@ static bool push(Precopy *p, DigestTask *dt, GThread **hasher, bool *fatal,
         if (!n) {
             break;
         }
-        if (!queue_batch(p, pfns, n, 0, errp)) {
+        if (!out_queue_batch(p, pfns, n, 0, errp)) {
             return false;
         }
         if (++batches % 64 == 0) {
-            publish(p);
-            if (!check_abort(p, errp)) {
+            out_publish(p);
+            if (!out_check_abort(p, errp)) {
                 return false;
             }
         }
     }
-    encoders_wait_idle(p);
+    out_encoders_wait_idle(p);
     if (*hasher) {
         g_thread_join(*hasher);
         *hasher = NULL;
@@ -173,27 +182,27 @@ static bool push(Precopy *p, DigestTask *dt, GThread **hasher, bool *fatal,
         p->m->stats.verify_source_ms = dt->us / 1000;
         g_mutex_unlock(&p->m->lock);
     }
-    if (p->verify && !send_digests(p, dt->out, dt->n, errp)) {
+    if (p->verify && !out_send_digests(p, dt->out, dt->n, errp)) {
         return false;
     }
-    if (!send_request(p, WIRE_COMPLETE, NULL, 0, true, errp) ||
+    if (!out_send_request(p, WIRE_COMPLETE, NULL, 0, true, errp) ||
         !uring_tx_wait_idle(p->tx, NULL)) {
         if (errp && !*errp) {
-            stream_error(p, errp, "connection lost at the end of the stream");
+            out_stream_error(p, errp, "connection lost at the end of the stream");
         }
         return false;
     }
-    publish(p);
+    out_publish(p);
     uint32_t status;
     g_autofree char *msg = NULL;
     bool closed;
-    if (!wait_ack(p, COMPLETE_ACK_TIMEOUT_S, &status, &msg, &closed)) {
-        stream_error(p, errp, "no confirmation from the destination");
+    if (!out_wait_ack(p, COMPLETE_ACK_TIMEOUT_S, &status, &msg, &closed)) {
+        out_stream_error(p, errp, "no confirmation from the destination");
         return false;
     }
     if (status != WIRE_OK) {
         *fatal = true;
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "destination: %s",
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED, "destination: %s",
                     msg ? msg : "failed");
         return false;
     }
@@ -217,7 +226,7 @@ static void close_sockets(Precopy *p)
 /* Drops the broken link: sender, return path, both sockets. */
 static void drop_link(Precopy *p)
 {
-    Migration *m = p->m;
+    Hintmig *m = p->m;
 
     shutdown(p->fd, SHUT_RDWR);
     g_mutex_lock(&p->ch_lock);
@@ -225,12 +234,12 @@ static void drop_link(Precopy *p)
         shutdown(p->ch_fd, SHUT_RDWR);
     }
     g_mutex_unlock(&p->ch_lock);
-    encoders_wait_idle(p);
+    out_encoders_wait_idle(p);
     g_mutex_lock(&m->lock);
     m->tx = NULL;
     m->fd = -1;
     g_mutex_unlock(&m->lock);
-    publish(p);
+    out_publish(p);
     g_mutex_lock(&p->lock);
     p->tx_bytes_done += uring_tx_stats(p->tx).bytes_sent;   /* the next tx counts from 0 */
     g_mutex_unlock(&p->lock);
@@ -242,12 +251,12 @@ static void drop_link(Precopy *p)
 }
 
 /* "migrate -r": new connections, and the pages the destination still lacks. */
-static bool reconnect(Precopy *p, const char *uri, GError **errp)
+static bool reconnect(Precopy *p, const char *uri, int given_fd, GError **errp)
 {
-    Migration *m = p->m;
+    Hintmig *m = p->m;
     uint64_t npages = p->ram->npages, total = 0;
 
-    int fd = connect_as(uri, WIRE_RESUME, p->session, errp);
+    int fd = connect_as(uri, given_fd, WIRE_RESUME, p->session, errp);
     if (fd < 0) {
         return false;
     }
@@ -257,7 +266,7 @@ static bool reconnect(Precopy *p, const char *uri, GError **errp)
     }
     struct timeval tv = { .tv_sec = 30 };
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    bitmap_zero(p->pending, npages);
+    hm_bitmap_zero(p->pending, npages);
     for (;;) {
         WireHeader h;
         g_autoptr(GBytes) payload = NULL;
@@ -277,7 +286,7 @@ static bool reconnect(Precopy *p, const char *uri, GError **errp)
             !wire_runs_decode(d, len, npages, p->pending, &last, &pages, errp)) {
             g_prefix_error(errp, "recovery: ");
             if (errp && !*errp) {
-                g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                             "recovery: expected the missing pages, got %s",
                             wire_type_str(h.type));
             }
@@ -306,7 +315,10 @@ static bool reconnect(Precopy *p, const char *uri, GError **errp)
     uring_tx_set_rate_limit(p->tx, m->params.max_bandwidth);
     m->stats.postcopy_remaining = total;
     g_mutex_unlock(&m->lock);
-    p->rp = g_thread_new("return-path", return_path_thread, p);
+    p->rp = hm_thread_new("return-path", out_return_path_thread, p, errp);
+    if (!p->rp) {
+        goto fail;
+    }
     return true;
 
 fail:
@@ -315,20 +327,23 @@ fail:
 }
 
 /* Waits in postcopy-paused for "migrate -r URI"; NULL when torn down. */
-static char *wait_for_resume(Precopy *p, const char *why)
+/* Waits for "migrate -r": the URI to dial, and in *@fd the host's socket or -1. */
+static char *wait_for_resume(Precopy *p, const char *why, int *fd)
 {
-    Migration *m = p->m;
+    Hintmig *m = p->m;
 
     g_mutex_lock(&m->lock);
-    m->stats.status = MIGRATION_STATUS_POSTCOPY_PAUSED;
+    hm_set_status_locked(m, HINTMIG_STATUS_POSTCOPY_PAUSED);
     g_free(m->stats.error);
     m->stats.error = g_strdup(why);
     while (!m->resume_uri && !m->cancel) {
         g_cond_wait(&m->state_cond, &m->lock);
     }
     char *uri = g_steal_pointer(&m->resume_uri);
+    *fd = m->resume_fd;
+    m->resume_fd = -1;
     if (uri) {
-        m->stats.status = MIGRATION_STATUS_POSTCOPY_RECOVER;
+        hm_set_status_locked(m, HINTMIG_STATUS_POSTCOPY_RECOVER);
     }
     g_mutex_unlock(&m->lock);
     return uri;
@@ -336,36 +351,36 @@ static char *wait_for_resume(Precopy *p, const char *why)
 
 bool postcopy_run(Precopy *p, GError **errp)
 {
-    Migration *m = p->m;
+    Hintmig *m = p->m;
     uint64_t npages = p->ram->npages;
 
     /* Batches still queued from precopy go out while the guest runs: what
      * it writes meanwhile is caught by the sync after the stop. */
-    encoders_wait_idle(p);
+    out_encoders_wait_idle(p);
     gint64 t_down;
-    if (!stop_and_sync(p, &t_down, errp)) {
+    if (!out_stop_and_sync(p, &t_down, errp)) {
         return false;
     }
-    p->pending = bitmap_new(npages);
-    for (uint64_t pfn = bitmap_next_set(p->dirty, npages, 0); pfn < npages;
-         pfn = bitmap_next_set(p->dirty, npages, pfn + 1)) {
+    p->pending = hm_bitmap_new(npages);
+    for (uint64_t pfn = hm_bitmap_next_set(p->dirty, npages, 0); pfn < npages;
+         pfn = hm_bitmap_next_set(p->dirty, npages, pfn + 1)) {
         if (!p->hints || !hint_filter_skip(p->hints, pfn)) {
-            bitmap_set_bit(p->pending, pfn);
+            hm_bitmap_set_bit(p->pending, pfn);
         }
     }
-    uint64_t owed = bitmap_count(p->pending, npages);
+    uint64_t owed = hm_bitmap_count(p->pending, npages);
     g_mutex_lock(&m->lock);
     m->stats.postcopy = true;
     m->stats.postcopy_remaining = owed;
-    m->stats.ram_remaining = owed * GUEST_PAGE_SIZE;
+    m->stats.ram_remaining = owed * HM_PAGE_SIZE;
     g_mutex_unlock(&m->lock);
 
-    if (!send_runs(p, WIRE_PENDING, p->pending, 0, errp) ||
-        !send_device_state(p, errp)) {
+    if (!out_send_runs(p, WIRE_PENDING, p->pending, 0, errp) ||
+        !out_send_device_state(p, errp)) {
         return false;
     }
-    if (!migration_commit(m)) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INTR, "cancelled by the user");
+    if (!hm_commit(m)) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_CANCELLED, "cancelled by the user");
         return false;
     }
     g_mutex_lock(&m->lock);
@@ -374,8 +389,8 @@ bool postcopy_run(Precopy *p, GError **errp)
     uint32_t status = 0;
     g_autofree char *msg = NULL;
     bool closed;
-    bool acked = send_request(p, WIRE_POSTCOPY_RUN, NULL, 0, true, errp) &&
-                 wait_ack(p, RUN_TIMEOUT_S, &status, &msg, &closed);
+    bool acked = out_send_request(p, WIRE_POSTCOPY_RUN, NULL, 0, true, errp) &&
+                 out_wait_ack(p, RUN_TIMEOUT_S, &status, &msg, &closed);
     g_mutex_lock(&p->rp_lock);
     if (!acked && p->peer_error) {
         /* An error instead of the ack: the destination gave up before
@@ -392,7 +407,7 @@ bool postcopy_run(Precopy *p, GError **errp)
         m->postcopy_switched = false;
         g_mutex_unlock(&m->lock);
         g_clear_error(errp);
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s%s",
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED, "%s%s",
                     msg && g_str_has_prefix(msg, "destination") ? "" : "destination: ",
                     msg ? msg : "refused to run the guest");
         return false;
@@ -403,7 +418,7 @@ bool postcopy_run(Precopy *p, GError **errp)
     if (acked) {
         g_mutex_lock(&m->lock);
         m->stats.downtime_ms = (g_get_monotonic_time() - t_down) / 1000;
-        m->stats.status = MIGRATION_STATUS_POSTCOPY_ACTIVE;
+        hm_set_status_locked(m, HINTMIG_STATUS_POSTCOPY_ACTIVE);
         g_mutex_unlock(&m->lock);
     }
 
@@ -412,7 +427,8 @@ bool postcopy_run(Precopy *p, GError **errp)
                       .threads = 1,
                       .exclude = p->hints ? hint_filter_set(p->hints) : NULL };
     g_autofree uint64_t *digests = dt.out = g_new(uint64_t, dt.n);
-    GThread *hasher = p->verify ? g_thread_new("digest", digest_task, &dt) : NULL;
+    GThread *hasher = p->verify ? hm_thread_or_inline("digest", out_digest_task, &dt)
+                                : NULL;
 
     bool ok = false;
     g_autoptr(GError) err = NULL;
@@ -433,21 +449,22 @@ bool postcopy_run(Precopy *p, GError **errp)
         }
         drop_link(p);
         for (;;) {
-            g_autofree char *uri = wait_for_resume(p, why);
+            int fd;
+            g_autofree char *uri = wait_for_resume(p, why, &fd);
             if (!uri) {
-                g_set_error(&err, G_FILE_ERROR, G_FILE_ERROR_INTR,
+                g_set_error(&err, HINTMIG_ERROR, HINTMIG_ERROR_CANCELLED,
                             "postcopy abandoned while paused (%s)", why);
                 goto out;
             }
             g_clear_pointer(&why, g_free);
-            if (reconnect(p, uri, &err)) {
+            if (reconnect(p, uri, fd, &err)) {
                 break;
             }
             why = g_strdup_printf("recovery failed: %s", err->message);
             g_clear_error(&err);
         }
         g_mutex_lock(&m->lock);
-        m->stats.status = MIGRATION_STATUS_POSTCOPY_ACTIVE;
+        hm_set_status_locked(m, HINTMIG_STATUS_POSTCOPY_ACTIVE);
         m->stats.recoveries++;
         g_mutex_unlock(&m->lock);
     }

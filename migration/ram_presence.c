@@ -11,10 +11,10 @@
 #define REGIONS 512
 #define ENTRIES 8192
 
-static bool scan_ioctl(int fd, const GuestRam *ram, unsigned long *map)
+static bool scan_ioctl(int fd, const HmRegion *r, unsigned long *map)
 {
     struct page_region vec[REGIONS];
-    uint64_t start = (uintptr_t)ram->host, end = start + ram->size;
+    uint64_t start = (uintptr_t)r->host, end = start + r->size;
 
     while (start < end) {
         struct pm_scan_arg arg = {
@@ -34,21 +34,21 @@ static bool scan_ioctl(int fd, const GuestRam *ram, unsigned long *map)
             return false;
         }
         for (long i = 0; i < n; i++) {
-            bitmap_set_range(map, (vec[i].start - (uintptr_t)ram->host) / GUEST_PAGE_SIZE,
-                             (vec[i].end - vec[i].start) / GUEST_PAGE_SIZE);
+            hm_bitmap_set_range(map, r->first + (vec[i].start - (uintptr_t)r->host) /
+                                HM_PAGE_SIZE, (vec[i].end - vec[i].start) / HM_PAGE_SIZE);
         }
         start = arg.walk_end;
     }
     return true;
 }
 
-static bool scan_read(int fd, const GuestRam *ram, unsigned long *map)
+static bool scan_read(int fd, const HmRegion *r, unsigned long *map)
 {
     g_autofree uint64_t *buf = g_new(uint64_t, ENTRIES);
-    uint64_t vpn = (uintptr_t)ram->host / GUEST_PAGE_SIZE;
+    uint64_t vpn = (uintptr_t)r->host / HM_PAGE_SIZE;
 
-    for (uint64_t done = 0; done < ram->npages;) {
-        size_t want = MIN((uint64_t)ENTRIES, ram->npages - done);
+    for (uint64_t done = 0; done < r->npages;) {
+        size_t want = MIN((uint64_t)ENTRIES, r->npages - done);
         ssize_t n = pread(fd, buf, want * 8, (vpn + done) * 8);
         if (n < 0 && errno == EINTR) {
             continue;
@@ -58,7 +58,7 @@ static bool scan_read(int fd, const GuestRam *ram, unsigned long *map)
         }
         for (size_t i = 0; i < (size_t)n / 8; i++) {
             if (buf[i] & (PM_ENTRY_PRESENT | PM_ENTRY_SWAPPED)) {
-                bitmap_set_bit(map, done + i);
+                hm_bitmap_set_bit(map, r->first + done + i);
             }
         }
         done += n / 8;
@@ -66,23 +66,29 @@ static bool scan_read(int fd, const GuestRam *ram, unsigned long *map)
     return true;
 }
 
-unsigned long *ram_presence_scan(const GuestRam *ram, GError **errp)
+unsigned long *ram_presence_scan(const HmRam *ram, GError **errp)
 {
     int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "cannot open /proc/self/pagemap: %s", g_strerror(errno));
         return NULL;
     }
-    unsigned long *map = bitmap_new(ram->npages);
-    bool ok = scan_ioctl(fd, ram, map);
-    if (!ok) {
-        bitmap_zero(map, ram->npages);
-        ok = scan_read(fd, ram, map);
+    unsigned long *map = hm_bitmap_new(ram->npages);
+    bool ok = true;
+    for (unsigned i = 0; ok && i < ram->n; i++) {
+        const HmRegion *r = &ram->r[i];
+        if (r->backing != HINTMIG_BACKING_ANON) {
+            /* Shared memory holds data the page tables may not map: count
+             * every page as touched. */
+            hm_bitmap_set_range(map, r->first, r->npages);
+            continue;
+        }
+        ok = scan_ioctl(fd, r, map) || scan_read(fd, r, map);
     }
     close(fd);
     if (!ok) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_IO,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "cannot read /proc/self/pagemap");
         g_free(map);
         return NULL;

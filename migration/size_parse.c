@@ -5,9 +5,9 @@
 #include <string.h>
 #include <glib.h>
 
-#include "migration/size_parse.h"
+#include "hintmig/hintmig.h"
 
-bool size_parse(const char *str, uint64_t default_unit, uint64_t *out,
+bool hintmig_size_parse(const char *str, uint64_t default_unit, uint64_t *out,
                 GError **errp)
 {
     char *end;
@@ -56,7 +56,7 @@ bool size_parse(const char *str, uint64_t default_unit, uint64_t *out,
     return true;
 }
 
-char *size_to_str(uint64_t bytes)
+char *hintmig_size_to_str(uint64_t bytes)
 {
     static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
     double v = bytes;

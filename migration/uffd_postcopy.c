@@ -11,18 +11,19 @@
 #include "migration/bitmap.h"
 #include "migration/kernel_compat.h"
 #include "migration/ram_digest.h"
-#include "migration/thread_prio.h"
 #include "migration/uffd_postcopy.h"
 
 #define FAULTS_PER_READ 64
 
 struct UffdPostcopy {
-    GuestRam *ram;
+    HmRam *ram;
     int uffd;
     int stop_fd;                 /* eventfd: stops the fault thread */
     bool registered;
     GThread *fault_thread;
     GThread *fill_thread;
+    bool (*urgent)(void *opaque);  /* raises the fault thread's priority */
+    void *urgent_opaque;
     uint32_t poison;
     UffdRequestFn request;
     void *opaque;
@@ -47,13 +48,13 @@ static int uffd_open(GError **errp)
         fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
     }
     if (fd < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "postcopy: userfaultfd() failed: %s", g_strerror(errno));
         return -1;
     }
     struct uffdio_api api = { .api = UFFD_API, .features = 0 };
     if (ioctl(fd, UFFDIO_API, &api) < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "postcopy: UFFDIO_API failed: %s", g_strerror(errno));
         close(fd);
         return -1;
@@ -68,29 +69,38 @@ bool uffd_postcopy_probe(GError **errp)
         return false;
     }
     /* Register one anonymous page for missing faults: what postcopy needs. */
-    void *p = mmap(NULL, GUEST_PAGE_SIZE, PROT_READ | PROT_WRITE,
+    void *p = mmap(NULL, HM_PAGE_SIZE, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     struct uffdio_register reg = {
-        .range = { (uintptr_t)p, GUEST_PAGE_SIZE },
+        .range = { (uintptr_t)p, HM_PAGE_SIZE },
         .mode = UFFDIO_REGISTER_MODE_MISSING,
     };
     bool ok = p != MAP_FAILED && ioctl(fd, UFFDIO_REGISTER, &reg) == 0 &&
               (reg.ioctls & (1ull << _UFFDIO_COPY)) &&
               (reg.ioctls & (1ull << _UFFDIO_ZEROPAGE));
     if (!ok) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_UNSUPPORTED,
                     "postcopy: this kernel cannot register anonymous memory for "
                     "missing faults (%s)", g_strerror(errno));
     }
     if (p != MAP_FAILED) {
-        munmap(p, GUEST_PAGE_SIZE);
+        munmap(p, HM_PAGE_SIZE);
     }
     close(fd);
     return ok;
 }
 
-UffdPostcopy *uffd_postcopy_new(GuestRam *ram, GError **errp)
+UffdPostcopy *uffd_postcopy_new(HmRam *ram, GError **errp)
 {
+    for (unsigned i = 0; i < ram->n; i++) {
+        /* Huge pages are placed whole: a 4 KiB request protocol cannot. */
+        if (ram->r[i].backing == HINTMIG_BACKING_HUGETLB) {
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_UNSUPPORTED,
+                        "postcopy: RAM region '%s' is on hugetlbfs, which "
+                        "hintmig's postcopy does not place", ram->r[i].name);
+            return NULL;
+        }
+    }
     int fd = uffd_open(errp);
     if (fd < 0) {
         return NULL;
@@ -99,8 +109,8 @@ UffdPostcopy *uffd_postcopy_new(GuestRam *ram, GError **errp)
     pc->ram = ram;
     pc->uffd = fd;
     pc->stop_fd = eventfd(0, EFD_CLOEXEC);
-    pc->missing = bitmap_new(ram->npages);
-    pc->requested = bitmap_new(ram->npages);
+    pc->missing = hm_bitmap_new(ram->npages);
+    pc->requested = hm_bitmap_new(ram->npages);
     pc->req_time = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
     pc->lat_us = g_array_new(FALSE, FALSE, sizeof(guint32));
     g_mutex_init(&pc->lock);
@@ -115,16 +125,16 @@ unsigned long *uffd_postcopy_missing(UffdPostcopy *pc)
 
 static bool test_missing(UffdPostcopy *pc, uint64_t pfn)
 {
-    unsigned long w = __atomic_load_n(&pc->missing[pfn / BITS_PER_LONG],
+    unsigned long w = __atomic_load_n(&pc->missing[pfn / HM_BITS_PER_LONG],
                                       __ATOMIC_ACQUIRE);
-    return (w >> (pfn % BITS_PER_LONG)) & 1;
+    return (w >> (pfn % HM_BITS_PER_LONG)) & 1;
 }
 
 /* Clears @pfn's missing bit; true if this call cleared it. */
 static bool clear_missing(UffdPostcopy *pc, uint64_t pfn)
 {
-    unsigned long bit = 1UL << (pfn % BITS_PER_LONG);
-    return __atomic_fetch_and(&pc->missing[pfn / BITS_PER_LONG], ~bit,
+    unsigned long bit = 1UL << (pfn % HM_BITS_PER_LONG);
+    return __atomic_fetch_and(&pc->missing[pfn / HM_BITS_PER_LONG], ~bit,
                               __ATOMIC_ACQ_REL) & bit;
 }
 
@@ -132,32 +142,47 @@ static bool clear_missing(UffdPostcopy *pc, uint64_t pfn)
  * Zero-fills [pfn, pfn + n) where nothing is mapped yet.  A page already
  * there (EEXIST) is skipped; its waiters, if any, are woken.
  */
-static bool zero_range(UffdPostcopy *pc, uint64_t pfn, uint64_t n, uint64_t *filled,
-                       GError **errp)
+static bool zero_run(UffdPostcopy *pc, uint64_t pfn, uint64_t n, uint64_t *filled,
+                     GError **errp)
 {
-    uint64_t start = (uintptr_t)guest_ram_page(pc->ram, pfn);
-    uint64_t end = start + (n << GUEST_PAGE_SHIFT);
+    uint64_t base = (uintptr_t)hm_ram_page(pc->ram, pfn), start = base;
+    uint64_t end = start + (n << HM_PAGE_SHIFT);
 
     while (start < end) {
         struct uffdio_zeropage z = { .range = { start, end - start } };
         if (ioctl(pc->uffd, UFFDIO_ZEROPAGE, &z) == 0) {
-            *filled += (end - start) >> GUEST_PAGE_SHIFT;
+            *filled += (end - start) >> HM_PAGE_SHIFT;
             return true;
         }
         int64_t done = z.zeropage > 0 ? z.zeropage : 0;
-        *filled += done >> GUEST_PAGE_SHIFT;
+        *filled += done >> HM_PAGE_SHIFT;
         start += done;
         if (errno == EEXIST) {
-            struct uffdio_range w = { start, GUEST_PAGE_SIZE };
+            struct uffdio_range w = { start, HM_PAGE_SIZE };
             ioctl(pc->uffd, UFFDIO_WAKE, &w);
-            start += GUEST_PAGE_SIZE;
+            start += HM_PAGE_SIZE;
         } else if (errno != EAGAIN) {
-            g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                         "postcopy: UFFDIO_ZEROPAGE at page %" G_GUINT64_FORMAT
-                        " failed: %s", (start - (uintptr_t)pc->ram->host) >>
-                        GUEST_PAGE_SHIFT, g_strerror(errno));
+                        " failed: %s", pfn + ((start - base) >> HM_PAGE_SHIFT),
+                        g_strerror(errno));
             return false;
         }
+    }
+    return true;
+}
+
+/* zero_run() over runs that may cross from one RAM region into the next. */
+static bool zero_range(UffdPostcopy *pc, uint64_t pfn, uint64_t n, uint64_t *filled,
+                       GError **errp)
+{
+    while (n) {
+        uint64_t k = hm_ram_contig(pc->ram, pfn, n);
+        if (!zero_run(pc, pfn, k, filled, errp)) {
+            return false;
+        }
+        pfn += k;
+        n -= k;
     }
     return true;
 }
@@ -166,11 +191,11 @@ static bool zero_range(UffdPostcopy *pc, uint64_t pfn, uint64_t n, uint64_t *fil
  * Copies @n pages from @src to [pfn, pfn + n).  Pages already there are
  * skipped and counted in *@dups.
  */
-static bool copy_range(UffdPostcopy *pc, uint64_t pfn, const uint8_t *src, uint64_t n,
-                       uint64_t *dups, GError **errp)
+static bool copy_run(UffdPostcopy *pc, uint64_t pfn, const uint8_t *src, uint64_t n,
+                     uint64_t *dups, GError **errp)
 {
-    uint64_t base = (uintptr_t)guest_ram_page(pc->ram, pfn);
-    uint64_t off = 0, len = n << GUEST_PAGE_SHIFT;
+    uint64_t base = (uintptr_t)hm_ram_page(pc->ram, pfn);
+    uint64_t off = 0, len = n << HM_PAGE_SHIFT;
 
     while (off < len) {
         struct uffdio_copy c = { .dst = base + off, .src = (uintptr_t)src + off,
@@ -180,17 +205,33 @@ static bool copy_range(UffdPostcopy *pc, uint64_t pfn, const uint8_t *src, uint6
         }
         off += c.copy > 0 ? (uint64_t)c.copy : 0;
         if (errno == EEXIST) {
-            struct uffdio_range w = { base + off, GUEST_PAGE_SIZE };
+            struct uffdio_range w = { base + off, HM_PAGE_SIZE };
             ioctl(pc->uffd, UFFDIO_WAKE, &w);
-            off += GUEST_PAGE_SIZE;
+            off += HM_PAGE_SIZE;
             (*dups)++;
         } else if (errno != EAGAIN) {
-            g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                         "postcopy: UFFDIO_COPY to page %" G_GUINT64_FORMAT
-                        " failed: %s", pfn + (off >> GUEST_PAGE_SHIFT),
+                        " failed: %s", pfn + (off >> HM_PAGE_SHIFT),
                         g_strerror(errno));
             return false;
         }
+    }
+    return true;
+}
+
+/* copy_run() over runs that may cross from one RAM region into the next. */
+static bool copy_range(UffdPostcopy *pc, uint64_t pfn, const uint8_t *src, uint64_t n,
+                       uint64_t *dups, GError **errp)
+{
+    while (n) {
+        uint64_t k = hm_ram_contig(pc->ram, pfn, n);
+        if (!copy_run(pc, pfn, src, k, dups, errp)) {
+            return false;
+        }
+        pfn += k;
+        src += k << HM_PAGE_SHIFT;
+        n -= k;
     }
     return true;
 }
@@ -200,12 +241,12 @@ static bool fill_hinted(UffdPostcopy *pc, GError **errp)
 {
     uint64_t npages = pc->ram->npages, filled = 0;
 
-    for (uint64_t pfn = bitmap_next_set(pc->hinted, npages, 0); pfn < npages;) {
-        uint64_t end = bitmap_next_clear(pc->hinted, npages, pfn);
+    for (uint64_t pfn = hm_bitmap_next_set(pc->hinted, npages, 0); pfn < npages;) {
+        uint64_t end = hm_bitmap_next_clear(pc->hinted, npages, pfn);
         if (!zero_range(pc, pfn, end - pfn, &filled, errp)) {
             return false;
         }
-        pfn = bitmap_next_set(pc->hinted, npages, end);
+        pfn = hm_bitmap_next_set(pc->hinted, npages, end);
     }
     g_mutex_lock(&pc->lock);
     pc->st.hint_filled = filled;
@@ -230,7 +271,7 @@ static gpointer fill_thread(gpointer data)
         /* The receiver wrote the poison when the hints came: every hinted
          * page is present already, and nothing here can take one away. */
         g_mutex_lock(&pc->lock);
-        pc->st.hint_filled = bitmap_count(pc->hinted, pc->ram->npages);
+        pc->st.hint_filled = hm_bitmap_count(pc->hinted, pc->ram->npages);
         g_mutex_unlock(&pc->lock);
         return NULL;
     }
@@ -260,12 +301,12 @@ static void handle_fault(UffdPostcopy *pc, uint64_t pfn, uint64_t *req, unsigned
     }
     g_mutex_lock(&pc->lock);
     pc->st.faults_remote++;
-    if (!bitmap_test_bit(pc->requested, pfn)) {
-        bitmap_set_bit(pc->requested, pfn);
+    if (!hm_bitmap_test_bit(pc->requested, pfn)) {
+        hm_bitmap_set_bit(pc->requested, pfn);
         g_hash_table_insert(pc->req_time, g_memdup2(&(gint64) { pfn }, 8),
                             g_memdup2(&(gint64) { g_get_monotonic_time() }, 8));
         pc->st.requested_pages++;
-        if (pc->hinted && bitmap_test_bit(pc->hinted, pfn)) {
+        if (pc->hinted && hm_bitmap_test_bit(pc->hinted, pfn)) {
             pc->st.hinted_requested++;
         }
         req[(*nreq)++] = pfn;
@@ -292,7 +333,7 @@ static gpointer fault_thread(gpointer data)
     struct uffd_msg msgs[FAULTS_PER_READ];
     uint64_t req[FAULTS_PER_READ];
 
-    bool rt = thread_prio_urgent();
+    bool rt = pc->urgent && pc->urgent(pc->urgent_opaque);
     g_mutex_lock(&pc->lock);
     pc->st.realtime = rt;
     g_mutex_unlock(&pc->lock);
@@ -320,23 +361,45 @@ static gpointer fault_thread(gpointer data)
             if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
                 continue;
             }
-            uint64_t addr = msgs[i].arg.pagefault.address;
-            uint64_t base = (uintptr_t)pc->ram->host;
-            if (addr < base || addr >= base + pc->ram->size) {
+            uint64_t pfn;
+            if (!hm_ram_hva_to_pfn(pc->ram, (void *)(uintptr_t)
+                                   msgs[i].arg.pagefault.address, &pfn)) {
                 continue;
             }
-            handle_fault(pc, (addr - base) >> GUEST_PAGE_SHIFT, req, &nreq);
+            handle_fault(pc, pfn, req, &nreq);
         }
         send_requests(pc, req, nreq);
     }
     return NULL;
 }
 
+static void stop_fault_thread(UffdPostcopy *pc);
+
+void uffd_postcopy_set_urgent(UffdPostcopy *pc, bool (*fn)(void *opaque), void *opaque)
+{
+    pc->urgent = fn;
+    pc->urgent_opaque = opaque;
+}
+
+/* Unregisters the first @n regions; 0 or the first errno. */
+static int unregister(UffdPostcopy *pc, unsigned n)
+{
+    int err = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        struct uffdio_range r = { (uintptr_t)pc->ram->r[i].host, pc->ram->r[i].size };
+        if (ioctl(pc->uffd, UFFDIO_UNREGISTER, &r) < 0 && !err) {
+            err = errno;
+        }
+    }
+    return err;
+}
+
 bool uffd_postcopy_start(UffdPostcopy *pc, const unsigned long *hinted,
                          uint32_t poison, UffdRequestFn fn, void *opaque,
                          GError **errp)
 {
-    GuestRam *ram = pc->ram;
+    HmRam *ram = pc->ram;
     uint64_t npages = ram->npages;
 
     pc->hinted = hinted;
@@ -345,32 +408,45 @@ bool uffd_postcopy_start(UffdPostcopy *pc, const unsigned long *hinted,
     pc->link_up = true;
     /* The copies received before the switch are stale: drop them, so that
      * the guest faults on them and gets the source's. */
-    for (uint64_t pfn = bitmap_next_set(pc->missing, npages, 0); pfn < npages;) {
-        uint64_t end = bitmap_next_clear(pc->missing, npages, pfn);
-        if (madvise(guest_ram_page(ram, pfn), (end - pfn) << GUEST_PAGE_SHIFT,
-                    MADV_DONTNEED) < 0) {
-            g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
-                        "postcopy: dropping stale pages: %s", g_strerror(errno));
+    for (uint64_t pfn = hm_bitmap_next_set(pc->missing, npages, 0); pfn < npages;) {
+        uint64_t end = hm_bitmap_next_clear(pc->missing, npages, pfn);
+        int err = hm_ram_drop(ram, pfn, end - pfn);
+        if (err < 0) {
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
+                        "postcopy: dropping stale pages: %s", g_strerror(-err));
             return false;
         }
-        pfn = bitmap_next_set(pc->missing, npages, end);
+        pfn = hm_bitmap_next_set(pc->missing, npages, end);
     }
-    pc->st.remaining = bitmap_count(pc->missing, npages);
-    struct uffdio_register reg = {
-        .range = { (uintptr_t)ram->host, ram->size },
-        .mode = UFFDIO_REGISTER_MODE_MISSING,
-    };
-    if (ioctl(pc->uffd, UFFDIO_REGISTER, &reg) < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
-                    "postcopy: registering guest RAM with userfaultfd: %s",
-                    g_strerror(errno));
-        return false;
+    pc->st.remaining = hm_bitmap_count(pc->missing, npages);
+    for (unsigned i = 0; i < ram->n; i++) {
+        struct uffdio_register reg = {
+            .range = { (uintptr_t)ram->r[i].host, ram->r[i].size },
+            .mode = UFFDIO_REGISTER_MODE_MISSING,
+        };
+        if (ioctl(pc->uffd, UFFDIO_REGISTER, &reg) < 0) {
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
+                        "postcopy: registering RAM region '%s' with userfaultfd: %s",
+                        ram->r[i].name, g_strerror(errno));
+            unregister(pc, i);
+            return false;
+        }
     }
     pc->registered = true;
     pc->poison = poison;
-    pc->fault_thread = g_thread_new("uffd-fault", fault_thread, pc);
-    if (hinted) {
-        pc->fill_thread = g_thread_new("uffd-fill", fill_thread, pc);
+    g_autoptr(GError) err = NULL;
+    pc->fault_thread = g_thread_try_new("uffd-fault", fault_thread, pc, &err);
+    if (pc->fault_thread && hinted) {
+        pc->fill_thread = g_thread_try_new("uffd-fill", fill_thread, pc, &err);
+    }
+    if (!pc->fault_thread || (hinted && !pc->fill_thread)) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED,
+                    "postcopy: cannot start the %s thread: %s",
+                    pc->fault_thread ? "fill" : "fault", err->message);
+        stop_fault_thread(pc);
+        unregister(pc, ram->n);
+        pc->registered = false;
+        return false;
     }
     return true;
 }
@@ -386,8 +462,8 @@ static void placed(UffdPostcopy *pc, uint64_t pfn, gint64 now)
     if (--pc->st.remaining == 0) {
         g_cond_broadcast(&pc->all_here);
     }
-    if (bitmap_test_bit(pc->requested, pfn)) {
-        bitmap_clear_bit(pc->requested, pfn);
+    if (hm_bitmap_test_bit(pc->requested, pfn)) {
+        hm_bitmap_clear_bit(pc->requested, pfn);
         if ((t = g_hash_table_lookup(pc->req_time, &key))) {
             guint32 us = MIN(now - *t, (gint64)G_MAXUINT32);
             g_array_append_val(pc->lat_us, us);
@@ -416,7 +492,7 @@ bool uffd_postcopy_place(UffdPostcopy *pc, const PageStaged *b, uint64_t *digest
             j++;
         }
         uint64_t n = j - i;
-        const uint8_t *src = b->data + (size_t)i * GUEST_PAGE_SIZE;
+        const uint8_t *src = b->data + (size_t)i * HM_PAGE_SIZE;
         if (b->zero[i]) {
             uint64_t filled = 0;
             if (!zero_range(pc, pfn, n, &filled, errp)) {
@@ -432,7 +508,7 @@ bool uffd_postcopy_place(UffdPostcopy *pc, const PageStaged *b, uint64_t *digest
         for (unsigned k = i; k < j; k++) {
             digests[b->pfns[k]] = b->zero[k]
                 ? page_zero_digest()
-                : ram_digest(b->data + (size_t)k * GUEST_PAGE_SIZE, GUEST_PAGE_SIZE, 0);
+                : ram_digest(b->data + (size_t)k * HM_PAGE_SIZE, HM_PAGE_SIZE, 0);
             if (clear_missing(pc, b->pfns[k])) {
                 placed(pc, b->pfns[k], now);
             }
@@ -456,8 +532,8 @@ void uffd_postcopy_link(UffdPostcopy *pc, bool up)
     pc->kicked = false;
     if (up) {
         uint64_t npages = pc->ram->npages;
-        for (uint64_t pfn = bitmap_next_set(pc->requested, npages, 0); pfn < npages;
-             pfn = bitmap_next_set(pc->requested, npages, pfn + 1)) {
+        for (uint64_t pfn = hm_bitmap_next_set(pc->requested, npages, 0); pfn < npages;
+             pfn = hm_bitmap_next_set(pc->requested, npages, pfn + 1)) {
             g_array_append_val(again, pfn);
         }
     }
@@ -509,13 +585,13 @@ bool uffd_postcopy_finish(UffdPostcopy *pc, GError **errp)
 {
     stop_fault_thread(pc);
     if (pc->registered) {
-        struct uffdio_range r = { (uintptr_t)pc->ram->host, pc->ram->size };
-        if (ioctl(pc->uffd, UFFDIO_UNREGISTER, &r) < 0) {
-            g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
-                        "postcopy: unregistering guest RAM: %s", g_strerror(errno));
+        int err = unregister(pc, pc->ram->n);
+        pc->registered = false;
+        if (err) {
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
+                        "postcopy: unregistering guest RAM: %s", g_strerror(err));
             return false;
         }
-        pc->registered = false;
     }
     return true;
 }

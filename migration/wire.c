@@ -7,21 +7,16 @@
 
 #include "migration/bitmap.h"
 #include "migration/wire.h"
+#include "migration/le.h"
 
-static void put16(uint8_t *p, uint16_t v) { v = GUINT16_TO_LE(v); memcpy(p, &v, 2); }
-static void put32(uint8_t *p, uint32_t v) { v = GUINT32_TO_LE(v); memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { v = GUINT64_TO_LE(v); memcpy(p, &v, 8); }
-static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return GUINT16_FROM_LE(v); }
-static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return GUINT32_FROM_LE(v); }
-static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return GUINT64_FROM_LE(v); }
 
 void wire_header_encode(uint8_t *buf, WireType type, uint32_t seq, uint32_t len)
 {
-    put32(buf, WIRE_MAGIC);
-    put16(buf + 4, WIRE_VERSION);
-    put16(buf + 6, type);
-    put32(buf + 8, seq);
-    put32(buf + 12, len);
+    le_put32(buf, WIRE_MAGIC);
+    le_put16(buf + 4, WIRE_VERSION);
+    le_put16(buf + 6, type);
+    le_put32(buf + 8, seq);
+    le_put32(buf + 12, len);
 }
 
 const char *wire_type_str(uint16_t type)
@@ -50,29 +45,29 @@ const char *wire_type_str(uint16_t type)
 
 bool wire_header_decode(const uint8_t *buf, WireHeader *h, GError **errp)
 {
-    h->magic = get32(buf);
-    h->version = get16(buf + 4);
-    h->type = get16(buf + 6);
-    h->seq = get32(buf + 8);
-    h->len = get32(buf + 12);
+    h->magic = le_get32(buf);
+    h->version = le_get16(buf + 4);
+    h->type = le_get16(buf + 6);
+    h->seq = le_get32(buf + 8);
+    h->len = le_get32(buf + 12);
     if (h->magic != WIRE_MAGIC) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
                     "not a hintmig migration stream (bad magic 0x%08x)", h->magic);
         return false;
     }
     if (h->version != WIRE_VERSION) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
                     "unsupported wire protocol version %u (this side speaks %u)",
                     h->version, WIRE_VERSION);
         return false;
     }
     if (!wire_type_str(h->type)) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
                     "unknown message type %u", h->type);
         return false;
     }
     if (h->len > WIRE_MAX_PAYLOAD) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
                     "%s message of %u bytes exceeds the %u-byte limit",
                     wire_type_str(h->type), h->len, WIRE_MAX_PAYLOAD);
         return false;
@@ -80,18 +75,19 @@ bool wire_header_decode(const uint8_t *buf, WireHeader *h, GError **errp)
     return true;
 }
 
-#define HELLO_SIZE (16 + 8 + 8 + 8 + 4 + 8 + 4)
+#define HELLO_SIZE (16 + 8 + 8 + 8 + 4 + 8 + 4 + 8)
 
 GBytes *wire_hello_encode(const WireHello *h)
 {
     uint8_t *b = g_malloc0(HELLO_SIZE);
     memcpy(b, h->uuid, 16);
-    put64(b + 16, h->session);
-    put64(b + 24, h->features_offered);
-    put64(b + 32, h->features_required);
-    put32(b + 40, h->page_size);
-    put64(b + 44, h->ram_size);
-    put32(b + 52, h->nvcpus);
+    le_put64(b + 16, h->session);
+    le_put64(b + 24, h->features_offered);
+    le_put64(b + 32, h->features_required);
+    le_put32(b + 40, h->page_size);
+    le_put64(b + 44, h->ram_size);
+    le_put32(b + 52, h->nvcpus);
+    le_put64(b + 56, h->layout);
     return g_bytes_new_take(b, HELLO_SIZE);
 }
 
@@ -99,17 +95,18 @@ bool wire_hello_decode(const void *p, size_t len, WireHello *h, GError **errp)
 {
     const uint8_t *b = p;
     if (len != HELLO_SIZE) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
                     "hello is %zu bytes, expected %d", len, HELLO_SIZE);
         return false;
     }
     memcpy(h->uuid, b, 16);
-    h->session = get64(b + 16);
-    h->features_offered = get64(b + 24);
-    h->features_required = get64(b + 32);
-    h->page_size = get32(b + 40);
-    h->ram_size = get64(b + 44);
-    h->nvcpus = get32(b + 52);
+    h->session = le_get64(b + 16);
+    h->features_offered = le_get64(b + 24);
+    h->features_required = le_get64(b + 32);
+    h->page_size = le_get32(b + 40);
+    h->ram_size = le_get64(b + 44);
+    h->nvcpus = le_get32(b + 52);
+    h->layout = le_get64(b + 56);
     return true;
 }
 
@@ -119,11 +116,11 @@ GBytes *wire_hello_reply_encode(const WireHelloReply *r)
 {
     size_t rlen = strnlen(r->reason, sizeof(r->reason) - 1);
     uint8_t *b = g_malloc0(REPLY_FIXED + rlen);
-    put32(b, r->status);
-    put64(b + 4, r->features_accepted);
-    put32(b + 12, r->page_size);
-    put64(b + 16, r->ram_size);
-    put32(b + 24, r->nvcpus);
+    le_put32(b, r->status);
+    le_put64(b + 4, r->features_accepted);
+    le_put32(b + 12, r->page_size);
+    le_put64(b + 16, r->ram_size);
+    le_put32(b + 24, r->nvcpus);
     memcpy(b + REPLY_FIXED, r->reason, rlen);
     return g_bytes_new_take(b, REPLY_FIXED + rlen);
 }
@@ -143,16 +140,16 @@ bool wire_hello_reply_decode(const void *p, size_t len, WireHelloReply *r,
 {
     const uint8_t *b = p;
     if (len < REPLY_FIXED) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
                     "hello reply is %zu bytes, expected at least %d", len,
                     REPLY_FIXED);
         return false;
     }
-    r->status = get32(b);
-    r->features_accepted = get64(b + 4);
-    r->page_size = get32(b + 12);
-    r->ram_size = get64(b + 16);
-    r->nvcpus = get32(b + 24);
+    r->status = le_get32(b);
+    r->features_accepted = le_get64(b + 4);
+    r->page_size = le_get32(b + 12);
+    r->ram_size = le_get64(b + 16);
+    r->nvcpus = le_get32(b + 24);
     copy_text(r->reason, sizeof(r->reason), b + REPLY_FIXED, len - REPLY_FIXED);
     return true;
 }
@@ -161,7 +158,7 @@ GBytes *wire_status_encode(uint32_t code, const char *text)
 {
     size_t tlen = text ? MIN(strlen(text), (size_t)1024) : 0;
     uint8_t *b = g_malloc(4 + tlen);
-    put32(b, code);
+    le_put32(b, code);
     if (tlen) {
         memcpy(b + 4, text, tlen);
     }
@@ -172,11 +169,11 @@ bool wire_status_decode(const void *p, size_t len, uint32_t *code, char **text,
                         GError **errp)
 {
     if (len < 4 || len > 4 + 1024) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
                     "status message of %zu bytes is malformed", len);
         return false;
     }
-    *code = get32(p);
+    *code = le_get32(p);
     char buf[1025];
     copy_text(buf, sizeof(buf), (const uint8_t *)p + 4, len - 4);
     *text = g_strdup(buf);
@@ -235,7 +232,7 @@ static bool write_full(int fd, const void *buf, size_t len, GError **errp)
             continue;
         }
         if (n <= 0) {
-            g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                         "connection lost: %s", g_strerror(errno));
             return false;
         }
@@ -254,8 +251,7 @@ bool wire_read_full(int fd, void *buf, size_t len, GError **errp)
             continue;
         }
         if (n <= 0) {
-            g_set_error(errp, G_FILE_ERROR,
-                        n ? g_file_error_from_errno(errno) : G_FILE_ERROR_PIPE,
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                         "connection lost: %s",
                         n ? g_strerror(errno) : "the peer closed it");
             return false;
@@ -300,25 +296,25 @@ GPtrArray *wire_runs_encode(const unsigned long *set, uint64_t npages,
     uint8_t hdr[8] = { 0 };
 
     g_byte_array_append(msg, hdr, 8);
-    for (uint64_t pfn = bitmap_next_set(set, npages, 0); pfn < npages;) {
-        uint64_t end = bitmap_next_clear(set, npages, pfn);
+    for (uint64_t pfn = hm_bitmap_next_set(set, npages, 0); pfn < npages;) {
+        uint64_t end = hm_bitmap_next_clear(set, npages, pfn);
         uint8_t run[16];
-        put64(run, pfn);
-        put64(run + 8, end - pfn);
+        le_put64(run, pfn);
+        le_put64(run + 8, end - pfn);
         g_byte_array_append(msg, run, 16);
         count++;
-        pfn = bitmap_next_set(set, npages, end);
+        pfn = hm_bitmap_next_set(set, npages, end);
         if (msg->len + 16 > WIRE_MAX_PAYLOAD / 2 && pfn < npages) {
-            put32(msg->data, word);
-            put32(msg->data + 4, count);
+            le_put32(msg->data, word);
+            le_put32(msg->data + 4, count);
             g_ptr_array_add(out, g_byte_array_free_to_bytes(msg));
             msg = g_byte_array_new();
             g_byte_array_append(msg, hdr, 8);
             count = 0;
         }
     }
-    put32(msg->data, last_word);
-    put32(msg->data + 4, count);
+    le_put32(msg->data, last_word);
+    le_put32(msg->data + 4, count);
     g_ptr_array_add(out, g_byte_array_free_to_bytes(msg));
     return out;
 }
@@ -329,23 +325,23 @@ bool wire_runs_decode(const void *p, size_t len, uint64_t npages,
 {
     const uint8_t *d = p;
 
-    if (len < 8 || (len - 8) % 16 || get32(d + 4) != (len - 8) / 16) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+    if (len < 8 || (len - 8) % 16 || le_get32(d + 4) != (len - 8) / 16) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
                     "malformed page-run message (%zu bytes)", len);
         return false;
     }
-    *word = get32(d);
+    *word = le_get32(d);
     *pages = 0;
     for (size_t off = 8; off < len; off += 16) {
-        uint64_t pfn = get64(d + off), n = get64(d + off + 8);
+        uint64_t pfn = le_get64(d + off), n = le_get64(d + off + 8);
         if (!n || pfn >= npages || n > npages - pfn) {
-            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
                         "page run %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
                         " is outside RAM (%" G_GUINT64_FORMAT " pages)", pfn, n,
                         npages);
             return false;
         }
-        bitmap_set_range(set, pfn, n);
+        hm_bitmap_set_range(set, pfn, n);
         *pages += n;
     }
     return true;
@@ -357,6 +353,95 @@ void wire_set_peer_error(const void *p, size_t len, const char *what, GError **e
     g_autofree char *text = NULL;
 
     wire_status_decode(p, len, &code, &text, NULL);
-    g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s: %s", what,
+    g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED, "%s: %s", what,
                 text && *text ? text : "(no reason)");
+}
+
+void wire_session_encode(uint8_t out[8], uint64_t session)
+{
+    le_put64(out, session);
+}
+
+bool wire_session_decode(const void *p, size_t len, uint64_t *session)
+{
+    if (len != 8) {
+        return false;
+    }
+    *session = le_get64(p);
+    return true;
+}
+
+uint8_t *wire_page_request_encode(const uint64_t *pfns, uint32_t n, size_t *len)
+{
+    uint8_t *msg = g_malloc(4 + (size_t)n * 8);
+
+    le_put32(msg, n);
+    for (uint32_t i = 0; i < n; i++) {
+        le_put64(msg + 4 + (size_t)i * 8, pfns[i]);
+    }
+    *len = 4 + (size_t)n * 8;
+    return msg;
+}
+
+uint64_t *wire_page_request_decode(const void *p, size_t len, uint64_t npages,
+                                   uint32_t *n, GError **errp)
+{
+    const uint8_t *b = p;
+
+    if (len < 4 || len != 4 + (size_t)le_get32(b) * 8) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
+                    "malformed page request (%zu bytes)", len);
+        return NULL;
+    }
+    *n = le_get32(b);
+    uint64_t *pfns = g_new(uint64_t, MAX(*n, 1u));
+    for (uint32_t i = 0; i < *n; i++) {
+        pfns[i] = le_get64(b + 4 + (size_t)i * 8);
+        if (pfns[i] >= npages) {
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
+                        "page request for page %" G_GUINT64_FORMAT " beyond RAM",
+                        pfns[i]);
+            g_free(pfns);
+            return NULL;
+        }
+    }
+    return pfns;
+}
+
+size_t wire_digests_encode(uint8_t *buf, uint32_t chunk_pages, uint64_t first,
+                           const uint64_t *digests, uint32_t count)
+{
+    le_put32(buf, chunk_pages);
+    le_put32(buf + 4, count);
+    le_put64(buf + 8, first);
+    for (uint32_t i = 0; i < count; i++) {
+        le_put64(buf + WIRE_DIGESTS_HEADER + (size_t)i * 8, digests[i]);
+    }
+    return WIRE_DIGESTS_HEADER + (size_t)count * 8;
+}
+
+bool wire_digests_decode(const void *p, size_t len, uint32_t chunk_pages,
+                         uint64_t nchunks, uint64_t *out, uint32_t *count,
+                         GError **errp)
+{
+    const uint8_t *b = p;
+
+    if (len < WIRE_DIGESTS_HEADER) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
+                    "verify message too short");
+        return false;
+    }
+    uint32_t cp = le_get32(b), n = le_get32(b + 4);
+    uint64_t first = le_get64(b + 8);
+    if (cp != chunk_pages || len != WIRE_DIGESTS_HEADER + (size_t)n * 8 ||
+        first > nchunks || n > nchunks - first) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
+                    "malformed verify message");
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        out[first + i] = le_get64(b + WIRE_DIGESTS_HEADER + (size_t)i * 8);
+    }
+    *count = n;
+    return true;
 }

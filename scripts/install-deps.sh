@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(meson ninja-build pkg-config gcc liburing-dev libnuma-dev libglib2.0-dev
-      libzstd-dev check)
+      libzstd-dev libxxhash-dev check)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "vm/hmp_client.h"
-#include "migration/monitor.h"
+#include "hmp/monitor.h"
 
 struct HmpClient {
     int fd;

@@ -32,7 +32,7 @@ static bool hmp_stop(void *opaque, int argc, char **argv, GString *out,
     Vm *vm = opaque;
     (void)argc, (void)argv, (void)out;
 
-    if (migration_incoming_ram_pending(vm_migration(vm))) {
+    if (hintmig_incoming_ram_pending(vm_migration(vm))) {
         /* A vCPU waiting on a missing page cannot be paused until it comes,
          * and while the link is down it never comes. */
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
@@ -69,7 +69,7 @@ static bool hmp_info_guest(void *opaque, int argc, char **argv, GString *out,
     GuestInfo info;
     (void)argc, (void)argv;
 
-    if (migration_incoming_ram_pending(vm_migration(vm))) {
+    if (hintmig_incoming_ram_pending(vm_migration(vm))) {
         /* The monitor must stay responsive: a missing page could keep this
          * thread waiting on the network, or for ever while it is down. */
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_AGAIN,

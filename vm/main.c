@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
-#include "migration/size_parse.h"
+#include "hintmig/hintmig.h"
 #include "vm/monitor_chardev.h"
 #include "vm/vm.h"
 
@@ -218,7 +218,7 @@ static int parse_args(int argc, char **argv, Args *a)
             a->cfg.ram.numa_node = node;
             break;
         case OPT_DIRTY:
-            if (!dirty_backend_parse(optarg, &a->cfg.dirty_backend)) {
+            if (!hintmig_dirty_backend_parse(optarg, &a->cfg.dirty_backend)) {
                 return fail("--dirty-tracking %s: expected auto, uffd-wp or "
                             "soft-dirty%s", optarg, "");
             }
@@ -252,7 +252,7 @@ static int parse_args(int argc, char **argv, Args *a)
     if (optind < argc) {
         return fail("unexpected argument '%s'%s", argv[optind], "");
     }
-    if (!size_parse(mem, 1 << 20, &a->cfg.ram.size, &err)) {
+    if (!hintmig_size_parse(mem, 1 << 20, &a->cfg.ram.size, &err)) {
         return fail("-m %s: %s", mem, err->message);
     }
     if (!workload_parse(a->workload ? a->workload : "idle", a->cfg.ram.size,
@@ -361,7 +361,7 @@ int main(int argc, char **argv)
         }
     }
     if (a.cfg.incoming && strcmp(a.cfg.incoming, "defer") &&
-        !migration_incoming_start(vm_migration(vm), a.cfg.incoming, &err)) {
+        !hintmig_incoming_start(vm_migration(vm), a.cfg.incoming, &err)) {
         fprintf(stderr, "hintmig-vm: -incoming %s: %s\n", a.cfg.incoming, err->message);
         goto fail;
     }

@@ -4,8 +4,8 @@
 
 #include "vm/vm.h"
 #include "hw/virtio/virtio-balloon-hint.h"
-#include "migration/vmstate_file.h"
-#include "migration/wire.h"
+#include "vm/vmstate_file.h"
+#include "hmp/migration_hmp.h"
 
 void hmp_commands_register(Vm *vm);
 
@@ -19,7 +19,7 @@ struct Vm {
     Guest *guest;
     VcpuSet *vcpus;
     Monitor *mon;
-    Migration *mig;
+    Hintmig *mig;
     void *mig_glue;
     VirtioBalloon *balloon;
     char *incoming;
@@ -119,8 +119,12 @@ Vm *vm_new(const VmConfig *cfg, GError **errp)
         vm_add_state_notifier(vm, balloon_run_state, vm->balloon);
     }
     hmp_commands_register(vm);
-    vm->mig = vm_migration_new(vm, &vm->mig_glue);
-    migration_hmp_register(vm->mig, vm->mon);
+    vm->mig = vm_migration_new(vm, &vm->mig_glue, errp);
+    if (!vm->mig) {
+        vm_free(vm);
+        return NULL;
+    }
+    hmp_migration_register(vm->mig, vm->mon);
     if (vm->balloon) {
         vm_migration_attach_balloon(vm);
     }
@@ -135,7 +139,7 @@ void vm_free(Vm *vm)
     if (vm->balloon) {
         vb_set_client(vm->balloon, NULL);    /* no hints into a freed engine */
     }
-    migration_free(vm->mig);     /* its threads may still call into the VM */
+    hintmig_free(vm->mig);     /* its threads may still call into the VM */
     g_free(vm->mig_glue);
     g_free(vm->incoming);
     vcpu_set_free(vm->vcpus);
@@ -218,7 +222,7 @@ void vm_remove_state_notifier(Vm *vm, gulong id)
 }
 
 Monitor *vm_monitor(Vm *vm) { return vm->mon; }
-Migration *vm_migration(Vm *vm) { return vm->mig; }
+Hintmig *vm_migration(Vm *vm) { return vm->mig; }
 VirtioBalloon *vm_balloon(Vm *vm) { return vm->balloon; }
 GuestRam *vm_ram(Vm *vm) { return vm->ram; }
 Guest *vm_guest(Vm *vm) { return vm->guest; }
@@ -280,10 +284,10 @@ void vm_request_quit(Vm *vm)
 void vm_run_main_loop(Vm *vm)
 {
     g_main_loop_run(vm->loop);
-    if (migration_incoming_ram_pending(vm->mig)) {
+    if (hintmig_incoming_ram_pending(vm->mig)) {
         /* vCPUs may wait on pages that will never come: let go of them
          * first, or they could not be stopped. */
-        migration_shutdown(vm->mig);
+        hintmig_shutdown(vm->mig);
     }
     if (vm->state == RUN_STATE_RUNNING) {
         vm_stop(vm, RUN_STATE_SHUTDOWN);
@@ -356,13 +360,12 @@ GPtrArray *vm_save_sections(Vm *vm)
 {
     GPtrArray *secs = g_ptr_array_new_with_free_func(
         (GDestroyNotify)vmstate_section_free);
-    uint8_t uuid[16];
     g_autoptr(GBytes) cpus = vm_save_vcpus(vm);
     gsize len;
     const void *d = g_bytes_get_data(cpus, &len);
 
-    wire_uuid_parse(vm->uuid, uuid);
-    g_ptr_array_add(secs, vmstate_section_new("vm", uuid, sizeof(uuid)));
+    /* The UUID as its 36 characters of text. */
+    g_ptr_array_add(secs, vmstate_section_new("vm", vm->uuid, strlen(vm->uuid)));
     g_ptr_array_add(secs, vmstate_section_new(VCPU_SECTION, d, len));
     if (vm->balloon) {
         g_autoptr(GBytes) b = vb_save(vm->balloon);
@@ -378,7 +381,9 @@ bool vm_load_sections(Vm *vm, GPtrArray *secs, GError **errp)
     GBytes *cpus = vmstate_sections_find(secs, VCPU_SECTION);
     GBytes *balloon = vmstate_sections_find(secs, BALLOON_SECTION);
 
-    if (!uuid || g_bytes_get_size(uuid) != 16 || !cpus) {
+    g_autofree char *text = uuid ? g_strndup(g_bytes_get_data(uuid, NULL),
+                                             g_bytes_get_size(uuid)) : NULL;
+    if (!text || !g_uuid_string_is_valid(text) || !cpus) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "the \"vm\" or \"cpus\" section is missing or malformed");
         return false;
@@ -393,8 +398,6 @@ bool vm_load_sections(Vm *vm, GPtrArray *secs, GError **errp)
         (balloon && !vb_load(vm->balloon, balloon, errp))) {
         return false;
     }
-    char text[37];
-    wire_uuid_format(g_bytes_get_data(uuid, NULL), text);
     vm_set_uuid(vm, text);
     /* RAM holds another guest now: attach to it when the VM starts. */
     vm->guest->booted = false;
@@ -425,20 +428,20 @@ bool vm_load_state_file(Vm *vm, const char *path, GError **errp)
 
 char *vm_describe_dirty_backend(Vm *vm)
 {
-    DirtyBackendKind want = vm->cfg.dirty_backend;
+    HintmigDirtyBackend want = vm->cfg.dirty_backend;
     g_autoptr(GError) err = NULL;
 
-    if (want != DIRTY_BACKEND_AUTO) {
-        return dirty_backend_probe(want, &err)
-            ? g_strdup_printf("%s (asked for)", dirty_backend_name(want))
+    if (want != HINTMIG_DIRTY_AUTO) {
+        return hintmig_dirty_backend_probe(want, &err)
+            ? g_strdup_printf("%s (asked for)", hintmig_dirty_backend_name(want))
             : g_strdup_printf("%s (asked for, but unavailable: %s)",
-                              dirty_backend_name(want), err->message);
+                              hintmig_dirty_backend_name(want), err->message);
     }
-    if (dirty_backend_probe(DIRTY_BACKEND_UFFD_WP, &err)) {
+    if (hintmig_dirty_backend_probe(HINTMIG_DIRTY_UFFD_WP, &err)) {
         return g_strdup("uffd-wp (preferred)");
     }
     g_autoptr(GError) err2 = NULL;
-    if (dirty_backend_probe(DIRTY_BACKEND_SOFT_DIRTY, &err2)) {
+    if (hintmig_dirty_backend_probe(HINTMIG_DIRTY_SOFT_DIRTY, &err2)) {
         return g_strdup_printf("soft-dirty (fallback: %s)", err->message);
     }
     return g_strdup_printf("none (uffd-wp: %s; soft-dirty: %s)", err->message,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * hintmig-vm's side of the migration engine: the MigrationHostOps that stop,
+ * hintmig-vm's side of the migration engine: the HintmigHostOps that stop,
  * resume and start this VM, and save and load its state sections ("vm": the
  * UUID; "cpus": the vCPU contexts).
  */
@@ -8,6 +8,8 @@
 
 #include "vm/vm.h"
 #include "hw/virtio/virtio-balloon-hint.h"
+#include "vm/vmstate_file.h"
+#include "vm/thread_prio.h"
 
 
 typedef struct VmMigration {
@@ -63,18 +65,27 @@ static void host_migrated(void *opaque)
     vm_call_on_main(vmm_of(opaque)->vm, do_migrated, NULL);
 }
 
-static GPtrArray *host_save_state(void *opaque)
+static bool host_save_state(void *opaque, GByteArray *out, GError **errp)
 {
-    return vm_save_sections(vmm_of(opaque)->vm);
+    g_autoptr(GPtrArray) secs = vm_save_sections(vmm_of(opaque)->vm);
+    g_autoptr(GBytes) blob = vmstate_sections_encode(secs);
+    gsize len;
+    const uint8_t *d = g_bytes_get_data(blob, &len);
+
+    (void)errp;
+    g_byte_array_append(out, d, len);
+    return true;
 }
 
-static bool host_load_state(void *opaque, GPtrArray *secs, GError **errp)
+static bool host_load_state(void *opaque, const uint8_t *data, size_t len,
+                            GError **errp)
 {
     Vm *vm = vmm_of(opaque)->vm;
-    if (!vm_load_sections(vm, secs, errp)) {
+    g_autoptr(GPtrArray) secs = vmstate_sections_decode(data, len, errp);
+    if (!secs || !vm_load_sections(vm, secs, errp)) {
         return false;
     }
-    migration_set_uuid(vm_migration(vm), vm_uuid(vm));
+    hintmig_set_uuid(vm_migration(vm), vm_uuid(vm));
     return true;
 }
 
@@ -127,7 +138,18 @@ static bool host_can_receive(void *opaque, GError **errp)
     return true;
 }
 
-static const MigrationHostOps vm_migration_ops = {
+/* hintmig-vm's choice: requests real-time where allowed, bulk at nice 10. */
+static bool host_thread_role(void *opaque, HintmigThreadRole role)
+{
+    (void)opaque;
+    if (role == HINTMIG_THREAD_URGENT) {
+        return thread_prio_urgent();
+    }
+    thread_prio_background();
+    return false;
+}
+
+static const HintmigHostOps vm_migration_ops = {
     .stop = host_stop,
     .resume = host_resume,
     .migrated = host_migrated,
@@ -137,38 +159,57 @@ static const MigrationHostOps vm_migration_ops = {
     .quiesce = host_quiesce,
     .can_migrate = host_can_migrate,
     .can_receive = host_can_receive,
+    .thread_role = host_thread_role,
 };
 
-Migration *vm_migration_new(Vm *vm, void **glue)
+Hintmig *vm_migration_new(Vm *vm, void **glue, GError **errp)
 {
     VmMigration *vmm = g_new0(VmMigration, 1);
     const VmConfig *cfg = vm_config(vm);
-    MigrationHost host = {
+    GuestRam *ram = vm_ram(vm);
+    /* One region: the synthetic guest's RAM is one flat range from 0. */
+    HintmigRamRegion region = {
+        .name = "ram",
+        .gpa = 0,
+        .host = ram->host,
+        .size = ram->size,
+        .page_size = GUEST_PAGE_SIZE,
+        .backing = HINTMIG_BACKING_ANON,
+        .fd = -1,
+    };
+    HintmigHost host = {
         .ops = &vm_migration_ops,
         .opaque = vmm,
-        .ram = vm_ram(vm),
+        .context = g_main_context_default(),   /* hintmig-vm's loop runs it */
+        .regions = &region,
+        .nregions = 1,
         .uuid_explicit = cfg->uuid_explicit,
         .nvcpus = cfg->smp,
         .dirty_backend = cfg->dirty_backend,
     };
     vmm->vm = vm;
     g_strlcpy(host.uuid, vm_uuid(vm), sizeof(host.uuid));
+    Hintmig *m = hintmig_new(&host, errp);
+    if (!m) {
+        g_free(vmm);
+        return NULL;
+    }
     *glue = vmm;
-    return migration_new(&host);
+    return m;
 }
 
 /* ---- the balloon device as a free page hint supplier ---- */
 
-static void balloon_event(void *opaque, MigrationEventData *d)
+static void balloon_event(void *opaque, HintmigEventData *d)
 {
     VirtioBalloon *vb = vm_balloon(opaque);
 
     switch (d->event) {
-    case MIGRATION_EV_HINT_PROBE:
+    case HINTMIG_EV_HINT_PROBE:
         d->hint_capable = vb_host_features(vb) &
                           (1ull << VIRTIO_BALLOON_F_FREE_PAGE_HINT);
         break;
-    case MIGRATION_EV_HINT_START:
+    case HINTMIG_EV_HINT_START:
         d->cmd_id = fph_start(vb);
         d->poison = vb_poison(vb);
         if (!d->cmd_id) {
@@ -178,10 +219,10 @@ static void balloon_event(void *opaque, MigrationEventData *d)
                       sizeof(d->why_not));
         }
         break;
-    case MIGRATION_EV_HINT_STOP:
+    case HINTMIG_EV_HINT_STOP:
         fph_stop(vb);
         break;
-    case MIGRATION_EV_DONE:
+    case HINTMIG_EV_DONE:
         fph_done(vb);
         break;
     }
@@ -189,17 +230,17 @@ static void balloon_event(void *opaque, MigrationEventData *d)
 
 static void balloon_hint(void *opaque, uint32_t cmd_id, uint64_t gpa, uint64_t len)
 {
-    migration_free_page_hint(vm_migration(opaque), cmd_id, gpa, len);
+    hintmig_free_page_hint(vm_migration(opaque), cmd_id, gpa, len);
 }
 
 static void balloon_round_done(void *opaque, uint32_t cmd_id)
 {
-    migration_free_page_round_done(vm_migration(opaque), cmd_id);
+    hintmig_free_page_round_done(vm_migration(opaque), cmd_id);
 }
 
 void vm_migration_attach_balloon(Vm *vm)
 {
     VirtioBalloonClient c = { balloon_hint, balloon_round_done, vm };
     vb_set_client(vm_balloon(vm), &c);
-    migration_add_notifier(vm_migration(vm), balloon_event, vm);
+    hintmig_add_notifier(vm_migration(vm), balloon_event, vm);
 }

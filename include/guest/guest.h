@@ -15,7 +15,7 @@
 
 #include "guest/guest_layout.h"
 #include "guest/page_alloc.h"
-#include "migration/guest_ram.h"
+#include "vm/guest_ram.h"
 
 typedef struct WorkloadConfig {
     enum guest_workload_kind kind;

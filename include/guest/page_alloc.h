@@ -14,7 +14,7 @@
 #include <glib.h>
 
 #include "guest/guest_layout.h"
-#include "migration/guest_ram.h"
+#include "vm/guest_ram.h"
 
 /* A view of a guest's RAM: the layout pointers the allocator works on. */
 typedef struct GuestMem {

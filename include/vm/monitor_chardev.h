@@ -7,7 +7,7 @@
 #define HINTMIG_MONITOR_CHARDEV_H
 
 #include <glib.h>
-#include "migration/monitor.h"
+#include "hmp/monitor.h"
 
 typedef struct MonitorChardev MonitorChardev;
 

@@ -14,10 +14,9 @@
 #include <glib.h>
 
 #include "guest/guest.h"
-#include "migration/dirty_tracker.h"
-#include "migration/guest_ram.h"
-#include "migration/migration.h"
-#include "migration/monitor.h"
+#include "vm/guest_ram.h"
+#include "hintmig/hintmig.h"
+#include "hmp/monitor.h"
 #include "vm/vcpu.h"
 
 /* QEMU's run states, with QEMU's names (see run_state_str()). */
@@ -39,7 +38,7 @@ typedef struct VmConfig {
     WorkloadConfig workload;
     bool start_paused;        /* -S */
     const char *uuid;         /* NULL: a random one */
-    DirtyBackendKind dirty_backend;
+    HintmigDirtyBackend dirty_backend;
     const char *incoming;     /* -incoming URI or "defer"; NULL: none */
     bool uuid_explicit;       /* set by vm_new: -uuid was given */
     bool balloon;             /* -device virtio-balloon */
@@ -85,7 +84,7 @@ void vm_remove_state_notifier(Vm *vm, gulong id);
 Monitor *vm_monitor(Vm *vm);
 /* Returns the virtio-balloon device, or NULL if the VM has none. */
 struct VirtioBalloon *vm_balloon(Vm *vm);
-Migration *vm_migration(Vm *vm);
+Hintmig *vm_migration(Vm *vm);
 GuestRam *vm_ram(Vm *vm);
 Guest *vm_guest(Vm *vm);
 VcpuSet *vm_vcpus(Vm *vm);
@@ -146,9 +145,9 @@ void vm_set_uuid(Vm *vm, const char *uuid);
 
 /*
  * Creates the migration engine for @vm (vm_migration.c); *@glue receives
- * state to g_free() after migration_free().
+ * state to g_free() after hintmig_free().  NULL with @errp set on failure.
  */
-Migration *vm_migration_new(Vm *vm, void **glue);
+Hintmig *vm_migration_new(Vm *vm, void **glue, GError **errp);
 
 /* Subscribes the VM's balloon device to its migrations (vm_migration.c). */
 void vm_migration_attach_balloon(Vm *vm);

@@ -8,13 +8,13 @@
 
 #include "migration/bitmap.h"
 #include "migration/dirty_tracker.h"
-#include "migration/guest_ram.h"
+#include "vm/guest_ram.h"
 #include "test_util.h"
 
 #define NPAGES 16384u            /* 64 MiB */
 #define LEN ((size_t)NPAGES * GUEST_PAGE_SIZE)
 
-static DirtyBackendKind backend;
+static HintmigDirtyBackend backend;
 static uint8_t *mem;
 static DirtyTracker *tracker;
 static unsigned long *map;
@@ -25,7 +25,7 @@ static void map_mem(int advice)
                -1, 0);
     ck_assert(mem != MAP_FAILED);
     ck_assert_int_eq(madvise(mem, LEN, advice), 0);
-    map = bitmap_new(NPAGES);
+    map = hm_bitmap_new(NPAGES);
 }
 
 static void start_tracker(void)
@@ -48,7 +48,7 @@ static void teardown(void)
 static void sync_into_map(void)
 {
     g_autoptr(GError) err = NULL;
-    bitmap_zero(map, NPAGES);
+    hm_bitmap_zero(map, NPAGES);
     ck_assert_msg(dirty_tracker_sync(tracker, map, &err), "%s",
                   err ? err->message : "");
 }
@@ -56,11 +56,11 @@ static void sync_into_map(void)
 /* Writes a random set of pages; returns it as a bitmap. */
 static unsigned long *write_random(GRand *r, unsigned count)
 {
-    unsigned long *want = bitmap_new(NPAGES);
+    unsigned long *want = hm_bitmap_new(NPAGES);
     for (unsigned i = 0; i < count; i++) {
         unsigned p = g_rand_int_range(r, 0, NPAGES);
         mem[(size_t)p * GUEST_PAGE_SIZE + g_rand_int_range(r, 0, GUEST_PAGE_SIZE)]++;
-        bitmap_set_bit(want, p);
+        hm_bitmap_set_bit(want, p);
     }
     return want;
 }
@@ -68,9 +68,9 @@ static unsigned long *write_random(GRand *r, unsigned count)
 static void assert_map_equals(const unsigned long *want, const char *round)
 {
     for (unsigned p = 0; p < NPAGES; p++) {
-        ck_assert_msg(bitmap_test_bit(map, p) == bitmap_test_bit(want, p),
-                      "%s: %s: page %u %s", dirty_backend_name(backend), round, p,
-                      bitmap_test_bit(want, p) ? "written but not reported"
+        ck_assert_msg(hm_bitmap_test_bit(map, p) == hm_bitmap_test_bit(want, p),
+                      "%s: %s: page %u %s", hintmig_dirty_backend_name(backend), round, p,
+                      hm_bitmap_test_bit(want, p) ? "written but not reported"
                                                : "reported but not written");
     }
 }
@@ -97,14 +97,14 @@ START_TEST(reports_exactly_the_written_pages)
     sync_into_map();
     assert_map_equals(w2, "round 2 (round 1's pages must be clean again)");
 
-    g_autofree unsigned long *none = bitmap_new(NPAGES);
+    g_autofree unsigned long *none = hm_bitmap_new(NPAGES);
     sync_into_map();
     assert_map_equals(none, "round 3 (no writes)");
 
     DirtyTrackerStats st = dirty_tracker_stats(tracker);
     ck_assert_uint_eq(st.syncs, 3);
-    ck_assert_uint_eq(st.pages_reported, bitmap_count(w1, NPAGES) +
-                                         bitmap_count(w2, NPAGES));
+    ck_assert_uint_eq(st.pages_reported, hm_bitmap_count(w1, NPAGES) +
+                                         hm_bitmap_count(w2, NPAGES));
     g_rand_free(r);
 }
 END_TEST
@@ -117,9 +117,9 @@ START_TEST(every_page_once)
         mem[(size_t)p * GUEST_PAGE_SIZE] = 1;
     }
     sync_into_map();
-    ck_assert_uint_eq(bitmap_count(map, NPAGES), NPAGES);
+    ck_assert_uint_eq(hm_bitmap_count(map, NPAGES), NPAGES);
     sync_into_map();
-    ck_assert_uint_eq(bitmap_count(map, NPAGES), 0);
+    ck_assert_uint_eq(hm_bitmap_count(map, NPAGES), 0);
 }
 END_TEST
 
@@ -134,7 +134,7 @@ START_TEST(thp_backed_memory_loses_no_write)
     sync_into_map();
     /* Huge pages may be reported whole; a written page must never be missed. */
     for (unsigned p = 0; p < NPAGES; p++) {
-        ck_assert_msg(!bitmap_test_bit(w, p) || bitmap_test_bit(map, p),
+        ck_assert_msg(!hm_bitmap_test_bit(w, p) || hm_bitmap_test_bit(map, p),
                       "page %u written but not reported", p);
     }
     g_rand_free(r);
@@ -190,22 +190,22 @@ START_TEST(quiesce_only_where_sync_is_not_atomic)
     ck_assert(tracker);
     ck_assert(dirty_tracker_start(tracker, &err));
     sync_into_map();
-    ck_assert_int_eq(quiesce_calls, backend == DIRTY_BACKEND_SOFT_DIRTY ? 1 : 0);
+    ck_assert_int_eq(quiesce_calls, backend == HINTMIG_DIRTY_SOFT_DIRTY ? 1 : 0);
 }
 END_TEST
 
 START_TEST(bad_range_is_refused)
 {
     g_autoptr(GError) err = NULL;
-    ck_assert_ptr_null(dirty_tracker_new((void *)0x1001, 4096, DIRTY_BACKEND_AUTO,
+    ck_assert_ptr_null(dirty_tracker_new((void *)0x1001, 4096, HINTMIG_DIRTY_AUTO,
                                          NULL, NULL, &err));
     ck_assert_ptr_nonnull(err);
 }
 END_TEST
 
-static TCase *backend_case(DirtyBackendKind kind)
+static TCase *backend_case(HintmigDirtyBackend kind)
 {
-    TCase *tc = tcase_create(dirty_backend_name(kind));
+    TCase *tc = tcase_create(hintmig_dirty_backend_name(kind));
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, reports_exactly_the_written_pages);
@@ -220,8 +220,8 @@ static TCase *backend_case(DirtyBackendKind kind)
 int main(int argc, char **argv)
 {
     Suite *s = suite_create("dirty_tracker");
-    static const DirtyBackendKind kinds[] = {
-        DIRTY_BACKEND_UFFD_WP, DIRTY_BACKEND_SOFT_DIRTY,
+    static const HintmigDirtyBackend kinds[] = {
+        HINTMIG_DIRTY_UFFD_WP, HINTMIG_DIRTY_SOFT_DIRTY,
     };
     TCase *common = tcase_create("common");
 
@@ -230,10 +230,10 @@ int main(int argc, char **argv)
     /* Each backend runs in its own process image: the fixture reads it. */
     for (size_t i = 0; i < G_N_ELEMENTS(kinds); i++) {
         g_autoptr(GError) why = NULL;
-        if (argc > 1 && strcmp(argv[1], dirty_backend_name(kinds[i]))) {
+        if (argc > 1 && strcmp(argv[1], hintmig_dirty_backend_name(kinds[i]))) {
             continue;
         }
-        if (!dirty_backend_probe(kinds[i], &why)) {
+        if (!hintmig_dirty_backend_probe(kinds[i], &why)) {
             test_skip("dirty_tracker", why->message);
             continue;
         }

@@ -5,36 +5,36 @@
 #include "migration/bitmap.h"
 #include "migration/hint_filter.h"
 #include "test_util.h"
+#include "test_ram.h"
 
 #define NPAGES 8192u     /* 32 MiB */
 
-static GuestRam *ram;
+static HmRam *ram;
 static HintFilter *f;
 
 static void setup(void)
 {
-    GuestRamOptions o = { .size = (uint64_t)NPAGES * GUEST_PAGE_SIZE, .numa_node = -1 };
-    ram = guest_ram_new(&o, NULL);
+    ram = test_ram_new((uint64_t)NPAGES * HM_PAGE_SIZE, NULL);
     f = hint_filter_new(ram);
 }
 
 static void teardown(void)
 {
     hint_filter_free(f);
-    guest_ram_free(ram);
+    test_ram_free(ram);
 }
 
-static uint64_t gpa(uint64_t pfn) { return pfn << GUEST_PAGE_SHIFT; }
+static uint64_t gpa(uint64_t pfn) { return pfn << HM_PAGE_SHIFT; }
 
 START_TEST(stale_ids_are_ignored)
 {
-    g_autofree unsigned long *none = bitmap_new(NPAGES);
+    g_autofree unsigned long *none = hm_bitmap_new(NPAGES);
     hint_filter_begin(f, 7);
-    hint_filter_add(f, 6, gpa(0), 1024 * GUEST_PAGE_SIZE);    /* old id */
-    hint_filter_add(f, 0, gpa(0), 1024 * GUEST_PAGE_SIZE);    /* STOP is no id */
-    hint_filter_add(f, 7, gpa(2048), 1024 * GUEST_PAGE_SIZE);
+    hint_filter_add(f, 6, gpa(0), 1024 * HM_PAGE_SIZE);    /* old id */
+    hint_filter_add(f, 0, gpa(0), 1024 * HM_PAGE_SIZE);    /* STOP is no id */
+    hint_filter_add(f, 7, gpa(2048), 1024 * HM_PAGE_SIZE);
     hint_filter_end(f);
-    hint_filter_add(f, 7, gpa(4096), 1024 * GUEST_PAGE_SIZE); /* after the end */
+    hint_filter_add(f, 7, gpa(4096), 1024 * HM_PAGE_SIZE); /* after the end */
     ck_assert_uint_eq(hint_filter_commit(f, none, false), 1024);
     ck_assert(!hint_filter_skip(f, 0));
     ck_assert(hint_filter_skip(f, 2048));
@@ -48,12 +48,12 @@ END_TEST
 /* A page dirtied after its id was issued is sent, hint or not. */
 START_TEST(pages_dirtied_since_the_request_are_sent)
 {
-    g_autofree unsigned long *dirty = bitmap_new(NPAGES);
+    g_autofree unsigned long *dirty = hm_bitmap_new(NPAGES);
     hint_filter_begin(f, 3);
-    hint_filter_add(f, 3, gpa(0), 2048 * GUEST_PAGE_SIZE);
-    bitmap_set_bit(dirty, 10);
-    bitmap_set_bit(dirty, 2047);
-    bitmap_set_bit(dirty, 5000);          /* dirty, never hinted */
+    hint_filter_add(f, 3, gpa(0), 2048 * HM_PAGE_SIZE);
+    hm_bitmap_set_bit(dirty, 10);
+    hm_bitmap_set_bit(dirty, 2047);
+    hm_bitmap_set_bit(dirty, 5000);          /* dirty, never hinted */
     ck_assert_uint_eq(hint_filter_commit(f, dirty, false), 2046);
     ck_assert(!hint_filter_skip(f, 10));
     ck_assert(!hint_filter_skip(f, 2047));
@@ -61,23 +61,23 @@ START_TEST(pages_dirtied_since_the_request_are_sent)
     ck_assert_uint_eq(hint_filter_stats(f).dirty_dropped, 2);
 
     /* A later write to a kept page puts it back on the wire. */
-    bitmap_zero(dirty, NPAGES);
-    bitmap_set_bit(dirty, 100);
+    hm_bitmap_zero(dirty, NPAGES);
+    hm_bitmap_set_bit(dirty, 100);
     hint_filter_apply_dirty(f, dirty);
     ck_assert(!hint_filter_skip(f, 100));
     HintFilterStats s = hint_filter_stats(f);
     ck_assert_uint_eq(s.rewritten, 1);
     ck_assert_uint_eq(s.skipped, 2045);
-    ck_assert_uint_eq(bitmap_count(hint_filter_set(f), NPAGES), 2045);
+    ck_assert_uint_eq(hm_bitmap_count(hint_filter_set(f), NPAGES), 2045);
 }
 END_TEST
 
 START_TEST(ranges_past_ram_are_cut)
 {
-    g_autofree unsigned long *none = bitmap_new(NPAGES);
+    g_autofree unsigned long *none = hm_bitmap_new(NPAGES);
     hint_filter_begin(f, 2);
-    hint_filter_add(f, 2, gpa(NPAGES - 4), 64 * GUEST_PAGE_SIZE);
-    hint_filter_add(f, 2, gpa(NPAGES + 10), 64 * GUEST_PAGE_SIZE);
+    hint_filter_add(f, 2, gpa(NPAGES - 4), 64 * HM_PAGE_SIZE);
+    hint_filter_add(f, 2, gpa(NPAGES + 10), 64 * HM_PAGE_SIZE);
     ck_assert_uint_eq(hint_filter_commit(f, none, false), 4);
 }
 END_TEST
@@ -94,18 +94,18 @@ static uint64_t lazyfree_kb(void)
 /* Pages kept off the wire are released on the source: LazyFree grows by them. */
 START_TEST(skipped_pages_are_madv_freed)
 {
-    g_autofree unsigned long *none = bitmap_new(NPAGES);
-    memset(ram->host, 0x11, ram->size);
+    g_autofree unsigned long *none = hm_bitmap_new(NPAGES);
+    memset(test_ram_host(ram), 0x11, ram->size);
     uint64_t before = lazyfree_kb();
     hint_filter_begin(f, 9);
-    hint_filter_add(f, 9, gpa(1024), 4096 * GUEST_PAGE_SIZE);   /* 16 MiB */
+    hint_filter_add(f, 9, gpa(1024), 4096 * HM_PAGE_SIZE);   /* 16 MiB */
     ck_assert_uint_eq(hint_filter_commit(f, none, true), 4096);
     uint64_t after = lazyfree_kb();
     ck_assert_uint_ge(after - before, 15 * 1024);
     ck_assert_uint_eq(hint_filter_stats(f).madv_freed_bytes, 16u << 20);
     /* The guest writing a released page still works (and will be sent). */
-    ((uint8_t *)guest_ram_page(ram, 2000))[0] = 7;
-    ck_assert_uint_eq(((uint8_t *)guest_ram_page(ram, 2000))[0], 7);
+    ((uint8_t *)hm_ram_page(ram, 2000))[0] = 7;
+    ck_assert_uint_eq(((uint8_t *)hm_ram_page(ram, 2000))[0], 7);
 }
 END_TEST
 

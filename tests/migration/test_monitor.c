@@ -2,8 +2,8 @@
 /* HMP parsing and dispatch, including bad input; and size parsing. */
 #include <string.h>
 
-#include "migration/monitor.h"
-#include "migration/size_parse.h"
+#include "hmp/monitor.h"
+#include "hintmig/hintmig.h"
 #include "test_util.h"
 
 static Monitor *mon;
@@ -140,12 +140,12 @@ START_TEST(sizes)
     uint64_t v;
 
     for (size_t i = 0; i < G_N_ELEMENTS(ok); i++) {
-        ck_assert_msg(size_parse(ok[i].s, ok[i].unit, &v, &err), "%s", ok[i].s);
+        ck_assert_msg(hintmig_size_parse(ok[i].s, ok[i].unit, &v, &err), "%s", ok[i].s);
         ck_assert_uint_eq(v, ok[i].want);
     }
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         g_clear_error(&err);
-        ck_assert_msg(!size_parse(bad[i], 1, &v, &err), "'%s' accepted", bad[i]);
+        ck_assert_msg(!hintmig_size_parse(bad[i], 1, &v, &err), "'%s' accepted", bad[i]);
         ck_assert_ptr_nonnull(err);
     }
 }

@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "migration/guest_ram.h"
+#include "vm/guest_ram.h"
 #include "migration/uffd_postcopy.h"
 #include "net_faults.h"
 #include "vm_harness.h"

@@ -11,11 +11,12 @@
 #include "migration/ram_digest.h"
 #include "migration/uffd_postcopy.h"
 #include "test_util.h"
+#include "test_ram.h"
 
 #define NPAGES 64
 
 typedef struct Fixture {
-    GuestRam *ram;
+    HmRam *ram;
     UffdPostcopy *pc;
     unsigned long *hinted;
     uint64_t digests[NPAGES];
@@ -42,7 +43,7 @@ typedef struct Touch {
 static gpointer toucher(gpointer data)
 {
     Touch *t = data;
-    t->seen = *(volatile uint8_t *)guest_ram_page(t->f->ram, t->pfn);
+    t->seen = *(volatile uint8_t *)hm_ram_page(t->f->ram, t->pfn);
     return NULL;
 }
 
@@ -62,11 +63,11 @@ static uint64_t next_request(Fixture *f)
 /* Places page @pfn filled with @byte (0: a zero page). */
 static void place(Fixture *f, uint64_t pfn, uint8_t byte)
 {
-    g_autofree uint8_t *data = g_malloc((size_t)PAGE_BATCH_MAX * GUEST_PAGE_SIZE);
+    g_autofree uint8_t *data = g_malloc((size_t)PAGE_BATCH_MAX * HM_PAGE_SIZE);
     PageStaged b = { .n = 1, .data = data };
     b.pfns[0] = pfn;
     b.zero[0] = byte == 0;
-    memset(data, byte, GUEST_PAGE_SIZE);
+    memset(data, byte, HM_PAGE_SIZE);
     g_autoptr(GError) err = NULL;
     ck_assert_msg(uffd_postcopy_place(f->pc, &b, f->digests, &err), "%s",
                   err ? err->message : "");
@@ -78,22 +79,20 @@ static void place(Fixture *f, uint64_t pfn, uint8_t byte)
  */
 static void fixture_start(Fixture *f)
 {
-    GuestRamOptions o = { .size = NPAGES * GUEST_PAGE_SIZE, .thp = GUEST_RAM_THP_OFF,
-                          .numa_node = -1 };
     g_autoptr(GError) err = NULL;
     memset(f, 0, sizeof(*f));
-    f->ram = guest_ram_new(&o, &err);
+    f->ram = test_ram_new(NPAGES * HM_PAGE_SIZE, &err);
     ck_assert_msg(f->ram, "%s", err ? err->message : "");
     for (uint64_t pfn = 0; pfn < 48; pfn++) {
-        memset(guest_ram_page(f->ram, pfn), 0x10 + (int)pfn, GUEST_PAGE_SIZE);
+        memset(hm_ram_page(f->ram, pfn), 0x10 + (int)pfn, HM_PAGE_SIZE);
     }
     f->pc = uffd_postcopy_new(f->ram, &err);
     ck_assert_msg(f->pc, "%s", err ? err->message : "");
-    bitmap_set_range(uffd_postcopy_missing(f->pc), 0, 32);
-    f->hinted = bitmap_new(NPAGES);
-    bitmap_set_range(f->hinted, 40, 8);
+    hm_bitmap_set_range(uffd_postcopy_missing(f->pc), 0, 32);
+    f->hinted = hm_bitmap_new(NPAGES);
+    hm_bitmap_set_range(f->hinted, 40, 8);
     /* The receiver drops hinted pages' stale copies when the hints come. */
-    madvise(guest_ram_page(f->ram, 40), 8 * GUEST_PAGE_SIZE, MADV_DONTNEED);
+    madvise(hm_ram_page(f->ram, 40), 8 * HM_PAGE_SIZE, MADV_DONTNEED);
     f->requests = g_async_queue_new();
     ck_assert_msg(uffd_postcopy_start(f->pc, f->hinted, 0, record_request, f, &err),
                   "%s", err ? err->message : "");
@@ -102,7 +101,7 @@ static void fixture_start(Fixture *f)
 static void fixture_stop(Fixture *f)
 {
     uffd_postcopy_free(f->pc);
-    guest_ram_free(f->ram);
+    test_ram_free(f->ram);
     g_free(f->hinted);
     g_async_queue_unref(f->requests);
 }
@@ -119,10 +118,10 @@ START_TEST(faults_go_where_they_belong)
     place(&f, 5, 0xa5);
     g_thread_join(th);
     ck_assert_uint_eq(t.seen, 0xa5);
-    ck_assert_uint_eq(f.digests[5], ram_digest(guest_ram_page(f.ram, 5), GUEST_PAGE_SIZE, 0));
+    ck_assert_uint_eq(f.digests[5], ram_digest(hm_ram_page(f.ram, 5), HM_PAGE_SIZE, 0));
 
     /* Present, hinted and zero pages never reach the source. */
-    ck_assert_uint_eq(((uint8_t *)guest_ram_page(f.ram, 33))[0], 0x10 + 33);
+    ck_assert_uint_eq(((uint8_t *)hm_ram_page(f.ram, 33))[0], 0x10 + 33);
     th = touch(&t, &f, 44);
     g_thread_join(th);
     ck_assert_uint_eq(t.seen, 0);
@@ -148,9 +147,9 @@ START_TEST(second_copy_is_dropped)
     fixture_start(&f);
     place(&f, 7, 0x77);
     place(&f, 7, 0x99);                          /* pushed and requested */
-    ck_assert_uint_eq(((uint8_t *)guest_ram_page(f.ram, 7))[100], 0x77);
+    ck_assert_uint_eq(((uint8_t *)hm_ram_page(f.ram, 7))[100], 0x77);
     place(&f, 33, 0x99);                         /* not missing at all */
-    ck_assert_uint_eq(((uint8_t *)guest_ram_page(f.ram, 33))[0], 0x10 + 33);
+    ck_assert_uint_eq(((uint8_t *)hm_ram_page(f.ram, 33))[0], 0x10 + 33);
     UffdPostcopyStats st = uffd_postcopy_stats(f.pc);
     ck_assert_uint_eq(st.duplicate_pages, 2);
     ck_assert_uint_eq(st.placed_pages, 1);
@@ -188,11 +187,11 @@ START_TEST(complete_then_released)
     ck_assert(uffd_postcopy_wait_all(f.pc, 1000));
     g_autoptr(GError) err = NULL;
     ck_assert_msg(uffd_postcopy_finish(f.pc, &err), "%s", err ? err->message : "");
-    ck_assert_uint_eq(((uint8_t *)guest_ram_page(f.ram, 4))[0], 0x34);
-    ck_assert_uint_eq(((uint8_t *)guest_ram_page(f.ram, 3))[0], 0);
+    ck_assert_uint_eq(((uint8_t *)hm_ram_page(f.ram, 4))[0], 0x34);
+    ck_assert_uint_eq(((uint8_t *)hm_ram_page(f.ram, 3))[0], 0);
     ck_assert_uint_eq(f.digests[3], page_zero_digest());
     /* Released: an untouched page faults in as plain memory. */
-    ck_assert_uint_eq(((uint8_t *)guest_ram_page(f.ram, 62))[0], 0);
+    ck_assert_uint_eq(((uint8_t *)hm_ram_page(f.ram, 62))[0], 0);
     ck_assert_uint_eq(uffd_postcopy_stats(f.pc).hint_filled, 8);
     fixture_stop(&f);
 }

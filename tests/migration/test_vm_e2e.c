@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "migration/guest_ram.h"
+#include "vm/guest_ram.h"
 #include "vm_harness.h"
 #include "test_util.h"
 

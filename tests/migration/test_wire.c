@@ -9,23 +9,23 @@
 #include "migration/wire.h"
 #include "guest/page_content.h"
 #include "test_util.h"
+#include "test_ram.h"
 
 #define NPAGES 1024u
 
-static GuestRam *ram_new(void)
+static HmRam *ram_new(void)
 {
-    GuestRamOptions o = { .size = (uint64_t)NPAGES * GUEST_PAGE_SIZE, .numa_node = -1 };
-    GuestRam *r = guest_ram_new(&o, NULL);
+    HmRam *r = test_ram_new((uint64_t)NPAGES * HM_PAGE_SIZE, NULL);
     ck_assert(r);
     return r;
 }
 
 /* Page i: zero if i % 4 == 0, random or text otherwise. */
-static void fill(GuestRam *r)
+static void fill(HmRam *r)
 {
     for (uint64_t i = 0; i < NPAGES; i++) {
         if (i % 4) {
-            page_content_fill(guest_ram_page(r, i), i, 3);
+            page_content_fill(hm_ram_page(r, i), i, 3);
         }
     }
 }
@@ -61,6 +61,23 @@ START_TEST(header_roundtrip_and_rejects)
 }
 END_TEST
 
+/*
+ * The page digest is XXH64 (libxxhash), the hash the wire format has always
+ * carried: the unseeded answers computed by `xxhsum -H64` over the same
+ * bytes, the seeded one by the hand-written XXH64 this library replaced.
+ */
+START_TEST(digest_known_answers)
+{
+    static uint8_t zero[4096], pat[4096];
+    for (unsigned i = 0; i < sizeof(pat); i++) {
+        pat[i] = (uint8_t)(i * 7 + 3);
+    }
+    ck_assert_uint_eq(ram_digest(zero, sizeof(zero), 0), 0xac869b6f32d8bbdbull);
+    ck_assert_uint_eq(ram_digest(pat, sizeof(pat), 0), 0x796398cd432797ccull);
+    ck_assert_uint_eq(ram_digest(pat, sizeof(pat), 12345), 0x14809c3fb9b3f221ull);
+}
+END_TEST
+
 START_TEST(hello_roundtrip)
 {
     WireHello a = { .session = 42, .features_offered = 3, .features_required = 1,
@@ -91,7 +108,7 @@ END_TEST
 
 static void roundtrip(bool zstd)
 {
-    GuestRam *src = ram_new(), *dst = ram_new();
+    HmRam *src = ram_new(), *dst = ram_new();
     PageEncoder *e = page_encoder_new(zstd, 1);
     PageDecoder *d = page_decoder_new();
     g_autofree uint8_t *buf = g_malloc(page_batch_max_size(PAGE_BATCH_MAX));
@@ -100,7 +117,7 @@ static void roundtrip(bool zstd)
     g_autoptr(GError) err = NULL;
 
     fill(src);
-    memset(dst->host, 0x77, dst->size);   /* zero pages must be zeroed */
+    memset(test_ram_host(dst), 0x77, dst->size);   /* zero pages must be zeroed */
     for (uint64_t first = 0; first < NPAGES; first += PAGE_BATCH_MAX) {
         for (unsigned i = 0; i < PAGE_BATCH_MAX; i++) {
             /* Scattered order, as dirty rounds send. */
@@ -113,7 +130,7 @@ static void roundtrip(bool zstd)
                       err ? err->message : "");
         ck_assert_uint_eq(round, 5);
     }
-    ck_assert_mem_eq(src->host, dst->host, src->size);
+    ck_assert_mem_eq(test_ram_host(src), test_ram_host(dst), src->size);
     ck_assert_uint_eq(es.zero_pages, NPAGES / 4);
     ck_assert_uint_eq(es.data_pages, NPAGES * 3 / 4);
     ck_assert_uint_eq(ds.data_pages, es.data_pages);
@@ -126,8 +143,8 @@ static void roundtrip(bool zstd)
     }
     page_encoder_free(e);
     page_decoder_free(d);
-    guest_ram_free(src);
-    guest_ram_free(dst);
+    test_ram_free(src);
+    test_ram_free(dst);
 }
 
 START_TEST(batch_roundtrip_zstd) { roundtrip(true); }
@@ -137,7 +154,7 @@ END_TEST
 
 START_TEST(incompressible_batch_goes_raw)
 {
-    GuestRam *src = ram_new();
+    HmRam *src = ram_new();
     PageEncoder *e = page_encoder_new(true, 1);
     g_autofree uint8_t *buf = g_malloc(page_batch_max_size(PAGE_BATCH_MAX));
     PageCodecStats st = { 0 };
@@ -145,25 +162,25 @@ START_TEST(incompressible_batch_goes_raw)
     GRand *r = g_rand_new_with_seed(1);
 
     for (unsigned i = 0; i < 64; i++) {
-        uint32_t *p = guest_ram_page(src, i);
-        for (unsigned w = 0; w < GUEST_PAGE_SIZE / 4; w++) {
+        uint32_t *p = hm_ram_page(src, i);
+        for (unsigned w = 0; w < HM_PAGE_SIZE / 4; w++) {
             p[w] = g_rand_int(r);
         }
         pfns[i] = i;
     }
     size_t len = page_encode(e, src, pfns, 64, 1, buf, &st);
     ck_assert_uint_eq(buf[6], PAGE_ENC_RAW);
-    ck_assert_uint_eq(len, PAGE_BATCH_HEADER + 64 * 8 + 64 * GUEST_PAGE_SIZE);
+    ck_assert_uint_eq(len, PAGE_BATCH_HEADER + 64 * 8 + 64 * HM_PAGE_SIZE);
     ck_assert_uint_eq(st.raw_batches, 1);
     g_rand_free(r);
     page_encoder_free(e);
-    guest_ram_free(src);
+    test_ram_free(src);
 }
 END_TEST
 
 START_TEST(random_pages_stay_out_of_the_frame)
 {
-    GuestRam *src = ram_new(), *dst = ram_new();
+    HmRam *src = ram_new(), *dst = ram_new();
     PageEncoder *e = page_encoder_new(true, 3);
     PageDecoder *d = page_decoder_new();
     g_autofree uint8_t *buf = g_malloc(page_batch_max_size(PAGE_BATCH_MAX));
@@ -175,32 +192,32 @@ START_TEST(random_pages_stay_out_of_the_frame)
     for (unsigned i = 0; i < 96; i++) {
         pfns[i] = 200 + i;
         if (i % 3 == 0) {
-            page_content_random(guest_ram_page(src, pfns[i]), GUEST_PAGE_SIZE, i + 1);
+            page_content_random(hm_ram_page(src, pfns[i]), HM_PAGE_SIZE, i + 1);
             nrandom++;
         } else {
-            page_content_text(guest_ram_page(src, pfns[i]), GUEST_PAGE_SIZE, i + 1);
+            page_content_text(hm_ram_page(src, pfns[i]), HM_PAGE_SIZE, i + 1);
         }
-        ck_assert_int_eq(page_looks_random(guest_ram_page(src, pfns[i])), i % 3 == 0);
+        ck_assert_int_eq(page_looks_random(hm_ram_page(src, pfns[i])), i % 3 == 0);
     }
     size_t len = page_encode(e, src, pfns, 96, 2, buf, &st);
     ck_assert_uint_eq(st.raw_pages, nrandom);
     ck_assert_uint_eq(buf[6], PAGE_ENC_ZSTD);
     /* Raw pages whole, the text at well under half its size. */
-    ck_assert_uint_lt(len, PAGE_BATCH_HEADER + 96 * 8 + nrandom * GUEST_PAGE_SIZE +
-                           (96 - nrandom) * GUEST_PAGE_SIZE / 2);
+    ck_assert_uint_lt(len, PAGE_BATCH_HEADER + 96 * 8 + nrandom * HM_PAGE_SIZE +
+                           (96 - nrandom) * HM_PAGE_SIZE / 2);
     ck_assert(page_decode(d, dst, buf, len, &round, &ds, NULL, NULL, NULL));
-    ck_assert_mem_eq(guest_ram_page(src, 200), guest_ram_page(dst, 200),
-                     96 * GUEST_PAGE_SIZE);
+    ck_assert_mem_eq(hm_ram_page(src, 200), hm_ram_page(dst, 200),
+                     96 * HM_PAGE_SIZE);
     page_encoder_free(e);
     page_decoder_free(d);
-    guest_ram_free(src);
-    guest_ram_free(dst);
+    test_ram_free(src);
+    test_ram_free(dst);
 }
 END_TEST
 
 START_TEST(hostile_batches_are_refused)
 {
-    GuestRam *src = ram_new(), *dst = ram_new();
+    HmRam *src = ram_new(), *dst = ram_new();
     PageEncoder *e = page_encoder_new(true, 1);
     PageDecoder *d = page_decoder_new();
     size_t cap = page_batch_max_size(PAGE_BATCH_MAX);
@@ -250,9 +267,9 @@ START_TEST(hostile_batches_are_refused)
     PageEncoder *raw = page_encoder_new(false, 1);
     len = page_encode(raw, src, pfns, 4, 1, buf, &st);
     memcpy(&dl, buf + 8, 4);
-    dl -= GUEST_PAGE_SIZE;
+    dl -= HM_PAGE_SIZE;
     memcpy(buf + 8, &dl, 4);
-    ck_assert(!page_decode(d, dst, buf, len - GUEST_PAGE_SIZE, &round, &st, NULL, NULL, &err));
+    ck_assert(!page_decode(d, dst, buf, len - HM_PAGE_SIZE, &round, &st, NULL, NULL, &err));
     ck_assert_ptr_nonnull(strstr(err->message, "RAM batch carries"));
     g_clear_error(&err);
     /* An entry of kind 3, and a frame longer than the data. */
@@ -269,14 +286,14 @@ START_TEST(hostile_batches_are_refused)
     page_encoder_free(raw);
     page_encoder_free(e);
     page_decoder_free(d);
-    guest_ram_free(src);
-    guest_ram_free(dst);
+    test_ram_free(src);
+    test_ram_free(dst);
 }
 END_TEST
 
 START_TEST(digests_catch_flips_and_misplacement)
 {
-    GuestRam *a = ram_new();
+    HmRam *a = ram_new();
     uint64_t n = ram_digest_nchunks(a, 64);
     g_autofree uint64_t *d1 = g_new(uint64_t, n);
     g_autofree uint64_t *d2 = g_new(uint64_t, n);
@@ -285,39 +302,39 @@ START_TEST(digests_catch_flips_and_misplacement)
     ram_digest_chunks(a, 64, 0, n, d1, 1, NULL);
     ram_digest_chunks(a, 64, 0, n, d2, 3, NULL);     /* threads change nothing */
     ck_assert_mem_eq(d1, d2, n * 8);
-    ((uint8_t *)guest_ram_page(a, 300))[17] ^= 0x08;
+    ((uint8_t *)hm_ram_page(a, 300))[17] ^= 0x08;
     ram_digest_chunks(a, 64, 0, n, d2, 2, NULL);
     for (uint64_t c = 0; c < n; c++) {
         ck_assert_msg((d1[c] != d2[c]) == (c == 300 / 64), "chunk %" G_GUINT64_FORMAT, c);
     }
     /* Two zero chunks differ by index; equal content in place matches. */
-    uint8_t zero[64 * GUEST_PAGE_SIZE] = { 0 };
+    uint8_t zero[64 * HM_PAGE_SIZE] = { 0 };
     ck_assert_uint_ne(ram_digest(zero, sizeof(zero), 1), ram_digest(zero, sizeof(zero), 2));
-    guest_ram_free(a);
+    test_ram_free(a);
 }
 END_TEST
 
 START_TEST(presence_and_zero_pages)
 {
-    GuestRam *a = ram_new(), *b = ram_new();
+    HmRam *a = ram_new(), *b = ram_new();
     g_autoptr(GError) err = NULL;
     volatile uint8_t sink;
 
     /* a: pages 10 and 500 written (500 with zeros), page 20 only read. */
-    ((uint8_t *)guest_ram_page(a, 10))[5] = 1;
-    memset(guest_ram_page(a, 500), 0, GUEST_PAGE_SIZE);
-    sink = ((uint8_t *)guest_ram_page(a, 20))[0];
+    ((uint8_t *)hm_ram_page(a, 10))[5] = 1;
+    memset(hm_ram_page(a, 500), 0, HM_PAGE_SIZE);
+    sink = ((uint8_t *)hm_ram_page(a, 20))[0];
     (void)sink;
     g_autofree unsigned long *present = ram_presence_scan(a, &err);
     ck_assert_msg(present, "%s", err ? err->message : "");
-    ck_assert(bitmap_test_bit(present, 10));
-    ck_assert(bitmap_test_bit(present, 500));
-    ck_assert(!bitmap_test_bit(present, 11));
-    ck_assert(!bitmap_test_bit(present, 1000));
-    ck_assert_uint_le(bitmap_count(present, NPAGES), 3);   /* 10, 500, maybe 20 */
+    ck_assert(hm_bitmap_test_bit(present, 10));
+    ck_assert(hm_bitmap_test_bit(present, 500));
+    ck_assert(!hm_bitmap_test_bit(present, 11));
+    ck_assert(!hm_bitmap_test_bit(present, 1000));
+    ck_assert_uint_le(hm_bitmap_count(present, NPAGES), 3);   /* 10, 500, maybe 20 */
 
     /* b: only page 10 written, the same way.  Same digests throughout. */
-    ((uint8_t *)guest_ram_page(b, 10))[5] = 1;
+    ((uint8_t *)hm_ram_page(b, 10))[5] = 1;
     uint64_t n = ram_digest_nchunks(a, RAM_DIGEST_CHUNK_PAGES);
     g_autofree uint64_t *da = g_new(uint64_t, n);
     g_autofree uint64_t *db = g_new(uint64_t, n);
@@ -325,23 +342,23 @@ START_TEST(presence_and_zero_pages)
     ram_digest_chunks(b, RAM_DIGEST_CHUNK_PAGES, 0, n, db, 1, NULL);
     ck_assert_mem_eq(da, db, n * 8);
     /* A page moved within a chunk does not match. */
-    ((uint8_t *)guest_ram_page(b, 10))[5] = 0;
-    ((uint8_t *)guest_ram_page(b, 11))[5] = 1;
+    ((uint8_t *)hm_ram_page(b, 10))[5] = 0;
+    ((uint8_t *)hm_ram_page(b, 11))[5] = 1;
     ram_digest_chunks(b, RAM_DIGEST_CHUNK_PAGES, 0, n, db, 1, NULL);
     ck_assert_uint_ne(da[0], db[0]);
-    guest_ram_free(a);
-    guest_ram_free(b);
+    test_ram_free(a);
+    test_ram_free(b);
 }
 END_TEST
 
 START_TEST(page_runs_roundtrip_and_rejects)
 {
     enum { N = 2000000 };              /* enough runs for two messages */
-    g_autofree unsigned long *set = bitmap_new(N), *back = bitmap_new(N);
+    g_autofree unsigned long *set = hm_bitmap_new(N), *back = hm_bitmap_new(N);
     for (uint64_t i = 0; i < N; i += 3) {       /* runs of one page */
-        bitmap_set_bit(set, i);
+        hm_bitmap_set_bit(set, i);
     }
-    bitmap_set_range(set, N - 50, 50);
+    hm_bitmap_set_range(set, N - 50, 50);
     g_autoptr(GPtrArray) msgs = wire_runs_encode(set, N, 7, 9);
     ck_assert_uint_gt(msgs->len, 1);
     uint64_t total = 0;
@@ -355,11 +372,11 @@ START_TEST(page_runs_roundtrip_and_rejects)
         ck_assert_uint_eq(word, i + 1 == msgs->len ? 9 : 7);
         total += pages;
     }
-    ck_assert_uint_eq(total, bitmap_count(set, N));
-    ck_assert_mem_eq(set, back, BITMAP_LONGS(N) * sizeof(unsigned long));
+    ck_assert_uint_eq(total, hm_bitmap_count(set, N));
+    ck_assert_mem_eq(set, back, HM_BITMAP_LONGS(N) * sizeof(unsigned long));
 
     /* An empty set is one message with no runs. */
-    g_autofree unsigned long *none = bitmap_new(N);
+    g_autofree unsigned long *none = hm_bitmap_new(N);
     g_autoptr(GPtrArray) empty = wire_runs_encode(none, N, 0, 1);
     ck_assert_uint_eq(empty->len, 1);
     ck_assert_uint_eq(g_bytes_get_size(empty->pdata[0]), 8);
@@ -392,6 +409,7 @@ int main(void)
     TCase *tc = tcase_create("codec");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, header_roundtrip_and_rejects);
+    tcase_add_test(tc, digest_known_answers);
     tcase_add_test(tc, hello_roundtrip);
     tcase_add_test(tc, batch_roundtrip_zstd);
     tcase_add_test(tc, batch_roundtrip_raw);

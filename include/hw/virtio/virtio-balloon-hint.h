@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <glib.h>
 
-#include "migration/guest_ram.h"
+#include "vm/guest_ram.h"
 
 #define VIRTIO_BALLOON_F_FREE_PAGE_HINT 3
 #define VIRTIO_BALLOON_F_PAGE_POISON    4

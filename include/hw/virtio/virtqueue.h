@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <glib.h>
 
-#include "migration/guest_ram.h"
+#include "vm/guest_ram.h"
 
 /* Ring layouts of the virtio 1.x split virtqueue (little-endian). */
 #define VRING_DESC_F_NEXT      1

@@ -7,85 +7,89 @@
  */
 #include <string.h>
 
-#include "migration_priv.h"
+#include "hintmig/hintmig.h"
+#include "hmp/migration_hmp.h"
 
 static bool hmp_migrate(void *opaque, int argc, char **argv, GString *out,
                         GError **errp)
 {
-    Migration *m = opaque;
+    Hintmig *m = opaque;
     bool detach = argc == 3;
 
     if (argc == 3 && !strcmp(argv[1], "-r")) {
         /* As QEMU: resume a paused postcopy migration. */
-        return migration_resume(m, argv[2], errp);
+        return hintmig_resume(m, argv[2], errp);
     }
     if (argc == 3 && strcmp(argv[1], "-d")) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "migrate: unknown flag '%s' (usage: migrate [-d|-r] uri)",
                     argv[1]);
         return false;
     }
-    if (m->host.ops->can_migrate && !m->host.ops->can_migrate(m->host.opaque, errp)) {
-        return false;
-    }
-    if (!migration_start(m, argv[argc - 1], errp)) {
+    if (!hintmig_start(m, argv[argc - 1], errp)) {
         return false;
     }
     if (detach) {
         return true;
     }
     /* Without -d, as QEMU: return when it is over, keeping the loop alive. */
-    while (migration_is_active(m)) {
+    while (hintmig_is_active(m)) {
         g_main_context_iteration(NULL, FALSE);
         g_usleep(2000);
     }
-    MigrationStats s;
-    migration_get_stats(m, &s);
-    bool ok = s.status == MIGRATION_STATUS_COMPLETED;
+    HintmigStats s;
+    hintmig_get_stats(m, &s);
+    bool ok = s.status == HINTMIG_STATUS_COMPLETED;
     if (!ok) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED, "migration %s: %s",
-                    migration_status_str(s.status), s.error ? s.error : "");
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED, "migration %s: %s",
+                    hintmig_status_str(s.status), s.error ? s.error : "");
     }
     (void)out;
-    migration_stats_clear(&s);
+    hintmig_stats_clear(&s);
     return ok;
 }
 
 static bool hmp_migrate_incoming(void *opaque, int argc, char **argv,
                                  GString *out, GError **errp)
 {
-    Migration *m = opaque;
+    Hintmig *m = opaque;
     (void)argc, (void)out;
 
-    if (!m->host.ops->can_receive || !m->host.ops->can_receive(m->host.opaque, errp)) {
-        if (errp && !*errp) {
-            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
-                        "'-incoming' was not specified on the command line");
-        }
-        return false;
-    }
-    return migration_incoming_start(m, argv[1], errp);
+    return hintmig_incoming_start(m, argv[1], errp);
 }
 
 static bool hmp_migrate_cancel(void *opaque, int argc, char **argv, GString *out,
                                GError **errp)
 {
     (void)argc, (void)argv, (void)out;
-    return migration_cancel(opaque, errp);
+    return hintmig_cancel(opaque, errp);
 }
 
 static bool hmp_migrate_start_postcopy(void *opaque, int argc, char **argv,
                                        GString *out, GError **errp)
 {
     (void)argc, (void)argv, (void)out;
-    return migration_start_postcopy(opaque, errp);
+    return hintmig_start_postcopy(opaque, errp);
+}
+
+static bool hmp_migrate_continue(void *opaque, int argc, char **argv,
+                                 GString *out, GError **errp)
+{
+    (void)argc, (void)out;
+    /* As QEMU: the state named must be the one the migration waits in. */
+    if (strcmp(argv[1], "pre-switchover")) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                    "migrate_continue: state '%s' is not pre-switchover", argv[1]);
+        return false;
+    }
+    return hintmig_continue(opaque, errp);
 }
 
 static bool hmp_migrate_recover(void *opaque, int argc, char **argv, GString *out,
                                 GError **errp)
 {
     (void)argc, (void)out;
-    return migration_recover(opaque, argv[1], errp);
+    return hintmig_recover(opaque, argv[1], errp);
 }
 
 static bool parse_on_off(const char *s, bool *out, GError **errp)
@@ -95,7 +99,7 @@ static bool parse_on_off(const char *s, bool *out, GError **errp)
     } else if (!strcmp(s, "off") || !strcmp(s, "false")) {
         *out = false;
     } else {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "'%s' is not on or off", s);
         return false;
     }
@@ -108,14 +112,14 @@ static bool hmp_set_capability(void *opaque, int argc, char **argv, GString *out
     bool on;
     (void)argc, (void)out;
     return parse_on_off(argv[2], &on, errp) &&
-           migration_set_capability(opaque, argv[1], on, errp);
+           hintmig_set_capability(opaque, argv[1], on, errp);
 }
 
 static bool hmp_set_parameter(void *opaque, int argc, char **argv, GString *out,
                               GError **errp)
 {
     (void)argc, (void)out;
-    return migration_set_parameter(opaque, argv[1], argv[2], errp);
+    return hintmig_set_parameter(opaque, argv[1], argv[2], errp);
 }
 
 static void kbytes(GString *out, const char *name, uint64_t bytes)
@@ -127,18 +131,18 @@ static void kbytes(GString *out, const char *name, uint64_t bytes)
 static bool hmp_info_migrate(void *opaque, int argc, char **argv, GString *out,
                              GError **errp)
 {
-    Migration *m = opaque;
-    MigrationStats s;
+    Hintmig *m = opaque;
+    HintmigStats s;
     (void)argc, (void)argv, (void)errp;
 
-    migration_get_stats(m, &s);
-    if (s.status == MIGRATION_STATUS_NONE) {
-        migration_stats_clear(&s);
+    hintmig_get_stats(m, &s);
+    if (s.status == HINTMIG_STATUS_NONE) {
+        hintmig_stats_clear(&s);
         return true;        /* QEMU prints nothing before the first migration */
     }
-    g_string_append_printf(out, "Migration status: %s", migration_status_str(s.status));
-    if ((s.status == MIGRATION_STATUS_FAILED || s.status == MIGRATION_STATUS_CANCELLED ||
-         s.status == MIGRATION_STATUS_POSTCOPY_PAUSED) && s.error) {
+    g_string_append_printf(out, "Migration status: %s", hintmig_status_str(s.status));
+    if ((s.status == HINTMIG_STATUS_FAILED || s.status == HINTMIG_STATUS_CANCELLED ||
+         s.status == HINTMIG_STATUS_POSTCOPY_PAUSED) && s.error) {
         g_string_append_printf(out, " (%s)", s.error);
     }
     g_string_append_c(out, '\n');
@@ -147,7 +151,7 @@ static bool hmp_info_migrate(void *opaque, int argc, char **argv, GString *out,
     }
     g_string_append_printf(out, "total time: %" G_GUINT64_FORMAT " ms\n", s.total_time_ms);
     if (!s.incoming) {
-        if (s.status == MIGRATION_STATUS_COMPLETED) {
+        if (s.status == HINTMIG_STATUS_COMPLETED) {
             g_string_append_printf(out, "downtime: %" G_GUINT64_FORMAT " ms\n",
                                    s.downtime_ms);
         } else {
@@ -244,28 +248,30 @@ static bool hmp_info_migrate(void *opaque, int argc, char **argv, GString *out,
             g_string_append_printf(out, "verify time: %" G_GUINT64_FORMAT " ms\n",
                                    s.incoming ? s.verify_dest_ms : s.verify_source_ms);
         }
-    } else if (s.status == MIGRATION_STATUS_COMPLETED) {
+    } else if (s.status == HINTMIG_STATUS_COMPLETED) {
         g_string_append(out, "verify: off\n");
     }
-    migration_stats_clear(&s);
+    hintmig_stats_clear(&s);
     return true;
 }
 
 static bool hmp_info_caps(void *opaque, int argc, char **argv, GString *out,
                           GError **errp)
 {
-    MigrationCaps c = migration_get_caps(opaque);
+    HintmigCaps c = hintmig_get_caps(opaque);
     (void)argc, (void)argv, (void)errp;
-    g_string_append_printf(out, "verify: %s\nfree-page-hint: %s\npostcopy-ram: %s\n",
+    g_string_append_printf(out, "verify: %s\nfree-page-hint: %s\npostcopy-ram: %s\n"
+                           "pause-before-switchover: %s\n",
                            c.verify ? "on" : "off", c.free_page_hint ? "on" : "off",
-                           c.postcopy_ram ? "on" : "off");
+                           c.postcopy_ram ? "on" : "off",
+                           c.pause_before_switchover ? "on" : "off");
     return true;
 }
 
 static bool hmp_info_params(void *opaque, int argc, char **argv, GString *out,
                             GError **errp)
 {
-    MigrationParams p = migration_get_params(opaque);
+    HintmigParams p = hintmig_get_params(opaque);
     (void)argc, (void)argv, (void)errp;
     g_string_append_printf(out,
                            "downtime-limit: %" G_GUINT64_FORMAT " ms\n"
@@ -275,7 +281,7 @@ static bool hmp_info_params(void *opaque, int argc, char **argv, GString *out,
                            "compress-threads: %u\n",
                            p.downtime_limit_ms, p.max_bandwidth,
                            p.max_bandwidth ? "" : " (unlimited)",
-                           p.compress_method == COMPRESS_ZSTD ? "zstd" : "none",
+                           p.compress_method == HINTMIG_COMPRESS_ZSTD ? "zstd" : "none",
                            p.compress_level, p.compress_threads);
     return true;
 }
@@ -295,6 +301,9 @@ static const MonitorCmd cmds[] = {
       hmp_migrate_incoming },
     { "migrate_cancel", NULL, NULL, "cancel the current VM migration", 0, 0,
       hmp_migrate_cancel },
+    { "migrate_continue", NULL, "state",
+      "continue a migration paused in STATE (pre-switchover)", 1, 1,
+      hmp_migrate_continue },
     { "migrate_set_capability", NULL, "capability state",
       "enable/disable the usage of a capability for migration", 2, 2,
       hmp_set_capability },
@@ -310,7 +319,7 @@ static const MonitorCmd infos[] = {
       0, 0, hmp_info_params },
 };
 
-void migration_hmp_register(Migration *m, Monitor *mon)
+void hmp_migration_register(Hintmig *m, Monitor *mon)
 {
     for (size_t i = 0; i < G_N_ELEMENTS(cmds); i++) {
         monitor_register(mon, &cmds[i], m);

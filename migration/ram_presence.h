@@ -8,13 +8,13 @@
 #define HINTMIG_RAM_PRESENCE_H
 
 #include <glib.h>
-#include "migration/guest_ram.h"
+#include "migration/ram.h"
 
 /*
  * Returns a bitmap with a bit set for every page of @ram that is present or
  * swapped (free with g_free), using PAGEMAP_SCAN where the kernel has it and
  * /proc/self/pagemap otherwise.  Returns NULL with @errp set if neither works.
  */
-unsigned long *ram_presence_scan(const GuestRam *ram, GError **errp);
+unsigned long *ram_presence_scan(const HmRam *ram, GError **errp);
 
 #endif

@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <glib.h>
 
-#include "migration/guest_ram.h"
+#include "migration/ram.h"
 
 #define PAGE_BATCH_MAX 128                 /* pages per batch */
 #define PAGE_BATCH_HEADER 16
@@ -71,7 +71,7 @@ void page_encoder_free(PageEncoder *e);
  * the encoded size and adds to @stats.  Compression is kept only when it
  * saves at least an eighth of the pages put in the frame.
  */
-size_t page_encode(PageEncoder *e, const GuestRam *ram, const uint64_t *pfns,
+size_t page_encode(PageEncoder *e, const HmRam *ram, const uint64_t *pfns,
                    unsigned n, uint32_t round, uint8_t *out,
                    PageCodecStats *stats);
 
@@ -86,7 +86,7 @@ void page_decoder_free(PageDecoder *d);
  * bit of every page applied (the receiver's set of pages not yet sent).
  * With @digests, stores each page's ram_digest() at its page number.
  */
-bool page_decode(PageDecoder *d, GuestRam *ram, const uint8_t *buf, size_t len,
+bool page_decode(PageDecoder *d, HmRam *ram, const uint8_t *buf, size_t len,
                  uint32_t *round, PageCodecStats *stats, unsigned long *arrived,
                  uint64_t *digests, GError **errp);
 

@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "migration/guest_ram.h"
+#include "migration/ram.h"
 
 #define RAM_DIGEST_CHUNK_PAGES 256u      /* 1 MiB chunks */
 
@@ -21,7 +21,7 @@
 uint64_t ram_digest(const void *p, size_t len, uint64_t seed);
 
 /* Returns how many chunks of @chunk_pages cover @ram. */
-uint64_t ram_digest_nchunks(const GuestRam *ram, uint32_t chunk_pages);
+uint64_t ram_digest_nchunks(const HmRam *ram, uint32_t chunk_pages);
 
 /*
  * Computes the digests of chunks [@first, @first + @n) of @ram into @out,
@@ -32,7 +32,7 @@ uint64_t ram_digest_nchunks(const GuestRam *ram, uint32_t chunk_pages);
  * @exclude (may be NULL): free pages the guest hinted, whose content does
  * not matter and differs between the two sides.
  */
-void ram_digest_chunks(const GuestRam *ram, uint32_t chunk_pages, uint64_t first,
+void ram_digest_chunks(const HmRam *ram, uint32_t chunk_pages, uint64_t first,
                        uint64_t n, uint64_t *out, unsigned nthreads,
                        const unsigned long *exclude);
 

@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "migration/guest_ram.h"
+#include "migration/ram.h"
 
 typedef struct HintFilter HintFilter;
 
@@ -31,7 +31,7 @@ typedef struct HintFilterStats {
     uint64_t madv_freed_bytes; /* released on the source with MADV_FREE */
 } HintFilterStats;
 
-HintFilter *hint_filter_new(GuestRam *ram);
+HintFilter *hint_filter_new(HmRam *ram);
 void hint_filter_free(HintFilter *f);
 
 /* From now on, hints under @cmd_id (and only it) are candidates. */
@@ -42,6 +42,8 @@ void hint_filter_end(HintFilter *f);
 
 /* A hinted range from the device (any thread).  Out-of-range parts are cut. */
 void hint_filter_add(HintFilter *f, uint32_t cmd_id, uint64_t gpa, uint64_t len);
+/* The same for @n pages from page index @first (clipped to its region). */
+void hint_filter_add_pages(HintFilter *f, uint32_t cmd_id, uint64_t first, uint64_t n);
 
 /*
  * Resolves the candidates against @dirty, the first sync after the id was

@@ -11,7 +11,7 @@
 #define HINTMIG_VMSTATE_FILE_H
 
 #include <glib.h>
-#include "migration/guest_ram.h"
+#include "vm/guest_ram.h"
 
 #define VMSTATE_MAX_SECTIONS 64
 #define VMSTATE_MAX_SECTION_SIZE (1u << 20)

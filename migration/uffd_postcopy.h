@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <glib.h>
 
-#include "migration/guest_ram.h"
+#include "migration/ram.h"
 #include "migration/page_codec.h"
 
 typedef struct UffdPostcopy UffdPostcopy;
@@ -52,10 +52,16 @@ typedef bool (*UffdRequestFn)(void *opaque, const uint64_t *pfns, unsigned n);
 bool uffd_postcopy_probe(GError **errp);
 
 /* Prepares postcopy for @ram; NULL with @errp if userfaultfd is unavailable. */
-UffdPostcopy *uffd_postcopy_new(GuestRam *ram, GError **errp);
+UffdPostcopy *uffd_postcopy_new(HmRam *ram, GError **errp);
 
 /* Stops the fault thread, unregisters RAM and frees @pc (NULL is allowed). */
 void uffd_postcopy_free(UffdPostcopy *pc);
+
+/*
+ * Before start: @fn, called on the fault thread as it starts, may raise its
+ * priority (the host's choice); it returns true if it did.
+ */
+void uffd_postcopy_set_urgent(UffdPostcopy *pc, bool (*fn)(void *opaque), void *opaque);
 
 /* The pages the source still owes; the receiver sets them before start. */
 unsigned long *uffd_postcopy_missing(UffdPostcopy *pc);

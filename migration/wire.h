@@ -19,10 +19,20 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include "hintmig/hintmig.h"
+
 #define WIRE_MAGIC 0x50574d48u          /* "HMWP" */
 #define WIRE_VERSION 1
 #define WIRE_HEADER_SIZE 16
 #define WIRE_MAX_PAYLOAD (16u << 20)
+/*
+ * Device state travels in parts of at most WIRE_STATE_PART bytes, each a
+ * DEVICE_STATE message whose seq is the part's index, with WIRE_STATE_LAST
+ * set on the last; a destination takes at most WIRE_MAX_STATE in all.
+ */
+#define WIRE_STATE_PART (1u << 20)
+#define WIRE_STATE_LAST 0x80000000u
+#define WIRE_MAX_STATE (1u << 30)
 
 typedef enum WireType {
     /* source -> destination */
@@ -74,6 +84,7 @@ typedef struct WireHello {
     uint32_t page_size;
     uint64_t ram_size;
     uint32_t nvcpus;
+    uint64_t layout;          /* digest of the RAM regions' names, sizes, order */
 } WireHello;
 
 typedef enum WireRefusal {
@@ -158,5 +169,34 @@ bool wire_runs_decode(const void *p, size_t len, uint64_t npages,
 
 /* Reads exactly @len bytes; false with @errp set on error or early EOF. */
 bool wire_read_full(int fd, void *buf, size_t len, GError **errp);
+
+
+/* ---- small payloads: each encoded and decoded here, and nowhere else ---- */
+
+/* PAGE_CHANNEL, RESUME: the session a connection belongs to (8 bytes). */
+void wire_session_encode(uint8_t out[8], uint64_t session);
+bool wire_session_decode(const void *p, size_t len, uint64_t *session);
+
+/*
+ * PAGE_REQUEST: @n page numbers.  wire_page_request_encode returns the
+ * payload (free it) and its length in *@len; _decode returns the page
+ * numbers (free them), each checked against @npages, or NULL with @errp.
+ */
+uint8_t *wire_page_request_encode(const uint64_t *pfns, uint32_t n, size_t *len);
+uint64_t *wire_page_request_decode(const void *p, size_t len, uint64_t npages,
+                                   uint32_t *n, GError **errp);
+
+/* VERIFY: @count chunk digests from chunk @first, chunks of @chunk_pages. */
+#define WIRE_DIGESTS_HEADER 16
+/* Encodes into @buf (WIRE_DIGESTS_HEADER + 8 * @count bytes); returns the length. */
+size_t wire_digests_encode(uint8_t *buf, uint32_t chunk_pages, uint64_t first,
+                           const uint64_t *digests, uint32_t count);
+/*
+ * Checks a VERIFY payload against @nchunks and copies its digests to
+ * @out[first..first + count); sets *@count.  False with @errp if malformed.
+ */
+bool wire_digests_decode(const void *p, size_t len, uint32_t chunk_pages,
+                         uint64_t nchunks, uint64_t *out, uint32_t *count,
+                         GError **errp);
 
 #endif

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include "hintmig/hintmig.h"
+
 typedef struct UringTx UringTx;
 
 typedef struct UringTxBuf {

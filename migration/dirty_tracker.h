@@ -19,11 +19,9 @@
 #include <stdint.h>
 #include <glib.h>
 
-typedef enum {
-    DIRTY_BACKEND_AUTO,        /* uffd-wp if the kernel has it, else soft-dirty */
-    DIRTY_BACKEND_UFFD_WP,
-    DIRTY_BACKEND_SOFT_DIRTY,
-} DirtyBackendKind;
+#include "hintmig/hintmig.h"
+
+
 
 typedef struct DirtyTracker DirtyTracker;
 
@@ -40,17 +38,8 @@ typedef struct DirtyTrackerStats {
     uint64_t total_sync_ns;    /* all syncs */
 } DirtyTrackerStats;
 
-/*
- * Returns true when backend @kind works on this kernel; otherwise false with
- * @errp saying why.  The check runs the backend on a scratch mapping.
- */
-bool dirty_backend_probe(DirtyBackendKind kind, GError **errp);
 
-/* Returns "uffd-wp", "soft-dirty" or "auto". */
-const char *dirty_backend_name(DirtyBackendKind kind);
 
-/* Parses "auto", "uffd-wp" or "soft-dirty"; returns false if unknown. */
-bool dirty_backend_parse(const char *str, DirtyBackendKind *out);
 
 /*
  * Creates a tracker over [@base, @base + @len) (page aligned) with backend
@@ -59,7 +48,7 @@ bool dirty_backend_parse(const char *str, DirtyBackendKind *out);
  * guarantees that nothing writes the range during a sync.  Tracking begins
  * with dirty_tracker_start().  Returns NULL with @errp set on failure.
  */
-DirtyTracker *dirty_tracker_new(void *base, uint64_t len, DirtyBackendKind kind,
+DirtyTracker *dirty_tracker_new(void *base, uint64_t len, HintmigDirtyBackend kind,
                                 DirtyQuiesceFn quiesce, void *opaque,
                                 GError **errp);
 
@@ -77,6 +66,12 @@ bool dirty_tracker_start(DirtyTracker *t, GError **errp);
  */
 bool dirty_tracker_sync(DirtyTracker *t, unsigned long *bitmap, GError **errp);
 
+/*
+ * From now on page i of the range is reported as bit @offset + i: trackers
+ * over several ranges fill one bitmap.
+ */
+void dirty_tracker_set_bit_offset(DirtyTracker *t, uint64_t offset);
+
 /* Stops tracking; start may be called again later. */
 void dirty_tracker_stop(DirtyTracker *t);
 
@@ -84,7 +79,7 @@ void dirty_tracker_stop(DirtyTracker *t);
 void dirty_tracker_free(DirtyTracker *t);
 
 /* Returns the backend in use. */
-DirtyBackendKind dirty_tracker_backend(const DirtyTracker *t);
+HintmigDirtyBackend dirty_tracker_backend(const DirtyTracker *t);
 
 /*
  * Returns why AUTO did not pick the preferred backend, or NULL when it did

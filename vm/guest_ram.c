@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "migration/guest_ram.h"
+#include "vm/guest_ram.h"
 
 #define IMAGE_CHUNK (4u << 20)
 

@@ -5,7 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "migration/thread_prio.h"
+#include "vm/thread_prio.h"
 
 void thread_prio_background(void)
 {

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "migration/vmstate_file.h"
+#include "vm/vmstate_file.h"
 
 #define VMSTATE_MAGIC "HMSTATE1"
 #define VMSTATE_VERSION 2

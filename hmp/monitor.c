@@ -2,7 +2,7 @@
 /* HMP command table, tokenizer and dispatch: see include/migration/monitor.h. */
 #include <string.h>
 
-#include "migration/monitor.h"
+#include "hmp/monitor.h"
 
 typedef struct MonitorEntry {
     const MonitorCmd *cmd;

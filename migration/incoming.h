@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The incoming side's private state, shared by incoming.c (the receiver:
+ * handshake, decoders, precopy's messages), incoming_verify.c (RAM
+ * digests) and incoming_postcopy.c (the page channel, postcopy's switch,
+ * completion and recovery).
+ */
+#ifndef HINTMIG_INCOMING_H
+#define HINTMIG_INCOMING_H
+
+#include "migration_priv.h"
+#include "migration/page_codec.h"
+#include "migration/uffd_postcopy.h"
+#include "migration/wire.h"
+
+#define RX_BUFS 16
+#define COMMIT_TIMEOUT_S 60
+#define CHANNEL_TIMEOUT_MS 10000     /* for the source's second connection */
+#define PLACE_TIMEOUT_MS 60000       /* after COMPLETE, for the last pages */
+
+typedef struct RxBuf {
+    uint8_t *data;
+    size_t len;
+} RxBuf;
+
+typedef struct Incoming {
+    Hintmig *m;
+    HmRam *ram;
+    int fd;
+    unsigned ndec;
+    GThread **dec;
+    GAsyncQueue *dec_q;           /* RxBuf * to apply, or &stop_buf */
+    GAsyncQueue *rx_pool;
+    RxBuf bufs[RX_BUFS];
+    GMutex lock;
+    GCond idle;
+    unsigned busy;
+    char *decode_error;           /* first batch that failed */
+    PageCodecStats codec;
+    uint64_t rx_bytes;
+    uint64_t features;
+    GByteArray *state;          /* device state, reassembled from its parts */
+    bool state_whole;           /* its last part came */
+    uint32_t state_parts;
+    uint64_t *src_digests;
+    uint64_t nchunks, digests_received;
+    unsigned long *hinted;        /* hinted by the source and not sent since */
+    uint32_t poison;              /* the guest's free page poison, from HINTED */
+
+    /* postcopy */
+    uint64_t session;             /* the source's, from its hello */
+    GMutex send_lock;             /* the return path: acks and page requests */
+    bool link_up;                 /* under send_lock */
+    UffdPostcopy *pc;             /* set up once postcopy was negotiated */
+    bool postcopy;                /* the guest runs here: place, do not write */
+    uint64_t *digests;            /* each page's digest as written or placed */
+    int ch_fd;                    /* the page channel, -1 when none */
+    GThread *ch_thread;
+} Incoming;
+
+/* incoming.c */
+/* Refuses with @code: tells the source why (an ERROR), sets @errp; false. */
+bool in_give_up(Incoming *in, WireRefusal code, GError **errp, const char *fmt, ...)
+    G_GNUC_PRINTF(4, 5);
+/* Acks request @seq with @code and @msg; false with @errp if the link broke. */
+bool in_ack(Incoming *in, uint32_t seq, WireRefusal code, const char *msg,
+            GError **errp);
+/* Waits until every queued batch is applied; false with the first decode error. */
+bool in_drain(Incoming *in, GError **errp);
+
+/* incoming_verify.c */
+/* VERIFY: the source's chunk digests, @d (@len bytes). */
+bool in_store_digests(Incoming *in, const uint8_t *d, size_t len, GError **errp);
+/* Compares this side's RAM with the source's digests and acks @seq with the verdict. */
+bool in_check_ram(Incoming *in, uint32_t seq, GError **errp);
+
+/* incoming_postcopy.c */
+/* Postcopy: decodes a batch into @staging and places its missing pages. */
+bool in_place_batch(Incoming *in, PageDecoder *d, uint8_t *staging,
+                    const uint8_t *buf, size_t len, PageCodecStats *st,
+                    GError **errp);
+/* After the hello: accepts the source's page channel and sets up userfaultfd. */
+bool in_accept_page_channel(Incoming *in, GError **errp);
+void in_channel_stop(Incoming *in);
+/* PENDING: the pages the source still owes. */
+bool in_apply_pending(Incoming *in, const uint8_t *d, size_t len, GError **errp);
+/* POSTCOPY_RUN @seq: load the state, run the guest, ack. */
+bool in_postcopy_run(Incoming *in, uint32_t seq, GError **errp);
+/* COMPLETE @seq in postcopy; *@final once nothing more can be done. */
+bool in_postcopy_complete(Incoming *in, uint32_t seq, bool *final, GError **errp);
+/* The link broke in postcopy: pause until a recovery, or false if abandoned. */
+bool in_postcopy_recover(Incoming *in, const char *why);
+
+#endif

@@ -1,0 +1,487 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The outgoing connection, under both phases (precopy.c, postcopy_source.c):
+ * the handshake, messages and their acks, the return path, the encoder
+ * pool that turns batches of pages into wire messages in the io_uring
+ * sender's buffers, device state, digests and page runs.
+ *
+ * Encoder threads (compress-threads, each with its own zstd context) take
+ * EncodeJobs from enc_q.  The return-path thread reads the destination's
+ * acks and errors; every ack must match an outstanding request, and page
+ * requests go to the phase that serves them (on_page_request).
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "outgoing.h"
+#include "migration/bitmap.h"
+#include "migration/page_codec.h"
+#include "migration/ram_digest.h"
+#include "migration/wire.h"
+
+#define HANDSHAKE_TIMEOUT_S 30
+#define VERIFY_PER_MSG 65536u        /* digests per WIRE_VERIFY message */
+
+static EncodeJob stop_job;
+
+void out_publish(Precopy *p)
+{
+    UringTxStats tx = p->tx ? uring_tx_stats(p->tx) : (UringTxStats) { 0 };
+    Hintmig *m = p->m;
+
+    g_mutex_lock(&p->lock);
+    PageCodecStats c = p->codec;
+    uint64_t ram_bytes = p->ram_bytes, ch_bytes = p->ch_bytes + p->tx_bytes_done;
+    uint64_t requests = p->requests, urgent = p->urgent_pages;
+    g_mutex_unlock(&p->lock);
+    g_mutex_lock(&p->rp_lock);
+    uint64_t rx = p->rx_bytes;
+    g_mutex_unlock(&p->rp_lock);
+
+    g_mutex_lock(&m->lock);
+    HintmigStats *s = &m->stats;
+    s->duplicate_pages = c.zero_pages;
+    s->normal_pages = c.data_pages;
+    s->normal_bytes = c.data_bytes;
+    s->compressed_bytes = c.payload_bytes;
+    s->zstd_batches = c.zstd_batches;
+    s->raw_batches = c.raw_batches;
+    s->transferred_ram = ram_bytes;
+    s->wire_bytes = tx.bytes_sent + ch_bytes;
+    s->wire_bytes_received = rx;
+    if (p->pending) {
+        s->postcopy_requests = requests;
+        s->postcopy_urgent_pages = urgent;
+        s->postcopy_remaining = hm_bitmap_count(p->pending, p->ram->npages);
+    }
+    if (p->trackers || p->host_log) {
+        s->dirty_sync_count = p->dirty_syncs;
+    }
+    if (p->hints) {
+        HintFilterStats h = hint_filter_stats(p->hints);
+        s->hinted_pages = h.hinted_pages;
+        s->hint_skipped_pages = h.skipped;
+        s->madv_freed_bytes = h.madv_freed_bytes;
+    }
+    uint64_t ms = (g_get_monotonic_time() - m->t_start) / 1000;
+    s->throughput_mbps = ms ? (tx.bytes_sent + ch_bytes) * 8.0 / ms / 1000.0 : 0;
+    g_mutex_unlock(&m->lock);
+}
+
+static gpointer encoder_thread(gpointer data)
+{
+    Precopy *p = data;
+    PageEncoder *e = page_encoder_new(p->params.compress_method == HINTMIG_COMPRESS_ZSTD &&
+                                      (p->features & WIRE_FEAT_ZSTD),
+                                      p->params.compress_level);
+    EncodeJob *job;
+    bool background = false;
+
+    while ((job = g_async_queue_pop(p->enc_q)) != &stop_job) {
+        PageCodecStats st = { 0 };
+        if (!background && __atomic_load_n(&p->pending, __ATOMIC_RELAXED)) {
+            hm_thread_role(p->m, HINTMIG_THREAD_BULK);   /* postcopy: requests first */
+            background = true;
+        }
+        size_t len = page_encode(e, p->ram, job->pfns, job->n, job->round,
+                                 job->buf->data + WIRE_HEADER_SIZE, &st);
+        wire_header_encode(job->buf->data, WIRE_RAM_BATCH, 0, len);
+        job->buf->len = WIRE_HEADER_SIZE + len;
+        uring_tx_send(p->tx, job->buf);
+
+        g_mutex_lock(&p->lock);
+        page_codec_stats_add(&p->codec, &st);
+        p->ram_bytes += WIRE_HEADER_SIZE + len;
+        if (--p->busy == 0) {
+            g_cond_broadcast(&p->idle);
+        }
+        g_mutex_unlock(&p->lock);
+        g_async_queue_push(p->job_pool, job);
+    }
+    page_encoder_free(e);
+    return NULL;
+}
+
+void out_encoders_wait_idle(Precopy *p)
+{
+    g_mutex_lock(&p->lock);
+    while (p->busy) {
+        g_cond_wait(&p->idle, &p->lock);
+    }
+    g_mutex_unlock(&p->lock);
+}
+
+/* The reason to give when the stream broke: the destination's, if it sent one. */
+void out_stream_error(Precopy *p, GError **errp, const char *what)
+{
+    /* The destination sends its reason and then closes: give it a moment. */
+    g_mutex_lock(&p->rp_lock);
+    gint64 until = g_get_monotonic_time() + G_USEC_PER_SEC;
+    while (!p->rp_done && !p->peer_error &&
+           g_cond_wait_until(&p->rp_cond, &p->rp_lock, until)) {
+    }
+    char *peer = g_strdup(p->peer_error);
+    g_mutex_unlock(&p->rp_lock);
+    if (peer) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED, "%s", peer);
+        g_free(peer);
+    } else {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO, "%s", what);
+    }
+}
+
+bool out_check_abort(Precopy *p, GError **errp)
+{
+    if (hm_cancelled(p->m)) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_CANCELLED, "cancelled by the user");
+        return false;
+    }
+    g_mutex_lock(&p->rp_lock);
+    bool broken = p->peer_error || p->rp_done;
+    g_mutex_unlock(&p->rp_lock);
+    if (broken) {
+        out_stream_error(p, errp, "connection lost: the destination closed it");
+        return false;
+    }
+    return true;
+}
+
+bool out_queue_batch(Precopy *p, const uint64_t *pfns, unsigned n, uint32_t round,
+                 GError **errp)
+{
+    EncodeJob *job = g_async_queue_pop(p->job_pool);
+    job->buf = uring_tx_buf_get(p->tx);
+    if (!job->buf) {
+        g_async_queue_push(p->job_pool, job);
+        out_stream_error(p, errp, "connection lost while sending RAM");
+        return false;
+    }
+    job->round = round;
+    job->n = n;
+    memcpy(job->pfns, pfns, n * sizeof(pfns[0]));
+    g_mutex_lock(&p->lock);
+    p->busy++;
+    g_mutex_unlock(&p->lock);
+    g_async_queue_push(p->enc_q, job);
+    return true;
+}
+
+/* Queues a control message behind everything queued so far. */
+bool out_send_msg(Precopy *p, WireType type, uint32_t seq, const void *payload,
+                     size_t len, GError **errp)
+{
+    UringTxBuf *b;
+    if (WIRE_HEADER_SIZE + len > MIGRATION_BUF_SIZE) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                    "%s message of %zu bytes is too large", wire_type_str(type), len);
+        return false;
+    }
+    out_encoders_wait_idle(p);
+    if (!(b = uring_tx_buf_get(p->tx))) {
+        out_stream_error(p, errp, "connection lost");
+        return false;
+    }
+    wire_header_encode(b->data, type, seq, len);
+    if (len) {
+        memcpy(b->data + WIRE_HEADER_SIZE, payload, len);
+    }
+    b->len = WIRE_HEADER_SIZE + len;
+    uring_tx_send(p->tx, b);
+    return true;
+}
+
+uint32_t out_send_request(Precopy *p, WireType type, const void *payload, size_t len,
+                      bool awaited, GError **errp)
+{
+    g_mutex_lock(&p->rp_lock);
+    uint32_t seq = ++p->next_seq;
+    g_hash_table_insert(p->pending_acks, GUINT_TO_POINTER(seq), GUINT_TO_POINTER(type));
+    if (awaited) {
+        p->await_seq = seq;
+        p->await_acked = false;
+        g_clear_pointer(&p->await_msg, g_free);
+    }
+    g_mutex_unlock(&p->rp_lock);
+    return out_send_msg(p, type, seq, payload, len, errp) ? seq : 0;
+}
+
+bool out_wait_ack(Precopy *p, int timeout_s, uint32_t *status, char **msg, bool *closed)
+{
+    g_mutex_lock(&p->rp_lock);
+    gint64 until = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
+    while (!p->await_acked && !p->rp_done && !p->peer_error &&
+           g_cond_wait_until(&p->rp_cond, &p->rp_lock, until)) {
+    }
+    bool acked = p->await_acked;
+    *status = p->await_status;
+    *msg = g_strdup(p->await_msg);
+    *closed = p->rp_done || p->peer_error;
+    g_mutex_unlock(&p->rp_lock);
+    return acked;
+}
+
+void out_rp_fail(Precopy *p, char *msg)
+{
+    g_mutex_lock(&p->rp_lock);
+    if (!p->peer_error) {
+        p->peer_error = msg;
+    } else {
+        g_free(msg);
+    }
+    g_cond_broadcast(&p->rp_cond);
+    g_mutex_unlock(&p->rp_lock);
+    shutdown(p->fd, SHUT_RDWR);      /* stops the sender too */
+}
+
+gpointer out_return_path_thread(gpointer data)
+{
+    Precopy *p = data;
+
+    for (;;) {
+        WireHeader h;
+        GBytes *payload = NULL;
+        g_autoptr(GError) err = NULL;
+        if (!wire_recv(p->fd, &h, &payload, &err)) {
+            /* A malformed message is worth reporting; a closed connection
+             * is reported by whoever needed it. */
+            if (g_error_matches(err, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL)) {
+                out_rp_fail(p, g_strdup_printf("return path: %s", err->message));
+            }
+            break;
+        }
+        gsize len;
+        const void *d = g_bytes_get_data(payload, &len);
+        uint32_t code;
+        g_autofree char *text = NULL;
+        g_mutex_lock(&p->rp_lock);
+        p->rx_bytes += WIRE_HEADER_SIZE + len;
+        g_mutex_unlock(&p->rp_lock);
+
+        if (h.type == WIRE_ERROR) {
+            if (wire_status_decode(d, len, &code, &text, NULL)) {
+                out_rp_fail(p, g_strdup_printf("destination: %s", text));
+            } else {
+                out_rp_fail(p, g_strdup("destination sent a malformed error"));
+            }
+            g_bytes_unref(payload);
+            break;
+        }
+        if (h.type == WIRE_PAGE_REQUEST && p->on_page_request) {
+            p->on_page_request(p, d, len);
+            g_bytes_unref(payload);
+            continue;
+        }
+        if (h.type != WIRE_ACK || !wire_status_decode(d, len, &code, &text, NULL)) {
+            out_rp_fail(p, g_strdup_printf("return path: unexpected %s message",
+                                       wire_type_str(h.type)));
+            g_bytes_unref(payload);
+            break;
+        }
+        g_bytes_unref(payload);
+        g_mutex_lock(&p->rp_lock);
+        gpointer type;
+        if (!g_hash_table_lookup_extended(p->pending_acks, GUINT_TO_POINTER(h.seq),
+                                          NULL, &type)) {
+            g_mutex_unlock(&p->rp_lock);
+            out_rp_fail(p, g_strdup_printf("return path: ack for request %u, which "
+                                       "is not outstanding", h.seq));
+            break;
+        }
+        g_hash_table_remove(p->pending_acks, GUINT_TO_POINTER(h.seq));
+        /* The awaited request's refusal is its waiter's to report. */
+        bool awaited = h.seq == p->await_seq;
+        if (awaited) {
+            p->await_acked = true;
+            p->await_status = code;
+            p->await_msg = g_steal_pointer(&text);
+            g_cond_broadcast(&p->rp_cond);
+        }
+        g_mutex_unlock(&p->rp_lock);
+        if (code != WIRE_OK && !awaited) {
+            out_rp_fail(p, g_strdup_printf("destination: %s", text ? text : "error"));
+            break;
+        }
+    }
+    g_mutex_lock(&p->rp_lock);
+    p->rp_done = true;
+    g_cond_broadcast(&p->rp_cond);
+    g_mutex_unlock(&p->rp_lock);
+    return NULL;
+}
+
+bool out_handshake(Precopy *p, GError **errp)
+{
+    HintmigHost *host = &p->m->host;
+    WireHello hello = {
+        .session = (uint64_t)g_random_int() << 32 | g_random_int(),
+        .features_offered = WIRE_FEAT_ZSTD | WIRE_FEAT_VERIFY,
+        .features_required = p->verify ? WIRE_FEAT_VERIFY : 0,
+        .page_size = HM_PAGE_SIZE,
+        .ram_size = p->ram->size,
+        .nvcpus = host->nvcpus,
+        .layout = hm_ram_layout_digest(p->ram),
+    };
+    if (p->params.compress_method == HINTMIG_COMPRESS_ZSTD) {
+        hello.features_required |= WIRE_FEAT_ZSTD;
+    }
+    if (hintmig_get_caps(p->m).postcopy_ram) {
+        /* As QEMU: postcopy-ram is set on both sides, or it is an error. */
+        hello.features_offered |= WIRE_FEAT_POSTCOPY;
+        hello.features_required |= WIRE_FEAT_POSTCOPY;
+    }
+    if (p->hinting) {
+        /* Pages left off the wire must be known as such over there. */
+        hello.features_offered |= WIRE_FEAT_FREE_PAGE_HINT;
+        hello.features_required |= WIRE_FEAT_FREE_PAGE_HINT;
+    }
+    if (!wire_uuid_parse(host->uuid, hello.uuid)) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                    "the VM's UUID '%s' is not valid", host->uuid);
+        return false;
+    }
+
+    struct timeval tv = { .tv_sec = HANDSHAKE_TIMEOUT_S };
+    setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    g_autoptr(GBytes) hb = wire_hello_encode(&hello);
+    gsize hlen;
+    const void *hd = g_bytes_get_data(hb, &hlen);
+    WireHeader h;
+    g_autoptr(GBytes) reply = NULL;
+    if (!wire_send(p->fd, WIRE_HELLO, 0, hd, hlen, errp) ||
+        !wire_recv(p->fd, &h, &reply, errp)) {
+        g_prefix_error(errp, "handshake: ");
+        return false;
+    }
+    tv.tv_sec = 0;
+    setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+
+    WireHelloReply r;
+    gsize rlen;
+    const void *rd = g_bytes_get_data(reply, &rlen);
+    if (h.type == WIRE_ERROR) {
+        wire_set_peer_error(rd, rlen, "destination refused", errp);
+        return false;
+    }
+    if (h.type != WIRE_HELLO_REPLY || !wire_hello_reply_decode(rd, rlen, &r, errp)) {
+        g_prefix_error(errp, "handshake: ");
+        if (errp && !*errp) {
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                        "handshake: expected a hello reply, got %s",
+                        wire_type_str(h.type));
+        }
+        return false;
+    }
+    if (r.status != WIRE_OK) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED,
+                    "destination refused: %s", r.reason);
+        return false;
+    }
+    if (r.features_accepted & ~hello.features_offered) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                    "handshake: destination accepted features never offered");
+        return false;
+    }
+    p->features = r.features_accepted;
+    p->session = hello.session;
+    return true;
+}
+
+bool out_send_device_state(Precopy *p, GError **errp)
+{
+    HintmigHost *host = &p->m->host;
+    g_autoptr(GByteArray) st = g_byte_array_new();
+    g_autoptr(GError) err = NULL;
+
+    if (!host->ops->save_state(host->opaque, st, &err)) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_HOST, "saving device state: %s",
+                    err ? err->message : "the host gave no reason");
+        return false;
+    }
+    if (st->len > WIRE_MAX_STATE) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                    "device state of %u bytes is over the %u MiB a destination takes",
+                    st->len, WIRE_MAX_STATE >> 20);
+        return false;
+    }
+    uint32_t part = 0, off = 0;
+    do {
+        uint32_t n = MIN(st->len - off, WIRE_STATE_PART);
+        uint32_t seq = part++ | (off + n == st->len ? WIRE_STATE_LAST : 0);
+        if (!out_send_msg(p, WIRE_DEVICE_STATE, seq, st->data + off, n, errp)) {
+            return false;
+        }
+        off += n;
+    } while (off < st->len);
+    return true;
+}
+
+/* Hashes the stopped VM's RAM while the last round is on its way. */
+gpointer out_digest_task(gpointer data)
+{
+    DigestTask *t = data;
+    gint64 t0 = g_get_monotonic_time();
+    ram_digest_chunks(t->ram, RAM_DIGEST_CHUNK_PAGES, 0, t->n, t->out, t->threads,
+                      t->exclude);
+    t->us = g_get_monotonic_time() - t0;
+    return NULL;
+}
+
+bool out_send_digests(Precopy *p, const uint64_t *dig, uint64_t n, GError **errp)
+{
+    g_autofree uint8_t *msg = g_malloc(WIRE_DIGESTS_HEADER + VERIFY_PER_MSG * 8);
+
+    for (uint64_t first = 0; first < n; first += VERIFY_PER_MSG) {
+        uint32_t count = MIN((uint64_t)VERIFY_PER_MSG, n - first);
+        size_t len = wire_digests_encode(msg, RAM_DIGEST_CHUNK_PAGES, first,
+                                         dig + first, count);
+        if (!out_send_msg(p, WIRE_VERIFY, 0, msg, len, errp)) {
+            return false;
+        }
+    }
+    g_mutex_lock(&p->m->lock);
+    p->m->stats.verify_chunks = n;
+    g_mutex_unlock(&p->m->lock);
+    return true;
+}
+
+bool out_send_runs(Precopy *p, WireType type, const unsigned long *set, uint32_t word,
+               GError **errp)
+{
+    g_autoptr(GPtrArray) msgs = wire_runs_encode(set, p->ram->npages, word, word);
+    for (guint i = 0; i < msgs->len; i++) {
+        gsize len;
+        const void *d = g_bytes_get_data(msgs->pdata[i], &len);
+        if (!out_send_msg(p, type, 0, d, len, errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool out_encoders_start(Precopy *p, GError **errp)
+{
+    p->enc = g_new0(GThread *, p->params.compress_threads);
+    for (p->nenc = 0; p->nenc < p->params.compress_threads; p->nenc++) {
+        p->enc[p->nenc] = hm_thread_new("encoder", encoder_thread, p, errp);
+        if (!p->enc[p->nenc]) {
+            return false;           /* out_encoders_stop() stops the ones started */
+        }
+    }
+    return true;
+}
+
+void out_encoders_stop(Precopy *p)
+{
+    if (!p->enc) {
+        return;
+    }
+    for (unsigned i = 0; i < p->nenc; i++) {
+        g_async_queue_push(p->enc_q, &stop_job);
+    }
+    for (unsigned i = 0; i < p->nenc; i++) {
+        g_thread_join(p->enc[i]);
+    }
+    g_clear_pointer(&p->enc, g_free);
+}

@@ -1,0 +1,609 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * libhintmig embedded: two engine contexts in one process, driven through
+ * the public API only (hintmig/hintmig.h), with a fake host.  RAM has
+ * several regions with a hole between them, one of them on a memfd; the
+ * connection is a socket the host gives (fd:) or a unix: URI.
+ */
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hintmig/hintmig.h"
+#include "test_util.h"
+
+#define MiB (1024u * 1024u)
+#define STATE_SIZE (3 * MiB + 123)   /* more than one device-state part */
+
+typedef struct FakeHost {
+    const char *who;
+    HintmigRamRegion regions[3];
+    int memfd;
+    GMainContext *ctx;
+    Hintmig *m;
+    GByteArray *loaded;            /* destination: the state it loaded */
+    gint stopped, resumed, migrated, incoming_done;   /* set on engine threads */
+    HintmigStatus last;
+    bool saw_pre_switchover;
+    /* A free page hint device: it answers the engine's events and reports
+     * the hinted ranges from a thread of its own, as a balloon does. */
+    bool hint_device;
+    GAsyncQueue *rounds;           /* cmd ids to report under */
+    GThread *reporter;
+    gint done;                     /* DONE came: the guest has its pages back */
+    /* The host's own dirty log (HINTMIG_DIRTY_HOST): a byte per page. */
+    uint8_t *log[3];
+    unsigned log_starts, log_syncs;
+} FakeHost;
+
+/* The hinted ranges: region, first page, pages. */
+static const struct { unsigned region; uint64_t first, n; } hinted[] = {
+    { 0, 1024, 1024 },             /* "low", by guest-physical address */
+    { 1, 0, 512 },                 /* "high", above the hole */
+    { 2, 256, 256 },               /* "vram" (memfd, no address): by host address */
+};
+
+static const char *region_names[3] = { "low", "high", "vram" };
+static const uint64_t region_sizes[3] = { 16 * MiB, 8 * MiB, 4 * MiB };
+/* A hole between "low" and "high", as RAM around a PCI hole. */
+static const uint64_t region_gpas[3] = { 0, 64 * MiB, HINTMIG_GPA_NONE };
+
+/* Pages the host writes as it stops the VM (device emulation, say). */
+static const struct { unsigned region; uint64_t page; } late_writes[] = {
+    { 0, 5 }, { 1, 1000 }, { 2, 7 },
+};
+
+static void host_stop(void *o)
+{
+    FakeHost *h = o;
+
+    if (h->log[0]) {
+        for (unsigned i = 0; i < G_N_ELEMENTS(late_writes); i++) {
+            uint8_t *p = (uint8_t *)h->regions[late_writes[i].region].host +
+                         late_writes[i].page * HINTMIG_PAGE_SIZE;
+            memset(p, 0xe7, HINTMIG_PAGE_SIZE);
+            h->log[late_writes[i].region][late_writes[i].page] = 1;
+        }
+    }
+    g_atomic_int_set(&h->stopped, 1);
+}
+
+static bool log_start(void *o, GError **errp)
+{
+    FakeHost *h = o;
+    (void)errp;
+    for (unsigned r = 0; r < 3; r++) {
+        memset(h->log[r], 0, region_sizes[r] / HINTMIG_PAGE_SIZE);
+    }
+    h->log_starts++;
+    return true;
+}
+
+static bool log_sync(void *o, unsigned region, unsigned long *bitmap, GError **errp)
+{
+    FakeHost *h = o;
+    const unsigned bits = sizeof(unsigned long) * 8;
+    if (region >= 3) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_HOST, "no region %u", region);
+        return false;
+    }
+    for (uint64_t pg = 0; pg < region_sizes[region] / HINTMIG_PAGE_SIZE; pg++) {
+        if (h->log[region][pg]) {
+            bitmap[pg / bits] |= 1ul << (pg % bits);
+            h->log[region][pg] = 0;
+        }
+    }
+    h->log_syncs++;
+    return true;
+}
+
+static const HintmigDirtyOps fake_log = { .start = log_start, .sync = log_sync };
+static void host_resume(void *o) { g_atomic_int_set(&((FakeHost *)o)->resumed, 1); }
+static void host_migrated(void *o) { g_atomic_int_set(&((FakeHost *)o)->migrated, 1); }
+static void host_incoming_done(void *o)
+{
+    g_atomic_int_set(&((FakeHost *)o)->incoming_done, 1);
+}
+static bool host_yes(void *o, GError **e) { (void)o, (void)e; return true; }
+
+static bool host_save(void *o, GByteArray *out, GError **errp)
+{
+    (void)o, (void)errp;
+    for (uint32_t i = 0; i < STATE_SIZE; i++) {
+        uint8_t b = (uint8_t)(i * 31 + 7);
+        g_byte_array_append(out, &b, 1);
+    }
+    return true;
+}
+
+static bool host_load(void *o, const uint8_t *d, size_t len, GError **errp)
+{
+    FakeHost *h = o;
+    (void)errp;
+    h->loaded = g_byte_array_new();
+    g_byte_array_append(h->loaded, d, len);
+    return true;
+}
+
+static void host_status(void *o, HintmigStatus old, HintmigStatus now)
+{
+    FakeHost *h = o;
+    (void)old;
+    h->last = now;
+    if (now == HINTMIG_STATUS_PRE_SWITCHOVER) {
+        h->saw_pre_switchover = true;
+    }
+}
+
+static gpointer reporter_thread(gpointer data)
+{
+    FakeHost *h = data;
+    uint32_t id;
+
+    while ((id = GPOINTER_TO_UINT(g_async_queue_pop(h->rounds))) != UINT32_MAX) {
+        for (unsigned i = 0; i < G_N_ELEMENTS(hinted); i++) {
+            const HintmigRamRegion *r = &h->regions[hinted[i].region];
+            uint64_t off = hinted[i].first * HINTMIG_PAGE_SIZE;
+            uint64_t len = hinted[i].n * HINTMIG_PAGE_SIZE;
+            if (r->gpa != HINTMIG_GPA_NONE) {
+                hintmig_free_page_hint(h->m, id, r->gpa + off, len);
+            } else {
+                hintmig_free_page_hint_hva(h->m, id, (uint8_t *)r->host + off, len);
+            }
+        }
+        hintmig_free_page_round_done(h->m, id);
+    }
+    return NULL;
+}
+
+/* The device's side of the engine's notifier (engine's lock held: no calls back). */
+static void hint_event(void *opaque, HintmigEventData *d)
+{
+    FakeHost *h = opaque;
+    static uint32_t next_id = 0x100;
+
+    switch (d->event) {
+    case HINTMIG_EV_HINT_PROBE:
+        d->hint_capable = true;
+        break;
+    case HINTMIG_EV_HINT_START:
+        d->cmd_id = next_id++;
+        g_async_queue_push(h->rounds, GUINT_TO_POINTER(d->cmd_id));
+        break;
+    case HINTMIG_EV_HINT_STOP:
+        break;
+    case HINTMIG_EV_DONE:
+        g_atomic_int_set(&h->done, 1);
+        break;
+    }
+}
+
+static void hint_device_add(FakeHost *h)
+{
+    h->hint_device = true;
+    h->rounds = g_async_queue_new();
+    h->reporter = g_thread_new("reporter", reporter_thread, h);
+    hintmig_add_notifier(h->m, hint_event, h);
+}
+
+static const HintmigHostOps fake_ops = {
+    .stop = host_stop, .resume = host_resume, .migrated = host_migrated,
+    .save_state = host_save, .load_state = host_load,
+    .incoming_done = host_incoming_done,
+    .can_migrate = host_yes, .can_receive = host_yes,
+    .status_changed = host_status,
+};
+
+static void fill(FakeHost *h)
+{
+    for (unsigned r = 0; r < 3; r++) {
+        uint8_t *p = h->regions[r].host;
+        /* Every 3rd page touched, with content naming region and page. */
+        for (uint64_t off = 0; off < h->regions[r].size; off += 3 * HINTMIG_PAGE_SIZE) {
+            memset(p + off, (int)(r * 40 + off / HINTMIG_PAGE_SIZE % 37 + 1),
+                   HINTMIG_PAGE_SIZE);
+        }
+    }
+}
+
+static FakeHost *fake_new_with(const char *who, GMainContext *ctx, bool source,
+                               bool host_log)
+{
+    FakeHost *h = g_new0(FakeHost, 1);
+    h->who = who;
+    h->ctx = ctx;
+    h->memfd = memfd_create("vram", MFD_CLOEXEC);
+    ck_assert_int_ge(h->memfd, 0);
+    ck_assert_int_eq(ftruncate(h->memfd, (off_t)region_sizes[2]), 0);
+    for (unsigned r = 0; r < 3; r++) {
+        bool shared = r == 2;
+        void *p = mmap(NULL, region_sizes[r], PROT_READ | PROT_WRITE,
+                       shared ? MAP_SHARED : MAP_PRIVATE | MAP_ANONYMOUS,
+                       shared ? h->memfd : -1, 0);
+        ck_assert(p != MAP_FAILED);
+        h->regions[r] = (HintmigRamRegion) {
+            .name = region_names[r], .gpa = region_gpas[r], .host = p,
+            .size = region_sizes[r], .page_size = HINTMIG_PAGE_SIZE,
+            .backing = shared ? HINTMIG_BACKING_SHARED : HINTMIG_BACKING_ANON,
+            .fd = shared ? h->memfd : -1,
+        };
+    }
+    if (source) {
+        fill(h);
+    }
+    for (unsigned r = 0; host_log && r < 3; r++) {
+        h->log[r] = g_malloc0(region_sizes[r] / HINTMIG_PAGE_SIZE);
+    }
+    HintmigHost host = {
+        .ops = &fake_ops, .opaque = h, .context = ctx,
+        .regions = h->regions, .nregions = 3,
+        .uuid = "5c1ab7ed-0000-4000-8000-000000000001", .nvcpus = 1,
+        .dirty_backend = host_log ? HINTMIG_DIRTY_HOST : HINTMIG_DIRTY_AUTO,
+        .dirty_ops = host_log ? &fake_log : NULL, .dirty_opaque = h,
+    };
+    g_autoptr(GError) err = NULL;
+    h->m = hintmig_new(&host, &err);
+    ck_assert_msg(h->m, "%s", err ? err->message : "");
+    return h;
+}
+
+static FakeHost *fake_new(const char *who, GMainContext *ctx, bool source)
+{
+    return fake_new_with(who, ctx, source, false);
+}
+
+static void fake_free(FakeHost *h)
+{
+    hintmig_free(h->m);
+    if (h->hint_device) {
+        g_async_queue_push(h->rounds, GUINT_TO_POINTER(UINT32_MAX));
+        g_thread_join(h->reporter);
+        g_async_queue_unref(h->rounds);
+    }
+    for (unsigned r = 0; r < 3; r++) {
+        munmap(h->regions[r].host, h->regions[r].size);
+    }
+    close(h->memfd);
+    for (unsigned r = 0; r < 3; r++) {
+        g_free(h->log[r]);
+    }
+    if (h->loaded) {
+        g_byte_array_unref(h->loaded);
+    }
+    g_free(h);
+}
+
+static gboolean time_out(gpointer data)
+{
+    *(bool *)data = true;
+    return G_SOURCE_REMOVE;
+}
+
+static bool finished(HintmigStatus s)
+{
+    return s == HINTMIG_STATUS_COMPLETED || s == HINTMIG_STATUS_FAILED ||
+           s == HINTMIG_STATUS_CANCELLED;
+}
+
+/* Both sides finished, and after a completion the host calls came too. */
+static bool all_done(FakeHost *src, FakeHost *dst)
+{
+    if (!finished(src->last) || !finished(dst->last)) {
+        return false;
+    }
+    return src->last != HINTMIG_STATUS_COMPLETED || dst->last != HINTMIG_STATUS_COMPLETED ||
+           (g_atomic_int_get(&src->migrated) && g_atomic_int_get(&dst->incoming_done));
+}
+
+/* Runs @ctx until both sides have finished, or 60 s. */
+static void run_until_done(GMainContext *ctx, FakeHost *src, FakeHost *dst)
+{
+    bool expired = false;
+    GSource *t = g_timeout_source_new_seconds(60);
+    g_source_set_callback(t, time_out, &expired, NULL);
+    g_source_attach(t, ctx);
+    while (!expired && !all_done(src, dst)) {
+        if (src->last == HINTMIG_STATUS_PRE_SWITCHOVER) {
+            HintmigStats s;
+            hintmig_get_stats(src->m, &s);
+            ck_assert_int_eq(s.status, HINTMIG_STATUS_PRE_SWITCHOVER);
+            ck_assert(g_atomic_int_get(&src->stopped));   /* as QEMU: stopped first */
+            hintmig_stats_clear(&s);
+            g_autoptr(GError) err = NULL;
+            ck_assert_msg(hintmig_continue(src->m, &err), "%s", err ? err->message : "");
+            src->last = HINTMIG_STATUS_DEVICE;
+        }
+        /* Host calls come from engine threads: look again every 10 ms. */
+        GSource *tick = g_timeout_source_new(10);
+        g_source_set_callback(tick, time_out, &(bool){ false }, NULL);
+        g_source_attach(tick, ctx);
+        g_main_context_iteration(ctx, TRUE);
+        g_source_destroy(tick);
+        g_source_unref(tick);
+    }
+    g_source_destroy(t);
+    g_source_unref(t);
+    ck_assert_msg(!expired, "migration did not finish in 60 s (src %s, dst %s)",
+                  hintmig_status_str(src->last), hintmig_status_str(dst->last));
+}
+
+static void check_result(FakeHost *src, FakeHost *dst)
+{
+    HintmigStats s, d;
+    hintmig_get_stats(src->m, &s);
+    hintmig_get_stats(dst->m, &d);
+    ck_assert_msg(s.status == HINTMIG_STATUS_COMPLETED, "source: %s (%s)",
+                  hintmig_status_str(s.status), s.error ? s.error : "");
+    ck_assert_msg(d.status == HINTMIG_STATUS_COMPLETED, "destination: %s (%s)",
+                  hintmig_status_str(d.status), d.error ? d.error : "");
+    ck_assert(d.verified);
+    ck_assert_uint_eq(d.verify_mismatches, 0);
+    ck_assert_uint_gt(d.verify_chunks, 0);
+    ck_assert(src->stopped && src->migrated && dst->incoming_done);
+    for (unsigned r = 0; r < 3; r++) {
+        ck_assert_msg(!memcmp(src->regions[r].host, dst->regions[r].host,
+                              region_sizes[r]), "region %s differs", region_names[r]);
+    }
+    ck_assert(dst->loaded);
+    ck_assert_uint_eq(dst->loaded->len, STATE_SIZE);
+    for (uint32_t i = 0; i < STATE_SIZE; i += 4099) {
+        ck_assert_uint_eq(dst->loaded->data[i], (uint8_t)(i * 31 + 7));
+    }
+    hintmig_stats_clear(&s);
+    hintmig_stats_clear(&d);
+}
+
+typedef struct Pair {
+    GMainContext *ctx;
+    FakeHost *src, *dst;
+    char *dir;
+} Pair;
+
+static void pair_new(Pair *p)
+{
+    p->ctx = g_main_context_new();      /* never GLib's default one */
+    p->src = fake_new("source", p->ctx, true);
+    p->dst = fake_new("destination", p->ctx, false);
+    p->dir = test_tmpdir();
+}
+
+static void pair_free(Pair *p)
+{
+    fake_free(p->src);
+    fake_free(p->dst);
+    test_rmdir(p->dir);
+    g_free(p->dir);
+    g_main_context_unref(p->ctx);
+}
+
+START_TEST(precopy_over_host_fd)
+{
+    Pair p;
+    int sv[2];
+    g_autoptr(GError) err = NULL;
+
+    pair_new(&p);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_msg(hintmig_incoming_start_fd(p.dst->m, sv[1], &err), "%s", err->message);
+    ck_assert_msg(hintmig_start_fd(p.src->m, sv[0], &err), "%s", err->message);
+    run_until_done(p.ctx, p.src, p.dst);
+    check_result(p.src, p.dst);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(precopy_over_unix_uri)
+{
+    Pair p;
+    g_autoptr(GError) err = NULL;
+
+    pair_new(&p);
+    g_autofree char *uri = g_strdup_printf("unix:%s/mig.sock", p.dir);
+    ck_assert_msg(hintmig_incoming_start(p.dst->m, uri, &err), "%s", err->message);
+    ck_assert_msg(hintmig_start(p.src->m, uri, &err), "%s", err->message);
+    run_until_done(p.ctx, p.src, p.dst);
+    check_result(p.src, p.dst);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(pause_before_switchover)
+{
+    Pair p;
+    int sv[2];
+    g_autoptr(GError) err = NULL;
+
+    pair_new(&p);
+    ck_assert(!hintmig_continue(p.src->m, NULL));     /* nothing to continue */
+    ck_assert(hintmig_set_capability(p.src->m, "pause-before-switchover", true, NULL));
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert(hintmig_incoming_start_fd(p.dst->m, sv[1], &err));
+    ck_assert(hintmig_start_fd(p.src->m, sv[0], &err));
+    run_until_done(p.ctx, p.src, p.dst);
+    ck_assert(p.src->saw_pre_switchover);
+    check_result(p.src, p.dst);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(postcopy_over_unix_uri)
+{
+    Pair p;
+    g_autoptr(GError) err = NULL;
+
+    pair_new(&p);
+    if (!hintmig_set_capability(p.dst->m, "postcopy-ram", true, &err)) {
+        /* no userfaultfd for this user: said, not passed */
+        ck_abort_msg("postcopy-ram refused: %s", err->message);
+    }
+    ck_assert(hintmig_set_capability(p.src->m, "postcopy-ram", true, NULL));
+    ck_assert(hintmig_set_parameter(p.src->m, "max-bandwidth", "20M", NULL));
+    g_autofree char *uri = g_strdup_printf("unix:%s/pc.sock", p.dir);
+    ck_assert_msg(hintmig_incoming_start(p.dst->m, uri, &err), "%s", err->message);
+    ck_assert_msg(hintmig_start(p.src->m, uri, &err), "%s", err->message);
+    ck_assert_msg(hintmig_start_postcopy(p.src->m, &err), "%s", err->message);
+    run_until_done(p.ctx, p.src, p.dst);
+    HintmigStats d;
+    hintmig_get_stats(p.dst->m, &d);
+    ck_assert(d.postcopy);
+    hintmig_stats_clear(&d);
+    check_result(p.src, p.dst);
+    pair_free(&p);
+}
+END_TEST
+
+static bool page_is_hinted(unsigned region, uint64_t page)
+{
+    for (unsigned i = 0; i < G_N_ELEMENTS(hinted); i++) {
+        if (hinted[i].region == region && page >= hinted[i].first &&
+            page < hinted[i].first + hinted[i].n) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+    for (unsigned i = 0; i < HINTMIG_PAGE_SIZE; i++) {
+        if (p[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+START_TEST(free_page_hints)
+{
+    Pair p;
+    int sv[2];
+    g_autoptr(GError) err = NULL;
+
+    pair_new(&p);
+    hint_device_add(p.src);
+    ck_assert_msg(hintmig_set_capability(p.src->m, "free-page-hint", true, &err),
+                  "%s", err ? err->message : "");
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert(hintmig_incoming_start_fd(p.dst->m, sv[1], &err));
+    ck_assert(hintmig_start_fd(p.src->m, sv[0], &err));
+    run_until_done(p.ctx, p.src, p.dst);
+
+    HintmigStats s, d;
+    hintmig_get_stats(p.src->m, &s);
+    hintmig_get_stats(p.dst->m, &d);
+    ck_assert_msg(s.status == HINTMIG_STATUS_COMPLETED, "%s", s.error ? s.error : "");
+    ck_assert_msg(d.status == HINTMIG_STATUS_COMPLETED, "%s", d.error ? d.error : "");
+    ck_assert(d.verified && !d.verify_mismatches);
+    uint64_t nhinted = 0;
+    for (unsigned i = 0; i < G_N_ELEMENTS(hinted); i++) {
+        nhinted += hinted[i].n;
+    }
+    ck_assert_uint_eq(s.hinted_pages, nhinted);
+    ck_assert_uint_eq(s.hint_skipped_pages, nhinted);
+    /* Released on the source: MADV_FREE for the anonymous regions, a
+     * punched hole for the memfd one. */
+    ck_assert_uint_eq(s.madv_freed_bytes, nhinted * HINTMIG_PAGE_SIZE);
+    ck_assert(g_atomic_int_get(&p.src->done));
+    for (unsigned r = 0; r < 3; r++) {
+        const uint8_t *a = p.src->regions[r].host, *b = p.dst->regions[r].host;
+        for (uint64_t pg = 0; pg < region_sizes[r] / HINTMIG_PAGE_SIZE; pg++) {
+            const uint8_t *pa = a + pg * HINTMIG_PAGE_SIZE, *pb = b + pg * HINTMIG_PAGE_SIZE;
+            if (page_is_hinted(r, pg)) {
+                ck_assert_msg(page_is_zero(pb), "hinted page %s:%" G_GUINT64_FORMAT
+                              " was sent", region_names[r], pg);
+                if (r == 2) {       /* the hole is real: the file reads zero */
+                    ck_assert(page_is_zero(pa));
+                }
+            } else {
+                ck_assert_msg(!memcmp(pa, pb, HINTMIG_PAGE_SIZE), "page %s:%"
+                              G_GUINT64_FORMAT " differs", region_names[r], pg);
+            }
+        }
+    }
+    hintmig_stats_clear(&s);
+    hintmig_stats_clear(&d);
+    pair_free(&p);
+}
+END_TEST
+
+/* The host's dirty log alone tells what changed: its writes at stop arrive. */
+START_TEST(host_dirty_log)
+{
+    Pair p;
+    int sv[2];
+    g_autoptr(GError) err = NULL;
+
+    p.ctx = g_main_context_new();
+    p.src = fake_new_with("source", p.ctx, true, true);
+    p.dst = fake_new("destination", p.ctx, false);
+    p.dir = test_tmpdir();
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert(hintmig_incoming_start_fd(p.dst->m, sv[1], &err));
+    ck_assert(hintmig_start_fd(p.src->m, sv[0], &err));
+    run_until_done(p.ctx, p.src, p.dst);
+    check_result(p.src, p.dst);      /* the late writes are there, verified */
+    HintmigStats s;
+    hintmig_get_stats(p.src->m, &s);
+    ck_assert_str_eq(s.dirty_backend, "host");
+    ck_assert_uint_eq(p.src->log_starts, 1);
+    ck_assert_uint_ge(p.src->log_syncs, 3 * 2);   /* every region, twice at least */
+    ck_assert_uint_eq(s.dirty_sync_count * 3, p.src->log_syncs);
+    hintmig_stats_clear(&s);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(bad_region_tables_are_refused)
+{
+    GMainContext *ctx = g_main_context_new();
+    static uint8_t mem[4 * 4096] __attribute__((aligned(4096)));
+    HintmigRamRegion r[2] = {
+        { .name = "a", .gpa = 0, .host = mem, .size = 2 * 4096, .fd = -1 },
+        { .name = "b", .gpa = 4096, .host = mem + 2 * 4096, .size = 2 * 4096, .fd = -1 },
+    };
+    HintmigHost host = { .ops = &fake_ops, .context = ctx, .regions = r,
+                         .nregions = 2, .nvcpus = 1 };
+    g_autoptr(GError) err = NULL;
+
+    ck_assert(!hintmig_new(&host, &err));             /* gpa overlap */
+    ck_assert(g_error_matches(err, HINTMIG_ERROR, HINTMIG_ERROR_INVALID));
+    g_clear_error(&err);
+    r[1].gpa = 8192;
+    r[1].name = "a";
+    ck_assert(!hintmig_new(&host, &err));             /* same name */
+    g_clear_error(&err);
+    r[1].name = "b";
+    r[1].size = 4096 + 1;
+    ck_assert(!hintmig_new(&host, &err));             /* not page sized */
+    g_clear_error(&err);
+    r[1].size = 2 * 4096;
+    host.context = NULL;
+    ck_assert(!hintmig_new(&host, &err));             /* no main context */
+    g_clear_error(&err);
+    host.context = ctx;
+    Hintmig *m = hintmig_new(&host, &err);
+    ck_assert_msg(m, "%s", err ? err->message : "");
+    ck_assert(!hintmig_start(m, "udp:1.2.3.4:5", NULL));
+    ck_assert(!hintmig_start(m, "unix:", NULL));
+    ck_assert(!hintmig_start_fd(m, -1, NULL));
+    hintmig_free(m);
+    g_main_context_unref(ctx);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("embed");
+    TCase *tc = tcase_create("embed");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, bad_region_tables_are_refused);
+    tcase_add_test(tc, precopy_over_host_fd);
+    tcase_add_test(tc, precopy_over_unix_uri);
+    tcase_add_test(tc, pause_before_switchover);
+    tcase_add_test(tc, postcopy_over_unix_uri);
+    tcase_add_test(tc, free_page_hints);
+    tcase_add_test(tc, host_dirty_log);
+    suite_add_tcase(s, tc);
+    return test_run(s);
+}
