@@ -91,27 +91,36 @@ typedef enum HintmigThreadRole {
     HINTMIG_THREAD_BULK,       /* background transfer: may yield to the above */
 } HintmigThreadRole;
 
+/*
+ * What the host does for the engine.  Each entry says on which thread it is
+ * called; one called on an engine thread must not call back into the same
+ * Hintmig except through hintmig_get_stats() and the hint calls.  Required:
+ * stop, resume, save_state, load_state; the rest may be NULL.
+ */
 typedef struct HintmigHostOps {
-    /* Source: pause the vCPUs for stop-and-copy; returns once paused. */
+    /* Source, migration thread: pause the vCPUs; return once paused. */
     void (*stop)(void *opaque);
-    /* Source: the migration failed or was cancelled after stop(): run again. */
+    /* Source, migration thread: failed or cancelled after stop(): run again. */
     void (*resume)(void *opaque);
-    /* Source: the destination has the VM; stay stopped for good. */
+    /* Source, migration thread: the destination has the VM; stay stopped. */
     void (*migrated)(void *opaque);
     /*
-     * Source, vCPUs paused (migration thread): appends the device and vCPU
+     * Source, migration thread, vCPUs paused: appends the device and vCPU
      * state to @out, any size; false with @errp fails the migration.
      */
     bool (*save_state)(void *opaque, GByteArray *out, GError **errp);
-    /* Destination (receive thread): loads what save_state wrote; false with @errp. */
+    /* Destination, receive thread: loads what save_state wrote; false with @errp. */
     bool (*load_state)(void *opaque, const uint8_t *data, size_t len, GError **errp);
-    /* Destination: RAM and state are in place and verified: start the VM. */
+    /*
+     * Destination, receive thread: RAM and state are in place (postcopy: the
+     * guest may run; missing pages arrive on demand): start the VM.
+     */
     void (*incoming_done)(void *opaque);
-    /* Pause or resume the writers of guest RAM for a non-atomic dirty sync. */
+    /* Source, migration thread: pause or resume RAM writers for a soft-dirty sync. */
     void (*quiesce)(void *opaque, bool pause);
-    /* Source: may "migrate" start now?  false with @errp to refuse. */
+    /* Source, the caller's thread: may a migration start now?  false with @errp. */
     bool (*can_migrate)(void *opaque, GError **errp);
-    /* Destination: may "migrate_incoming" start now? */
+    /* Destination, the caller's thread: may an incoming migration start now? */
     bool (*can_receive)(void *opaque, GError **errp);
     /*
      * Main context: the status changed (the host mirrors QEMU's MIGRATION

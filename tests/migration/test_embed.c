@@ -377,16 +377,23 @@ static void pair_free(Pair *p)
     g_main_context_unref(p->ctx);
 }
 
-START_TEST(precopy_over_host_fd)
+/* Starts both sides over a socket pair the host made (fd:). */
+static void start_over_socketpair(Pair *p)
 {
-    Pair p;
     int sv[2];
     g_autoptr(GError) err = NULL;
 
-    pair_new(&p);
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    ck_assert_msg(hintmig_incoming_start_fd(p.dst->m, sv[1], &err), "%s", err->message);
-    ck_assert_msg(hintmig_start_fd(p.src->m, sv[0], &err), "%s", err->message);
+    ck_assert_msg(hintmig_incoming_start_fd(p->dst->m, sv[1], &err), "%s", err->message);
+    ck_assert_msg(hintmig_start_fd(p->src->m, sv[0], &err), "%s", err->message);
+}
+
+START_TEST(precopy_over_host_fd)
+{
+    Pair p;
+
+    pair_new(&p);
+    start_over_socketpair(&p);
     run_until_done(p.ctx, p.src, p.dst);
     check_result(p.src, p.dst);
     pair_free(&p);
@@ -411,15 +418,11 @@ END_TEST
 START_TEST(pause_before_switchover)
 {
     Pair p;
-    int sv[2];
-    g_autoptr(GError) err = NULL;
 
     pair_new(&p);
     ck_assert(!hintmig_continue(p.src->m, NULL));     /* nothing to continue */
     ck_assert(hintmig_set_capability(p.src->m, "pause-before-switchover", true, NULL));
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    ck_assert(hintmig_incoming_start_fd(p.dst->m, sv[1], &err));
-    ck_assert(hintmig_start_fd(p.src->m, sv[0], &err));
+    start_over_socketpair(&p);
     run_until_done(p.ctx, p.src, p.dst);
     ck_assert(p.src->saw_pre_switchover);
     check_result(p.src, p.dst);
@@ -477,16 +480,13 @@ static bool page_is_zero(const uint8_t *p)
 START_TEST(free_page_hints)
 {
     Pair p;
-    int sv[2];
     g_autoptr(GError) err = NULL;
 
     pair_new(&p);
     hint_device_add(p.src);
     ck_assert_msg(hintmig_set_capability(p.src->m, "free-page-hint", true, &err),
                   "%s", err ? err->message : "");
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    ck_assert(hintmig_incoming_start_fd(p.dst->m, sv[1], &err));
-    ck_assert(hintmig_start_fd(p.src->m, sv[0], &err));
+    start_over_socketpair(&p);
     run_until_done(p.ctx, p.src, p.dst);
 
     HintmigStats s, d;
@@ -531,16 +531,12 @@ END_TEST
 START_TEST(host_dirty_log)
 {
     Pair p;
-    int sv[2];
-    g_autoptr(GError) err = NULL;
 
     p.ctx = g_main_context_new();
     p.src = fake_new_with("source", p.ctx, true, true);
     p.dst = fake_new("destination", p.ctx, false);
     p.dir = test_tmpdir();
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    ck_assert(hintmig_incoming_start_fd(p.dst->m, sv[1], &err));
-    ck_assert(hintmig_start_fd(p.src->m, sv[0], &err));
+    start_over_socketpair(&p);
     run_until_done(p.ctx, p.src, p.dst);
     check_result(p.src, p.dst);      /* the late writes are there, verified */
     HintmigStats s;

@@ -371,6 +371,28 @@ START_TEST(incoming_defer)
 }
 END_TEST
 
+/* unix:PATH, as libvirt uses for migrations on one host. */
+START_TEST(over_unix_socket)
+{
+    TestVm *src = start_src("128M", "1", "off", "churn,wss=16M,rate=2M");
+    const char *args[] = { "-m", "128M", "-incoming", "defer", NULL };
+    TestVm *dst = start("dst", args);
+    g_autofree char *uri = g_strdup_printf("unix:%s/mig.sock", dir);
+    g_autofree char *mi = test_vm_cmd(dst, "migrate_incoming %s", uri);
+    ck_assert_str_eq(mi, "");
+    g_autofree char *out = test_vm_cmd(src, "migrate %s", uri);
+    ck_assert_str_eq(out, "");
+    g_autofree char *info = test_vm_cmd(src, "info migrate");
+    ck_assert_msg(strstr(info, "verify: OK"), "%s", info);
+    assert_running(dst);
+    test_vm_assert_guest_ok(dst);
+    g_autofree char *bad = test_vm_cmd(src, "migrate unix:");
+    ck_assert(g_str_has_prefix(bad, "Error: bad migration URI"));
+    test_vm_quit(dst);
+    test_vm_quit(src);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("precopy_e2e");
@@ -388,6 +410,7 @@ int main(void)
     tcase_add_test(ok, raw_when_compression_is_off);
     tcase_add_test(ok, monitor_commands);
     tcase_add_test(ok, incoming_defer);
+    tcase_add_test(ok, over_unix_socket);
     tcase_add_test(bad, cancel_in_setup);
     tcase_add_test(bad, cancel_while_active);
     tcase_add_test(bad, cancel_in_stop_and_copy);
