@@ -8,9 +8,10 @@
 #include "migration/dirty_tracker.h"
 #include "migration/hint_filter.h"
 #include "migration/iouring_sender.h"
+#include "migration/wire.h"
 
-/* Room for one wire header plus the largest RAM batch. */
-#define MIGRATION_BUF_SIZE (16 + (64u << 10) + 128 * 8 + (1u << 20))
+/* Room for the largest message (wire.h: WIRE_MAX_PAYLOAD). */
+#define MIGRATION_BUF_SIZE (WIRE_HEADER_SIZE + WIRE_MAX_PAYLOAD)
 #define MIGRATION_TX_BUFS 32
 
 struct Hintmig {

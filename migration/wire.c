@@ -304,7 +304,7 @@ GPtrArray *wire_runs_encode(const unsigned long *set, uint64_t npages,
         g_byte_array_append(msg, run, 16);
         count++;
         pfn = hm_bitmap_next_set(set, npages, end);
-        if (msg->len + 16 > WIRE_MAX_PAYLOAD / 2 && pfn < npages) {
+        if (msg->len + 16 > WIRE_MAX_PAYLOAD && pfn < npages) {
             le_put32(msg->data, word);
             le_put32(msg->data + 4, count);
             g_ptr_array_add(out, g_byte_array_free_to_bytes(msg));

@@ -24,7 +24,15 @@
 #define WIRE_MAGIC 0x50574d48u          /* "HMWP" */
 #define WIRE_VERSION 1
 #define WIRE_HEADER_SIZE 16
-#define WIRE_MAX_PAYLOAD (16u << 20)
+/*
+ * The one rule for message sizes: no payload is larger than
+ * WIRE_MAX_PAYLOAD, the size of the largest RAM batch (128 pages, their
+ * entries, and room for a zstd frame that did not shrink them).  Senders'
+ * buffers hold a header and that much; anything sized by the guest (page
+ * runs, digests, device state, page requests) is split to fit; receivers
+ * refuse a larger length before allocating anything.
+ */
+#define WIRE_MAX_PAYLOAD ((64u << 10) + 128 * 8 + (1u << 20))
 /*
  * Device state travels in parts of at most WIRE_STATE_PART bytes, each a
  * DEVICE_STATE message whose seq is the part's index, with WIRE_STATE_LAST
@@ -156,7 +164,7 @@ bool wire_recv(int fd, WireHeader *h, GBytes **payload, GError **errp);
 /*
  * Page runs (u32 word, u32 count, count x (u64 pfn, u64 pages)), the payload
  * of WIRE_HINTED, WIRE_PENDING and WIRE_MISSING.  wire_runs_encode returns
- * one payload per WIRE_MAX_PAYLOAD / 2 bytes of runs of @set (GBytes *
+ * one payload per WIRE_MAX_PAYLOAD bytes of runs of @set (GBytes *
  * each), with @word in the first field; the last payload's word is
  * @last_word.  wire_runs_decode checks every run against @npages and sets
  * them in @set.
