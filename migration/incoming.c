@@ -160,8 +160,12 @@ static bool hello(Incoming *in, GError **errp)
     }
     char uuid[37];
     wire_uuid_format(hi.uuid, uuid);
-    uint64_t supported = WIRE_FEAT_ZSTD | WIRE_FEAT_VERIFY | WIRE_FEAT_FREE_PAGE_HINT;
-    if (hintmig_get_caps(in->m).postcopy_ram) {
+    HintmigCaps caps = hintmig_get_caps(in->m);
+    uint64_t supported = WIRE_FEAT_ZSTD | WIRE_FEAT_FREE_PAGE_HINT;
+    if (caps.verify) {
+        supported |= WIRE_FEAT_VERIFY;      /* as postcopy: both sides opt in */
+    }
+    if (caps.postcopy_ram) {
         supported |= WIRE_FEAT_POSTCOPY;    /* as QEMU: both sides opt in */
     }
     r.features_accepted = hi.features_offered & supported;
@@ -185,6 +189,12 @@ static bool hello(Incoming *in, GError **errp)
         r.status = WIRE_REFUSE_FEATURES;
         g_snprintf(r.reason, sizeof(r.reason),
                    "source requires features this destination lacks: %s", missing);
+    } else if (caps.verify && !(hi.features_offered & WIRE_FEAT_VERIFY)) {
+        /* What this side was told to require, it requires. */
+        r.status = WIRE_REFUSE_FEATURES;
+        g_snprintf(r.reason, sizeof(r.reason),
+                   "this destination requires verify and the source has it off "
+                   "(set the verify capability the same on both sides)");
     } else if (host->uuid_explicit && g_ascii_strcasecmp(uuid, host->uuid)) {
         r.status = WIRE_REFUSE_UUID;
         g_snprintf(r.reason, sizeof(r.reason),

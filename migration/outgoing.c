@@ -316,7 +316,9 @@ bool out_handshake(Precopy *p, GError **errp)
     HintmigHost *host = &p->m->host;
     WireHello hello = {
         .session = (uint64_t)g_random_int() << 32 | g_random_int(),
-        .features_offered = WIRE_FEAT_ZSTD | WIRE_FEAT_VERIFY,
+        /* Verification is offered only when asked for: a destination
+         * that accepted it would wait for digests that never come. */
+        .features_offered = WIRE_FEAT_ZSTD | (p->verify ? WIRE_FEAT_VERIFY : 0),
         .features_required = p->verify ? WIRE_FEAT_VERIFY : 0,
         .page_size = HM_PAGE_SIZE,
         .ram_size = p->ram->size,

@@ -550,6 +550,47 @@ START_TEST(host_dirty_log)
 }
 END_TEST
 
+/* The verify capability, as postcopy-ram: both sides on, or both off. */
+START_TEST(verify_capability_on_both_sides)
+{
+    static const struct { bool src, dst; const char *refusal; } cases[] = {
+        { false, false, NULL },
+        { false, true, "requires verify" },
+        { true, false, "lacks: verify" },
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+        Pair p;
+        pair_new(&p);
+        ck_assert(hintmig_set_capability(p.src->m, "verify", cases[i].src, NULL));
+        ck_assert(hintmig_set_capability(p.dst->m, "verify", cases[i].dst, NULL));
+        start_over_socketpair(&p);
+        run_until_done(p.ctx, p.src, p.dst);
+        HintmigStats s;
+        hintmig_get_stats(p.src->m, &s);
+        if (!cases[i].refusal) {
+            ck_assert_msg(s.status == HINTMIG_STATUS_COMPLETED, "%s",
+                          s.error ? s.error : "");
+            HintmigStats d;
+            hintmig_get_stats(p.dst->m, &d);
+            ck_assert(!d.verified);
+            hintmig_stats_clear(&d);
+            for (unsigned r = 0; r < 3; r++) {
+                ck_assert(!memcmp(p.src->regions[r].host, p.dst->regions[r].host,
+                                  region_sizes[r]));
+            }
+        } else {
+            ck_assert_int_eq(s.status, HINTMIG_STATUS_FAILED);
+            ck_assert_msg(s.error && strstr(s.error, cases[i].refusal), "case %u: %s",
+                          i, s.error ? s.error : "(none)");
+            ck_assert(!g_atomic_int_get(&p.src->stopped));   /* refused at hello */
+            ck_assert(!g_atomic_int_get(&p.dst->incoming_done));
+        }
+        hintmig_stats_clear(&s);
+        pair_free(&p);
+    }
+}
+END_TEST
+
 START_TEST(bad_region_tables_are_refused)
 {
     GMainContext *ctx = g_main_context_new();
@@ -600,6 +641,7 @@ int main(void)
     tcase_add_test(tc, postcopy_over_unix_uri);
     tcase_add_test(tc, free_page_hints);
     tcase_add_test(tc, host_dirty_log);
+    tcase_add_test(tc, verify_capability_on_both_sides);
     suite_add_tcase(s, tc);
     return test_run(s);
 }
