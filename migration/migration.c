@@ -49,6 +49,11 @@ Hintmig *hintmig_new(const HintmigHost *host, GError **errp)
                     "the host must give the main context the engine may use");
         return NULL;
     }
+    if (!g_uuid_string_is_valid(host->uuid)) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                    "the VM's UUID '%.36s' is not a valid UUID", host->uuid);
+        return NULL;
+    }
     if (host->dirty_backend == HINTMIG_DIRTY_HOST &&
         (!host->dirty_ops || !host->dirty_ops->start || !host->dirty_ops->sync)) {
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
@@ -278,11 +283,17 @@ void hintmig_free_page_round_done(Hintmig *m, uint32_t cmd_id)
     g_mutex_unlock(&m->lock);
 }
 
-void hintmig_set_uuid(Hintmig *m, const char *uuid)
+bool hintmig_set_uuid(Hintmig *m, const char *uuid, GError **errp)
 {
+    if (!g_uuid_string_is_valid(uuid)) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                    "'%s' is not a valid UUID", uuid);
+        return false;
+    }
     g_mutex_lock(&m->lock);
     g_strlcpy(m->host.uuid, uuid, sizeof(m->host.uuid));
     g_mutex_unlock(&m->lock);
+    return true;
 }
 
 bool hm_commit(Hintmig *m)

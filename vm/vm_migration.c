@@ -82,11 +82,8 @@ static bool host_load_state(void *opaque, const uint8_t *data, size_t len,
 {
     Vm *vm = vmm_of(opaque)->vm;
     g_autoptr(GPtrArray) secs = vmstate_sections_decode(data, len, errp);
-    if (!secs || !vm_load_sections(vm, secs, errp)) {
-        return false;
-    }
-    hintmig_set_uuid(vm_migration(vm), vm_uuid(vm));
-    return true;
+    return secs && vm_load_sections(vm, secs, errp) &&
+           hintmig_set_uuid(vm_migration(vm), vm_uuid(vm), errp);
 }
 
 static void do_incoming_done(Vm *vm, void *data)

@@ -94,7 +94,8 @@ typedef enum HintmigThreadRole {
 /*
  * What the host does for the engine.  Each entry says on which thread it is
  * called; one called on an engine thread must not call back into the same
- * Hintmig except through hintmig_get_stats() and the hint calls.  Required:
+ * Hintmig except through hintmig_get_stats(), hintmig_set_uuid() and the
+ * hint calls.  Required:
  * stop, resume, save_state, load_state; the rest may be NULL.
  */
 typedef struct HintmigHostOps {
@@ -353,8 +354,8 @@ HINTMIG_API void hintmig_free_page_hint_hva(Hintmig *m, uint32_t cmd_id,
 /* A device reports that the driver finished round @cmd_id (it sent STOP). */
 HINTMIG_API void hintmig_free_page_round_done(Hintmig *m, uint32_t cmd_id);
 
-/* Changes the VM's UUID (a destination adopts its source's). */
-HINTMIG_API void hintmig_set_uuid(Hintmig *m, const char *uuid);
+/* Changes the VM's UUID (a destination adopts its source's); false with @errp if invalid. */
+HINTMIG_API bool hintmig_set_uuid(Hintmig *m, const char *uuid, GError **errp);
 
 /*
  * Asks the running outgoing migration to switch to postcopy at its next

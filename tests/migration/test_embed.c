@@ -600,7 +600,8 @@ START_TEST(bad_region_tables_are_refused)
         { .name = "b", .gpa = 4096, .host = mem + 2 * 4096, .size = 2 * 4096, .fd = -1 },
     };
     HintmigHost host = { .ops = &fake_ops, .context = ctx, .regions = r,
-                         .nregions = 2, .nvcpus = 1 };
+                         .nregions = 2, .nvcpus = 1,
+                         .uuid = "5c1ab7ed-0000-4000-8000-000000000002" };
     g_autoptr(GError) err = NULL;
 
     ck_assert(!hintmig_new(&host, &err));             /* gpa overlap */
@@ -619,6 +620,10 @@ START_TEST(bad_region_tables_are_refused)
     ck_assert(!hintmig_new(&host, &err));             /* no main context */
     g_clear_error(&err);
     host.context = ctx;
+    g_strlcpy(host.uuid, "not-a-uuid", sizeof(host.uuid));
+    ck_assert(!hintmig_new(&host, &err));             /* bad UUID */
+    g_clear_error(&err);
+    g_strlcpy(host.uuid, "5c1ab7ed-0000-4000-8000-000000000002", sizeof(host.uuid));
     Hintmig *m = hintmig_new(&host, &err);
     ck_assert_msg(m, "%s", err ? err->message : "");
     ck_assert(!hintmig_start(m, "udp:1.2.3.4:5", NULL));
