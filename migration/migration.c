@@ -94,8 +94,8 @@ static bool is_postcopy(HintmigStatus s)
 static bool is_running(HintmigStatus s)
 {
     return s == HINTMIG_STATUS_SETUP || s == HINTMIG_STATUS_ACTIVE ||
-           s == HINTMIG_STATUS_DEVICE || s == HINTMIG_STATUS_CANCELLING ||
-           is_postcopy(s);
+           s == HINTMIG_STATUS_PRE_SWITCHOVER || s == HINTMIG_STATUS_DEVICE ||
+           s == HINTMIG_STATUS_CANCELLING || is_postcopy(s);
 }
 
 /* Joins a thread that has finished (call without the lock held). */
@@ -348,8 +348,7 @@ static bool start_outgoing(Hintmig *m, const char *uri, int fd, GError **errp)
     }
     reap(m, &m->thread, &m->thread_done);
     g_mutex_lock(&m->lock);
-    if (is_running(m->stats.status) || m->stats.status == HINTMIG_STATUS_PRE_SWITCHOVER ||
-        m->thread || m->in_thread) {
+    if (is_running(m->stats.status) || m->thread || m->in_thread) {
         g_mutex_unlock(&m->lock);
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
                     "There's a migration process in progress");
@@ -439,8 +438,7 @@ bool hm_pause_before_switchover(Hintmig *m, GError **errp)
 bool hintmig_cancel(Hintmig *m, GError **errp)
 {
     g_mutex_lock(&m->lock);
-    if (m->stats.incoming || (!is_running(m->stats.status) &&
-                              m->stats.status != HINTMIG_STATUS_PRE_SWITCHOVER)) {
+    if (m->stats.incoming || !is_running(m->stats.status)) {
         g_mutex_unlock(&m->lock);
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
                     "no outgoing migration is running");

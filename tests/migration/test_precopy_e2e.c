@@ -371,6 +371,33 @@ START_TEST(incoming_defer)
 }
 END_TEST
 
+/* libvirt's pause-before-switchover: the VM stops, then waits for migrate_continue. */
+START_TEST(pause_before_switchover)
+{
+    TestVm *src = start_src("128M", "1", "off", "churn,wss=16M,rate=2M");
+    int port;
+    TestVm *dst = start_dest("128M", "1", "off", &port);
+    g_autofree char *e0 = test_vm_cmd(src, "migrate_continue pre-switchover");
+    ck_assert_msg(g_str_has_prefix(e0, "Error: Migration not in expected state"), "%s", e0);
+    g_free(test_vm_cmd(src, "migrate_set_capability pause-before-switchover on"));
+    g_autofree char *caps = test_vm_cmd(src, "info migrate_capabilities");
+    ck_assert(strstr(caps, "pause-before-switchover: on"));
+    g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port));
+    g_free(test_vm_wait_status(src, "pre-switchover", 60000));
+    g_autofree char *st = test_vm_cmd(src, "info status");
+    ck_assert_str_eq(st, "VM status: paused (finish-migrate)\n");
+    g_autofree char *e1 = test_vm_cmd(src, "migrate_continue active");
+    ck_assert(g_str_has_prefix(e1, "Error: migrate_continue: state 'active'"));
+    g_autofree char *c = test_vm_cmd(src, "migrate_continue pre-switchover");
+    ck_assert_str_eq(c, "");
+    g_free(test_vm_wait_status(src, "completed", 60000));
+    assert_running(dst);
+    test_vm_assert_guest_ok(dst);
+    test_vm_quit(dst);
+    test_vm_quit(src);
+}
+END_TEST
+
 /* unix:PATH, as libvirt uses for migrations on one host. */
 START_TEST(over_unix_socket)
 {
@@ -411,6 +438,7 @@ int main(void)
     tcase_add_test(ok, monitor_commands);
     tcase_add_test(ok, incoming_defer);
     tcase_add_test(ok, over_unix_socket);
+    tcase_add_test(ok, pause_before_switchover);
     tcase_add_test(bad, cancel_in_setup);
     tcase_add_test(bad, cancel_while_active);
     tcase_add_test(bad, cancel_in_stop_and_copy);
