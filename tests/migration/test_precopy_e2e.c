@@ -348,11 +348,18 @@ START_TEST(monitor_commands)
 }
 END_TEST
 
+/* A small churning source, and a destination started with -incoming defer. */
+static void start_deferred_pair(TestVm **src, TestVm **dst)
+{
+    const char *args[] = { "-m", "128M", "-incoming", "defer", NULL };
+    *src = start_src("128M", "1", "off", "churn,wss=16M,rate=2M");
+    *dst = start("dst", args);
+}
+
 START_TEST(incoming_defer)
 {
-    TestVm *src = start_src("128M", "1", "off", "churn,wss=16M,rate=2M");
-    const char *args[] = { "-m", "128M", "-incoming", "defer", NULL };
-    TestVm *dst = start("dst", args);
+    TestVm *src, *dst;
+    start_deferred_pair(&src, &dst);
     g_autofree char *st = test_vm_cmd(dst, "info status");
     ck_assert_str_eq(st, "VM status: paused (inmigrate)\n");
     g_autofree char *c = test_vm_cmd(dst, "cont");
@@ -401,9 +408,8 @@ END_TEST
 /* unix:PATH, as libvirt uses for migrations on one host. */
 START_TEST(over_unix_socket)
 {
-    TestVm *src = start_src("128M", "1", "off", "churn,wss=16M,rate=2M");
-    const char *args[] = { "-m", "128M", "-incoming", "defer", NULL };
-    TestVm *dst = start("dst", args);
+    TestVm *src, *dst;
+    start_deferred_pair(&src, &dst);
     g_autofree char *uri = g_strdup_printf("unix:%s/mig.sock", dir);
     g_autofree char *mi = test_vm_cmd(dst, "migrate_incoming %s", uri);
     ck_assert_str_eq(mi, "");
