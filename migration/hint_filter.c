@@ -93,10 +93,10 @@ uint64_t hint_filter_commit(HintFilter *f, const unsigned long *dirty,
         uint64_t npages = f->ram->npages;
         for (uint64_t p = hm_bitmap_next_set(f->candidates, npages, 0); p < npages;) {
             uint64_t end = hm_bitmap_next_clear(f->candidates, npages, p);
-            int64_t freed = hm_ram_discard(f->ram, p, end - p);
-            if (freed > 0) {
-                f->stats.madv_freed_bytes += (uint64_t)freed;
-            }
+            uint64_t freed = hm_ram_discard(f->ram, p, end - p, f->stats.kept_why,
+                                            sizeof(f->stats.kept_why));
+            f->stats.madv_freed_bytes += freed;
+            f->stats.kept_bytes += ((end - p) << HM_PAGE_SHIFT) - freed;
             p = hm_bitmap_next_set(f->candidates, npages, end);
         }
     }

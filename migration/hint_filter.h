@@ -28,7 +28,9 @@ typedef struct HintFilterStats {
     uint64_t dirty_dropped;    /* candidates the next sync found written */
     uint64_t skipped;          /* pages kept off the wire (current set) */
     uint64_t rewritten;        /* kept pages written later, so sent after all */
-    uint64_t madv_freed_bytes; /* released on the source with MADV_FREE */
+    uint64_t madv_freed_bytes; /* released on the source (MADV_FREE, a hole) */
+    uint64_t kept_bytes;       /* hinted, kept off the wire, but not released */
+    char kept_why[96];         /* why not, for the first such range */
 } HintFilterStats;
 
 HintFilter *hint_filter_new(HmRam *ram);

@@ -64,6 +64,12 @@ void out_publish(Precopy *p)
         s->hinted_pages = h.hinted_pages;
         s->hint_skipped_pages = h.skipped;
         s->madv_freed_bytes = h.madv_freed_bytes;
+        if (h.kept_bytes && !s->hint_note[0]) {
+            /* Off the wire all the same; the source just keeps the memory. */
+            g_snprintf(s->hint_note, sizeof(s->hint_note),
+                       "%" G_GUINT64_FORMAT " KiB of hinted pages not released: %s",
+                       h.kept_bytes >> 10, h.kept_why);
+        }
     }
     uint64_t ms = (g_get_monotonic_time() - m->t_start) / 1000;
     s->throughput_mbps = ms ? (tx.bytes_sent + ch_bytes) * 8.0 / ms / 1000.0 : 0;

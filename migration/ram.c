@@ -181,18 +181,22 @@ static int64_t discard_run(const HmRegion *r, uint64_t pfn, uint64_t n)
     return 0;
 }
 
-int64_t hm_ram_discard(const HmRam *ram, uint64_t pfn, uint64_t n)
+uint64_t hm_ram_discard(const HmRam *ram, uint64_t pfn, uint64_t n, char *why,
+                        size_t len)
 {
-    int64_t done = 0;
+    uint64_t done = 0;
 
     while (n) {
         const HmRegion *r = hm_ram_region(ram, pfn);
         uint64_t k = MIN(n, r->first + r->npages - pfn);
         int64_t got = discard_run(r, pfn, k);
-        if (got < 0) {
-            return got;
+        if (got > 0) {
+            done += (uint64_t)got;
+        } else if (why && !why[0]) {
+            g_snprintf(why, len, "region '%s': %s", r->name,
+                       got ? g_strerror((int)-got)
+                           : "hugetlbfs, a 4 KiB hint is part of a huge page");
         }
-        done += got;
         pfn += k;
         n -= k;
     }

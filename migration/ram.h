@@ -86,9 +86,11 @@ bool hm_ram_hva_to_pfn(const HmRam *ram, const void *hva, uint64_t *pfn);
 /*
  * Releases @n pages from @pfn as each region's backing allows (MADV_FREE
  * for private anonymous memory, a punched hole for shared memory; hugetlb
- * is kept).  Returns the bytes released, or -errno of the first failure.
+ * is kept).  Returns the bytes released; with @why (@len bytes) says why
+ * any were not, naming the region.
  */
-int64_t hm_ram_discard(const HmRam *ram, uint64_t pfn, uint64_t n);
+uint64_t hm_ram_discard(const HmRam *ram, uint64_t pfn, uint64_t n, char *why,
+                        size_t len);
 
 /*
  * Drops @n pages from @pfn so that the next access faults them in afresh

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The free page hint filter: when a hinted page may stay off the wire. */
 #include <string.h>
+#include <sys/mman.h>
 
 #include "migration/bitmap.h"
 #include "migration/hint_filter.h"
@@ -109,6 +110,33 @@ START_TEST(skipped_pages_are_madv_freed)
 }
 END_TEST
 
+/* Releasing hinted pages follows each region's backing, and says when it cannot. */
+START_TEST(release_per_backing)
+{
+    const uint64_t sz = 64 * HM_PAGE_SIZE;
+    uint8_t *a = mmap(NULL, 2 * sz, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert(a != MAP_FAILED);
+    memset(a, 0x5a, 2 * sz);
+    HintmigRamRegion r[2] = {
+        { .name = "anon", .gpa = 0, .host = a, .size = sz,
+          .backing = HINTMIG_BACKING_ANON, .fd = -1 },
+        /* Declared hugetlb: a 4 KiB hint inside it is never released. */
+        { .name = "huge", .gpa = HINTMIG_GPA_NONE, .host = a + sz, .size = sz,
+          .backing = HINTMIG_BACKING_HUGETLB, .fd = -1 },
+    };
+    HmRam *two = hm_ram_new(r, 2, NULL);
+    ck_assert_ptr_nonnull(two);
+    char why[96] = "";
+    /* A run across both regions: the anonymous half goes, the other stays. */
+    ck_assert_uint_eq(hm_ram_discard(two, 32, 64, why, sizeof(why)), 32 * HM_PAGE_SIZE);
+    ck_assert_msg(strstr(why, "'huge'") && strstr(why, "hugetlbfs"), "%s", why);
+    ck_assert_uint_eq(a[sz + 5], 0x5a);              /* kept as it was */
+    hm_ram_free(two);
+    munmap(a, 2 * sz);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("hint_filter");
@@ -118,6 +146,7 @@ int main(void)
     tcase_add_test(tc, pages_dirtied_since_the_request_are_sent);
     tcase_add_test(tc, ranges_past_ram_are_cut);
     tcase_add_test(tc, skipped_pages_are_madv_freed);
+    tcase_add_test(tc, release_per_backing);
     suite_add_tcase(s, tc);
     return test_run(s);
 }
