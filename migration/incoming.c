@@ -165,7 +165,10 @@ static bool hello(Incoming *in, GError **errp)
     if (caps.verify) {
         supported |= WIRE_FEAT_VERIFY;      /* as postcopy: both sides opt in */
     }
-    if (caps.postcopy_ram) {
+    g_mutex_lock(&in->m->lock);
+    bool listening = in->m->listen_fd >= 0;  /* for the page channel */
+    g_mutex_unlock(&in->m->lock);
+    if (caps.postcopy_ram && listening) {
         supported |= WIRE_FEAT_POSTCOPY;    /* as QEMU: both sides opt in */
     }
     r.features_accepted = hi.features_offered & supported;
@@ -184,6 +187,12 @@ static bool hello(Incoming *in, GError **errp)
         g_snprintf(r.reason, sizeof(r.reason),
                    "the source's RAM regions differ in names, sizes or order from "
                    "this destination's: %s", ours->str);
+    } else if ((hi.features_required & WIRE_FEAT_POSTCOPY) && caps.postcopy_ram &&
+               !listening) {
+        r.status = WIRE_REFUSE_FEATURES;
+        g_snprintf(r.reason, sizeof(r.reason),
+                   "postcopy needs a second connection, and this destination was "
+                   "given a connected socket, not an address to listen on");
     } else if (hi.features_required & ~supported) {
         g_autofree char *missing = wire_features_str(hi.features_required & ~supported);
         r.status = WIRE_REFUSE_FEATURES;

@@ -717,28 +717,60 @@ bool hintmig_resume_fd(Hintmig *m, int fd, GError **errp)
     return true;
 }
 
-bool hintmig_recover(Hintmig *m, const char *uri, GError **errp)
+/* Hands listening socket @fd to a paused incoming postcopy; closes it if refused. */
+static bool recover_on(Hintmig *m, int fd, GError **errp)
 {
     g_mutex_lock(&m->lock);
     bool paused = m->stats.incoming &&
                   m->stats.status == HINTMIG_STATUS_POSTCOPY_PAUSED &&
                   m->recover_fd < 0;
+    if (paused) {
+        m->recover_fd = fd;
+        g_cond_broadcast(&m->state_cond);
+    }
     g_mutex_unlock(&m->lock);
     if (!paused) {
-        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
+                    "migrate_recover needs an incoming postcopy migration that is "
+                    "paused (postcopy-paused) and not already recovering");
+        close(fd);
+    }
+    return paused;
+}
+
+bool hintmig_recover(Hintmig *m, const char *uri, GError **errp)
+{
+    g_mutex_lock(&m->lock);
+    bool paused = m->stats.incoming &&
+                  m->stats.status == HINTMIG_STATUS_POSTCOPY_PAUSED;
+    g_mutex_unlock(&m->lock);
+    if (!paused) {              /* say so before binding anything */
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
                     "migrate_recover needs an incoming postcopy migration that is "
                     "paused (postcopy-paused) and not already recovering");
         return false;
     }
     int fd = socket_listen(uri, errp);
-    if (fd < 0) {
+    return fd >= 0 && recover_on(m, fd, errp);
+}
+
+bool hintmig_recover_fd(Hintmig *m, int fd, GError **errp)
+{
+    bool listening;
+
+    if (socket_check_stream(fd, &listening, errp) < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
         return false;
     }
-    g_mutex_lock(&m->lock);
-    m->recover_fd = fd;
-    g_cond_broadcast(&m->state_cond);
-    g_mutex_unlock(&m->lock);
-    return true;
+    if (!listening) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                    "recovery needs a listening socket: the source connects twice");
+        close(fd);
+        return false;
+    }
+    return recover_on(m, fd, errp);
 }
 
 bool hintmig_incoming_ram_pending(Hintmig *m)

@@ -334,6 +334,7 @@ HINTMIG_API bool hintmig_incoming_start(Hintmig *m, const char *uri, GError **er
 /*
  * As hintmig_incoming_start(), over @fd: a connected socket (the source is
  * on its other end) or a listening one.  The engine owns @fd from now on.
+ * Postcopy needs a listening one: its page channel is a second connection.
  */
 HINTMIG_API bool hintmig_incoming_start_fd(Hintmig *m, int fd, GError **errp);
 
@@ -367,8 +368,12 @@ HINTMIG_API bool hintmig_start_postcopy(Hintmig *m, GError **errp);
 HINTMIG_API bool hintmig_resume(Hintmig *m, const char *uri, GError **errp);
 HINTMIG_API bool hintmig_resume_fd(Hintmig *m, int fd, GError **errp);
 
-/* Destination: listens on @uri for the source of a paused postcopy migration. */
+/*
+ * Destination: listens on @uri, or on the host's listening socket @fd, for
+ * the source of a paused postcopy migration (it connects twice).
+ */
 HINTMIG_API bool hintmig_recover(Hintmig *m, const char *uri, GError **errp);
+HINTMIG_API bool hintmig_recover_fd(Hintmig *m, int fd, GError **errp);
 
 /*
  * Destination: true while guest RAM is still arriving (postcopy): reading

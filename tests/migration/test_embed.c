@@ -8,6 +8,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include "hintmig/hintmig.h"
@@ -550,6 +553,50 @@ START_TEST(host_dirty_log)
 }
 END_TEST
 
+/*
+ * Postcopy over sockets the host made, as libvirt does: the destination gets
+ * a listening socket, the source a connected one; the page channel goes to
+ * the connected socket's peer address.  Over a socket pair there is no
+ * second connection to be had: a clear refusal.
+ */
+START_TEST(postcopy_over_host_fds)
+{
+    Pair p;
+    g_autoptr(GError) err = NULL;
+
+    pair_new(&p);
+    ck_assert(hintmig_set_capability(p.dst->m, "postcopy-ram", true, NULL));
+    ck_assert(hintmig_set_capability(p.src->m, "postcopy-ram", true, NULL));
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/host.sock", p.dir);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert(lfd >= 0 && !bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) &&
+              !listen(lfd, 4));
+    ck_assert_msg(hintmig_incoming_start_fd(p.dst->m, lfd, &err), "%s", err->message);
+    int cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert(cfd >= 0 && !connect(cfd, (struct sockaddr *)&sa, sizeof(sa)));
+    ck_assert_msg(hintmig_start_fd(p.src->m, cfd, &err), "%s", err->message);
+    ck_assert(hintmig_start_postcopy(p.src->m, NULL));
+    run_until_done(p.ctx, p.src, p.dst);
+    check_result(p.src, p.dst);
+    pair_free(&p);
+
+    pair_new(&p);
+    ck_assert(hintmig_set_capability(p.dst->m, "postcopy-ram", true, NULL));
+    ck_assert(hintmig_set_capability(p.src->m, "postcopy-ram", true, NULL));
+    start_over_socketpair(&p);
+    run_until_done(p.ctx, p.src, p.dst);
+    HintmigStats s;
+    hintmig_get_stats(p.src->m, &s);
+    ck_assert_int_eq(s.status, HINTMIG_STATUS_FAILED);
+    ck_assert_msg(s.error && strstr(s.error, "second connection"), "%s",
+                  s.error ? s.error : "(none)");
+    ck_assert(!g_atomic_int_get(&p.src->stopped));
+    hintmig_stats_clear(&s);
+    pair_free(&p);
+}
+END_TEST
+
 /* The verify capability, as postcopy-ram: both sides on, or both off. */
 START_TEST(verify_capability_on_both_sides)
 {
@@ -629,6 +676,22 @@ START_TEST(bad_region_tables_are_refused)
     ck_assert(!hintmig_start(m, "udp:1.2.3.4:5", NULL));
     ck_assert(!hintmig_start(m, "unix:", NULL));
     ck_assert(!hintmig_start_fd(m, -1, NULL));
+    /* Recovery takes a listening socket, and only in postcopy-paused. */
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert(!hintmig_recover_fd(m, sv[0], &err));
+    ck_assert(g_error_matches(err, HINTMIG_ERROR, HINTMIG_ERROR_INVALID));
+    g_clear_error(&err);
+    struct sockaddr_in lo = { .sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert(lfd >= 0 && !bind(lfd, (struct sockaddr *)&lo, sizeof(lo)) &&
+              !listen(lfd, 1));                        /* any free port */
+    ck_assert(!hintmig_recover_fd(m, lfd, &err));
+    ck_assert(g_error_matches(err, HINTMIG_ERROR, HINTMIG_ERROR_BUSY));
+    g_clear_error(&err);
+    ck_assert(!hintmig_resume_fd(m, sv[1], &err));    /* nothing paused */
+    g_clear_error(&err);
     hintmig_free(m);
     g_main_context_unref(ctx);
 }
@@ -647,6 +710,7 @@ int main(void)
     tcase_add_test(tc, free_page_hints);
     tcase_add_test(tc, host_dirty_log);
     tcase_add_test(tc, verify_capability_on_both_sides);
+    tcase_add_test(tc, postcopy_over_host_fds);
     suite_add_tcase(s, tc);
     return test_run(s);
 }
