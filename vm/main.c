@@ -369,6 +369,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "hintmig-vm: %s\n", err->message);
         goto fail;
     }
+    /* As QEMU: a peer that went away is an error on that write, not the end
+     * of the VM (a monitor client, a stdout pipe). */
+    signal(SIGPIPE, SIG_IGN);
     g_unix_signal_add(SIGTERM, on_signal, vm);
     g_unix_signal_add(SIGINT, on_signal, vm);
     g_unix_signal_add(SIGHUP, on_signal, vm);

@@ -28,7 +28,11 @@ bool monitor_chardev_is_stdio(const char *spec)
 static void write_all(int fd, const char *buf, size_t len)
 {
     while (len) {
-        ssize_t n = write(fd, buf, len);
+        /* A client that went away must not take the VM with it (SIGPIPE). */
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK) {
+            n = write(fd, buf, len);           /* stdio */
+        }
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -46,6 +50,7 @@ static void chardev_print(MonitorChardev *c, const char *s)
 }
 
 static void client_close(MonitorChardev *c);
+static gboolean listen_ready(gint fd, GIOCondition cond, gpointer data);
 
 static void run_line(MonitorChardev *c)
 {
@@ -114,6 +119,10 @@ static void client_close(MonitorChardev *c)
         close(c->in_fd);
     }
     c->in_fd = c->out_fd = -1;
+    if (c->listen_fd >= 0 && !c->listen_src) {
+        /* The next client waiting in the backlog gets its turn. */
+        c->listen_src = g_unix_fd_add(c->listen_fd, G_IO_IN, listen_ready, c);
+    }
 }
 
 static gboolean listen_ready(gint fd, GIOCondition cond, gpointer data)
@@ -125,13 +134,15 @@ static gboolean listen_ready(gint fd, GIOCondition cond, gpointer data)
     if (cfd < 0) {
         return G_SOURCE_CONTINUE;
     }
-    if (c->in_fd >= 0) {
-        /* One client at a time, like QEMU's socket chardev. */
-        close(cfd);
-        return G_SOURCE_CONTINUE;
-    }
+    /*
+     * One client at a time, like QEMU's socket chardev: the others wait in
+     * the backlog until this one leaves (client_close listens again), so a
+     * client that connects right after another closed is served, not
+     * turned away while the close is still on its way.
+     */
+    c->listen_src = 0;
     client_attach(c, cfd, cfd);
-    return G_SOURCE_CONTINUE;
+    return G_SOURCE_REMOVE;
 }
 
 static bool parse_unix(const char *spec, char **path, bool *wait, GError **errp)
@@ -231,7 +242,9 @@ MonitorChardev *monitor_chardev_new(const char *spec, Monitor *mon,
         }
         client_attach(c, cfd, cfd);
     }
-    c->listen_src = g_unix_fd_add(c->listen_fd, G_IO_IN, listen_ready, c);
+    if (c->in_fd < 0) {
+        c->listen_src = g_unix_fd_add(c->listen_fd, G_IO_IN, listen_ready, c);
+    }
     return c;
 fail:
     monitor_chardev_free(c);

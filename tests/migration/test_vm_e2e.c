@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "vm/guest_ram.h"
 #include "vm_harness.h"
@@ -25,6 +27,58 @@ static void teardown(void)
     test_rmdir(dir);
     g_free(dir);
 }
+
+/* Connects a raw client to @sock; -1 on failure. */
+static int raw_client(const char *sock)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    g_strlcpy(sa.sun_path, sock, sizeof(sa.sun_path));
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/*
+ * Monitor clients that leave at once, or right after a command, never take
+ * the VM down (SIGPIPE), and a client that connects as the last one is
+ * closing is served, not turned away.
+ */
+START_TEST(monitor_clients_come_and_go)
+{
+    const char *args[] = { "-m", "64M", NULL };
+    TestVm *vm = test_vm_start(dir, "clients", args);
+    hmp_client_free(vm->hmp);                   /* the harness steps aside */
+    vm->hmp = NULL;
+    for (int i = 0; i < 20; i++) {              /* connect and close */
+        int fd = raw_client(vm->sock);
+        ck_assert_int_ge(fd, 0);
+        close(fd);
+    }
+    for (int i = 0; i < 5; i++) {               /* a command, then gone */
+        int fd = raw_client(vm->sock);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, "info status\n", 12), 12);
+        close(fd);
+    }
+    for (int i = 0; i < 30; i++) {              /* one after another */
+        g_autoptr(GError) err = NULL;
+        HmpClient *c = hmp_client_connect(vm->sock, 10000, &err);
+        ck_assert_msg(c, "client %d: %s", i, err->message);
+        g_autofree char *out = hmp_client_command(c, "info status", 10000, &err);
+        ck_assert_msg(out && !strcmp(out, "VM status: running\n"), "client %d: %s", i,
+                      out ? out : err->message);
+        hmp_client_free(c);
+    }
+    g_autoptr(GError) err = NULL;
+    vm->hmp = hmp_client_connect(vm->sock, 10000, &err);
+    ck_assert_msg(vm->hmp, "%s", err ? err->message : "");
+    test_vm_quit(vm);                           /* still alive: exits 0 */
+}
+END_TEST
 
 START_TEST(guest_continues_in_a_second_process)
 {
@@ -311,6 +365,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, guest_continues_in_a_second_process);
+    tcase_add_test(tc, monitor_clients_come_and_go);
     tcase_add_test(tc, state_that_does_not_fit_is_refused);
     tcase_add_test(tc, run_states_and_bad_commands);
     tcase_add_test(tc, mem_path_image_is_loaded);
