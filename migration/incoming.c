@@ -242,15 +242,18 @@ static bool apply_hinted(Incoming *in, const uint8_t *d, size_t len, GError **er
     }
     for (uint64_t pfn = hm_bitmap_next_set(set, npages, 0); pfn < npages;) {
         uint64_t end = hm_bitmap_next_clear(set, npages, pfn);
-        uint8_t *p = hm_ram_page(in->ram, pfn);
-        size_t bytes = (end - pfn) << HM_PAGE_SHIFT;
-        if (poison) {
-            madvise(p, bytes, MADV_POPULATE_WRITE);
-            for (size_t off = 0; off < bytes; off += 4) {
-                memcpy(p + off, &poison, 4);
+        /* A run may cross from one region into the next: region by region. */
+        for (uint64_t at = pfn, k; at < end; at += k) {
+            k = hm_ram_contig(in->ram, at, end - at);
+            if (poison) {
+                uint8_t *p = hm_ram_page(in->ram, at);
+                hm_ram_madvise(in->ram, at, k, MADV_POPULATE_WRITE);
+                for (size_t off = 0; off < (k << HM_PAGE_SHIFT); off += 4) {
+                    memcpy(p + off, &poison, 4);
+                }
+            } else {
+                hm_ram_drop(in->ram, at, k);      /* reads as zero again */
             }
-        } else {
-            madvise(p, bytes, MADV_DONTNEED);     /* reads as zero again */
         }
         hm_bitmap_set_range(in->hinted, pfn, end - pfn);
         pfn = hm_bitmap_next_set(set, npages, end);

@@ -315,6 +315,7 @@ bool in_postcopy_recover(Incoming *in, const char *why)
         }
         int lfd = m->recover_fd;
         m->recover_fd = -1;
+        m->recover_accepting = lfd;     /* quitting wakes the accepts below */
         hm_set_status_locked(m, HINTMIG_STATUS_POSTCOPY_RECOVER);
         g_mutex_unlock(&m->lock);
 
@@ -337,6 +338,9 @@ bool in_postcopy_recover(Incoming *in, const char *why)
             }
             fds[slot] = fd;
         }
+        g_mutex_lock(&m->lock);
+        m->recover_accepting = -1;
+        g_mutex_unlock(&m->lock);
         close(lfd);
         if (err) {
             for (int i = 0; i < 2; i++) {

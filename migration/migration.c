@@ -82,6 +82,7 @@ Hintmig *hintmig_new(const HintmigHost *host, GError **errp)
     g_cond_init(&m->hint_cond);
     g_cond_init(&m->state_cond);
     m->fd = m->listen_fd = m->in_fd = m->recover_fd = m->start_fd = m->resume_fd = -1;
+    m->recover_accepting = -1;
     return m;
 }
 
@@ -128,6 +129,9 @@ void hintmig_shutdown(Hintmig *m)
     }
     if (m->in_fd >= 0) {
         shutdown(m->in_fd, SHUT_RDWR);
+    }
+    if (m->recover_accepting >= 0) {
+        shutdown(m->recover_accepting, SHUT_RDWR);   /* wakes its accept */
     }
     g_cond_broadcast(&m->state_cond);     /* a paused postcopy gives up */
     g_cond_broadcast(&m->hint_cond);

@@ -37,6 +37,7 @@ struct Hintmig {
     char *resume_uri;           /* source: migrate -r, taken by the thread */
     int resume_fd;              /* ... over the host's socket, or -1 */
     int recover_fd;             /* destination: listening for a recovery */
+    int recover_accepting;      /* ... the one the receiver accepts on now */
     struct UffdPostcopy *in_pc; /* destination: live fault counters */
 
     /* outgoing */

@@ -214,6 +214,20 @@ START_TEST(quit_while_paused)
 }
 END_TEST
 
+/* The source is gone for good: quitting a destination waiting in migrate_recover is prompt. */
+START_TEST(quit_while_recovering)
+{
+    TestVm *src, *dst;
+    start_and_cut(&src, &dst, "10M");
+    test_vm_kill(src);
+    g_autofree char *rec = g_strdup_printf("migrate_recover tcp:127.0.0.1:%d",
+                                           test_free_port());
+    cmd_ok(dst, rec);
+    g_free(test_vm_wait_status(dst, "postcopy-recover", 10000));
+    test_vm_quit(dst);          /* exit 0 within 20 s (it took 60 s), or the test fails */
+}
+END_TEST
+
 /* A destination that cannot load the state never runs the guest: the source does. */
 START_TEST(refused_switch_resumes_source)
 {
@@ -291,6 +305,7 @@ int main(void)
         tcase_add_test(tc, fill_free_with_hints);
         tcase_add_test(tc, cut_and_recover);
         tcase_add_test(tc, quit_while_paused);
+        tcase_add_test(tc, quit_while_recovering);
         tcase_add_test(tc, refused_switch_resumes_source);
     }
     suite_add_tcase(s, tc);
