@@ -13,7 +13,7 @@ set -euo pipefail
 
 die() { echo "linux-guest/build.sh: $*" >&2; exit 1; }
 
-[ $# -eq 1 ] && [ -n "$1" ] || die "usage: build.sh OUTDIR"
+if [ $# -ne 1 ] || [ -z "$1" ]; then die "usage: build.sh OUTDIR"; fi
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$1" || die "cannot create $1"
 out=$(cd "$1" && pwd)
@@ -80,7 +80,7 @@ if [ -z "$kdeb" ] || [ -z "$bdeb" ]; then
         "$kpkg" busybox-static) || die "apt-get download of $kpkg busybox-static failed"
     kdeb=$(find "$debs" -maxdepth 1 -name "${kpkg}_*.deb" | head -1)
     bdeb=$(find "$debs" -maxdepth 1 -name 'busybox-static_*.deb' | head -1)
-    [ -n "$kdeb" ] && [ -n "$bdeb" ] || die "downloaded packages not found in $debs"
+    if [ -z "$kdeb" ] || [ -z "$bdeb" ]; then die "downloaded packages not found in $debs"; fi
 fi
 
 tmp=$(mktemp -d)
