@@ -347,6 +347,9 @@ static int mc_parse_args(int argc, char **argv, struct mc_opts *o)
 			r = mc_parse_ms(v, &o->interval_ms);
 			if (!r && !o->interval_ms)
 				r = -EINVAL;
+			/* a year at most: its nanoseconds fit in 64 bits */
+			if (!r && o->interval_ms > 365ull * 86400 * 1000)
+				r = -ERANGE;
 		} else if (!strcmp(name, "passes")) {
 			const char *e;
 
@@ -399,6 +402,11 @@ static int mc_check_opts(struct mc_opts *o, size_t ps)
 			return -1;
 		}
 		*sz[i] = (*sz[i] + ps - 1) / ps * ps;
+	}
+	if (!o->fill) {
+		fprintf(stderr, "memcheck: error: fill must be at least one "
+			"page\n");
+		return -1;
 	}
 	/* Defaults shrink to fit a smaller fill; given values are checked. */
 	if (!o->keep_set && o->keep > o->fill)
