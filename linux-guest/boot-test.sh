@@ -46,6 +46,8 @@ stop_qemu() {
 }
 finish() {
     stop_qemu
+    # The line scripts/test.sh counts, then the plain closing line.
+    echo "TESTS: $((passed + failed)) run, $failed failed, 0 skipped"
     echo "$passed passed, $failed failed"
 }
 trap finish EXIT
