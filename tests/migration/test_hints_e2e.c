@@ -37,7 +37,14 @@ static TestVm *start_src(const char *ram, const char *fill, const char *driver)
     uint64_t fill_bytes;
     ck_assert(hintmig_size_parse(fill, 1, &fill_bytes, NULL));
     uint64_t fill_pages = fill_bytes / GUEST_PAGE_SIZE;
-    for (int i = 0; i < 600; i++) {
+    /*
+     * "info guest" checks all guest memory with the vCPUs held: asked ten
+     * times a second it starved the fill itself (over 900 s under ASan).
+     * Once a second, for at most 600 s (the 600 checks it allowed before
+     * took about that long under ASan).
+     */
+    for (gint64 end = g_get_monotonic_time() + 600 * G_USEC_PER_SEC;
+         g_get_monotonic_time() < end;) {
         g_autofree char *g = test_vm_cmd(vm, "info guest");
         g_autofree char *fm = test_field(g, "free memory");
         uint64_t writes = test_field_u64(g, "page writes");
@@ -46,7 +53,7 @@ static TestVm *start_src(const char *ram, const char *fill, const char *driver)
         if (writes > fill_pages && free_mib * 100 > total_mib * 90) {
             return vm;
         }
-        g_usleep(100000);
+        g_usleep(1000000);
     }
     ck_abort_msg("the guest never finished filling and freeing");
     return NULL;
