@@ -201,7 +201,9 @@ configure_qemu() {
         return 0
     fi
     step "configure ${args[*]}"
-    rm -rf "$builddir"
+    # Re-run in place: configure starts meson afresh, and ninja then keeps
+    # every object whose command line did not change.
+    rm -f "$stamp"
     mkdir -p "$builddir"
     (cd "$builddir" && "$tree/configure" "${args[@]}") > "$cache/configure.log" 2>&1 \
         || { tail -n 30 "$cache/configure.log" >&2; die "configure failed (log: $cache/configure.log)"; }
