@@ -110,7 +110,13 @@ fetch_source() {
     if ! ls "$srccache"/qemu_*.dsc >/dev/null 2>&1; then
         ensure_deb_src
         step "downloading Debian's QEMU source into $srccache"
-        (cd "$srccache" && apt_run source --download-only -qq qemu)
+        # Into a scratch directory first: a .dsc in $srccache means the
+        # whole package is there.
+        rm -rf "$srccache.tmp"
+        mkdir -p "$srccache.tmp"
+        (cd "$srccache.tmp" && apt_run source --download-only -qq qemu)
+        mv "$srccache.tmp"/* "$srccache/"
+        rmdir "$srccache.tmp"
     fi
     dsc=$(ls "$srccache"/qemu_*.dsc | sort -V | tail -n1)
     debver=$(sed -n 's/^Version: //p' "$dsc")
