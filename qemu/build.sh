@@ -85,7 +85,8 @@ ensure_deb_src() {
     have_deb_src || die "apt-cache showsrc qemu finds nothing after enabling deb-src"
 }
 
-# Minimal set for the configure line below (no docs, no GUI, no tools).
+# Minimal set for the configure line below (no docs, no GUI, no tools);
+# seabios and ipxe-qemu provide the firmware (see install_data_files).
 build_deps=(build-essential pkg-config ninja-build meson python3 dpkg-dev rsync
             libglib2.0-dev libpixman-1-dev zlib1g-dev libslirp-dev libfdt-dev
             seabios ipxe-qemu)
@@ -184,7 +185,10 @@ prepare_tree() {
 # ---- 4. configure, build, install ---------------------------------------------
 
 configure_args() {
-    # Only what a libvirt-managed x86_64 Linux guest under TCG needs.
+    # Only the features a libvirt-managed x86_64 Linux guest needs (TCG,
+    # KVM for libvirt's probe, slirp, VNC); every optional library is off.
+    # The device set is QEMU's default for x86_64 (q35, pc, virtio, VGA);
+    # a smaller one would need a devices file inside QEMU's tree.
     printf '%s\n' \
         --prefix="$prefix" \
         --target-list=x86_64-softmmu \
