@@ -92,7 +92,7 @@ static bool is_postcopy(HintmigStatus s)
            s == HINTMIG_STATUS_POSTCOPY_RECOVER;
 }
 
-static bool is_running(HintmigStatus s)
+bool hm_status_running(HintmigStatus s)
 {
     return s == HINTMIG_STATUS_SETUP || s == HINTMIG_STATUS_ACTIVE ||
            s == HINTMIG_STATUS_PRE_SWITCHOVER || s == HINTMIG_STATUS_DEVICE ||
@@ -312,7 +312,7 @@ bool hm_commit(Hintmig *m)
 bool hintmig_is_active(Hintmig *m)
 {
     g_mutex_lock(&m->lock);
-    bool a = !m->stats.incoming && is_running(m->stats.status);
+    bool a = !m->stats.incoming && hm_status_running(m->stats.status);
     g_mutex_unlock(&m->lock);
     return a;
 }
@@ -352,7 +352,7 @@ static bool start_outgoing(Hintmig *m, const char *uri, int fd, GError **errp)
     }
     reap(m, &m->thread, &m->thread_done);
     g_mutex_lock(&m->lock);
-    if (is_running(m->stats.status) || m->thread || m->in_thread) {
+    if (hm_status_running(m->stats.status) || m->thread || m->in_thread) {
         g_mutex_unlock(&m->lock);
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
                     "There's a migration process in progress");
@@ -442,7 +442,7 @@ bool hm_pause_before_switchover(Hintmig *m, GError **errp)
 bool hintmig_cancel(Hintmig *m, GError **errp)
 {
     g_mutex_lock(&m->lock);
-    if (m->stats.incoming || !is_running(m->stats.status)) {
+    if (m->stats.incoming || !hm_status_running(m->stats.status)) {
         g_mutex_unlock(&m->lock);
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
                     "no outgoing migration is running");
@@ -597,7 +597,7 @@ void hintmig_get_stats(Hintmig *m, HintmigStats *out)
     g_mutex_lock(&m->lock);
     *out = m->stats;
     out->error = g_strdup(m->stats.error);
-    if (is_running(m->stats.status) && m->t_start) {
+    if (hm_status_running(m->stats.status) && m->t_start) {
         out->total_time_ms = (g_get_monotonic_time() - m->t_start) / 1000;
     }
     if (m->in_pc) {
@@ -609,22 +609,6 @@ void hintmig_get_stats(Hintmig *m, HintmigStats *out)
 void hintmig_stats_clear(HintmigStats *s)
 {
     g_clear_pointer(&s->error, g_free);
-}
-
-HintmigParams hintmig_get_params(Hintmig *m)
-{
-    g_mutex_lock(&m->lock);
-    HintmigParams p = m->params;
-    g_mutex_unlock(&m->lock);
-    return p;
-}
-
-HintmigCaps hintmig_get_caps(Hintmig *m)
-{
-    g_mutex_lock(&m->lock);
-    HintmigCaps c = m->caps;
-    g_mutex_unlock(&m->lock);
-    return c;
 }
 
 void hm_stats_from_uffd(HintmigStats *s, struct UffdPostcopy *pc)
@@ -785,127 +769,3 @@ bool hintmig_incoming_ram_pending(Hintmig *m)
     return pending;
 }
 
-bool hintmig_set_capability(Hintmig *m, const char *name, bool on,
-                              GError **errp)
-{
-    if (strcmp(name, "verify") && strcmp(name, "free-page-hint") &&
-        strcmp(name, "postcopy-ram") && strcmp(name, "pause-before-switchover")) {
-        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
-                    "unknown capability '%s' (known: verify, free-page-hint, "
-                    "postcopy-ram, pause-before-switchover)", name);
-        return false;
-    }
-    if (!strcmp(name, "free-page-hint") && on) {
-        HintmigEventData d = { .event = HINTMIG_EV_HINT_PROBE };
-        hm_notify(m, &d);
-        if (!d.hint_capable) {
-            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_UNSUPPORTED,
-                        "free-page-hint needs a virtio-balloon device with "
-                        "free-page-hint=on%s%s", d.why_not[0] ? ": " : "",
-                        d.why_not);
-            return false;
-        }
-    }
-    if (!strcmp(name, "postcopy-ram") && on && !uffd_postcopy_probe(errp)) {
-        return false;
-    }
-    g_mutex_lock(&m->lock);
-    /* A destination still waiting for its source may change them (QEMU
-     * lets -incoming tcp:... be followed by migrate_set_capability). */
-    if (is_running(m->stats.status) &&
-        !(m->stats.incoming && m->stats.status == HINTMIG_STATUS_SETUP)) {
-        g_mutex_unlock(&m->lock);
-        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
-                    "capabilities cannot change while a migration runs");
-        return false;
-    }
-    if (!strcmp(name, "verify")) {
-        m->caps.verify = on;
-    } else if (!strcmp(name, "postcopy-ram")) {
-        m->caps.postcopy_ram = on;
-    } else if (!strcmp(name, "pause-before-switchover")) {
-        m->caps.pause_before_switchover = on;
-    } else {
-        m->caps.free_page_hint = on;
-    }
-    g_mutex_unlock(&m->lock);
-    return true;
-}
-
-static bool parse_range(const char *name, const char *value, uint64_t min,
-                        uint64_t max, uint64_t *out, GError **errp)
-{
-    guint64 v;
-    if (!g_ascii_string_to_unsigned(value, 10, min, max, &v, NULL)) {
-        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
-                    "%s: '%s' is not a number from %" G_GUINT64_FORMAT " to %"
-                    G_GUINT64_FORMAT, name, value, min, max);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-bool hintmig_set_parameter(Hintmig *m, const char *name, const char *value,
-                             GError **errp)
-{
-    HintmigParams p = hintmig_get_params(m);
-    uint64_t v;
-
-    if (!strcmp(name, "downtime-limit")) {
-        if (!parse_range(name, value, 1, 2000000, &v, errp)) {
-            return false;
-        }
-        p.downtime_limit_ms = v;
-    } else if (!strcmp(name, "max-bandwidth")) {
-        g_autoptr(GError) err = NULL;
-        /* As QEMU's HMP: a bare number is MiB/s. */
-        if (!hintmig_size_parse(value, 1 << 20, &v, &err)) {
-            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID, "%s: %s", name,
-                        err->message);
-            return false;
-        }
-        p.max_bandwidth = v;
-    } else if (!strcmp(name, "compress-method")) {
-        if (!strcmp(value, "none")) {
-            p.compress_method = HINTMIG_COMPRESS_NONE;
-        } else if (!strcmp(value, "zstd")) {
-            p.compress_method = HINTMIG_COMPRESS_ZSTD;
-        } else {
-            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
-                        "%s: '%s' is not none or zstd", name, value);
-            return false;
-        }
-    } else if (!strcmp(name, "compress-level")) {
-        if (!parse_range(name, value, 1, 19, &v, errp)) {
-            return false;
-        }
-        p.compress_level = v;
-    } else if (!strcmp(name, "compress-threads")) {
-        if (!parse_range(name, value, 1, 16, &v, errp)) {
-            return false;
-        }
-        p.compress_threads = v;
-    } else {
-        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
-                    "unknown parameter '%s' (known: downtime-limit, "
-                    "max-bandwidth, compress-method, compress-level, "
-                    "compress-threads)", name);
-        return false;
-    }
-    g_mutex_lock(&m->lock);
-    bool running = is_running(m->stats.status);
-    /* Only the bandwidth may change mid-flight, as in QEMU. */
-    if (running && strcmp(name, "max-bandwidth") && strcmp(name, "downtime-limit")) {
-        g_mutex_unlock(&m->lock);
-        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
-                    "%s cannot change while a migration runs", name);
-        return false;
-    }
-    m->params = p;
-    if (m->tx) {
-        uring_tx_set_rate_limit(m->tx, p.max_bandwidth);
-    }
-    g_mutex_unlock(&m->lock);
-    return true;
-}

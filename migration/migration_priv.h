@@ -90,6 +90,9 @@ GThread *hm_thread_or_inline(const char *name, GThreadFunc fn, void *data);
 /* Asks the host to set the calling thread's priority for @role; true if raised. */
 bool hm_thread_role(Hintmig *m, HintmigThreadRole role);
 
+/* True for the statuses of a migration under way (setup to postcopy). */
+bool hm_status_running(HintmigStatus s);
+
 /* Returns true when cancel was asked. */
 bool hm_cancelled(Hintmig *m);
 
