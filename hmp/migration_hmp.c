@@ -179,78 +179,11 @@ static bool hmp_info_migrate(void *opaque, int argc, char **argv, GString *out,
         g_string_append_printf(out, "dirty pages rate: %" G_GUINT64_FORMAT " pages\n",
                                s.dirty_pages_rate);
     }
-    /* hintmig's own lines. */
-    kbytes(out, "wire bytes", s.incoming ? s.wire_bytes_received : s.wire_bytes);
-    g_string_append_printf(out, "compressed: %" G_GUINT64_FORMAT " kbytes -> %"
-                           G_GUINT64_FORMAT " kbytes (%.1f%%)\n",
-                           s.normal_bytes >> 10, s.compressed_bytes >> 10,
-                           s.normal_bytes ? 100.0 * s.compressed_bytes / s.normal_bytes
-                                          : 0.0);
-    g_string_append_printf(out, "rounds: %" G_GUINT64_FORMAT "\n", s.rounds);
-    if (s.hinted_pages || s.hint_skipped_pages || s.hint_note[0]) {
-        g_string_append_printf(out, "hinted: %" G_GUINT64_FORMAT " pages\n"
-                               "hint-skipped: %" G_GUINT64_FORMAT " pages\n",
-                               s.hinted_pages, s.hint_skipped_pages);
-        if (!s.incoming) {
-            kbytes(out, "madv-freed", s.madv_freed_bytes);
-        }
-        if (s.hint_note[0]) {
-            g_string_append_printf(out, "hint note: %s\n", s.hint_note);
-        }
-    }
     if (s.postcopy) {
-        /* QEMU's line first, then hintmig's. */
         g_string_append_printf(out, "postcopy request count: %" G_GUINT64_FORMAT "\n",
                                s.postcopy_requests);
-        g_string_append_printf(out, "postcopy remaining: %" G_GUINT64_FORMAT " pages\n",
-                               s.postcopy_remaining);
-        if (s.incoming) {
-            g_string_append_printf(out, "postcopy faults: %" G_GUINT64_FORMAT " local, %"
-                                   G_GUINT64_FORMAT " remote\n", s.faults_local,
-                                   s.faults_remote);
-            g_string_append_printf(out, "postcopy hinted requested: %" G_GUINT64_FORMAT
-                                   " pages\n", s.hinted_requested);
-            if (s.hinted_pages) {
-                g_string_append_printf(out, "postcopy hint-filled: %" G_GUINT64_FORMAT
-                                       " pages in %" G_GUINT64_FORMAT " ms\n",
-                                       s.hint_filled, s.hint_fill_ms);
-            }
-            g_string_append_printf(out, "postcopy duplicate pages: %" G_GUINT64_FORMAT
-                                   "\n", s.duplicate_placements);
-            g_string_append_printf(out, "postcopy remote fault latency: p50 %"
-                                   G_GUINT64_FORMAT " us, p99 %" G_GUINT64_FORMAT
-                                   " us, max %" G_GUINT64_FORMAT " us (%"
-                                   G_GUINT64_FORMAT " faults)\n", s.fault_lat_p50_us,
-                                   s.fault_lat_p99_us, s.fault_lat_max_us,
-                                   s.fault_lat_samples);
-            g_string_append_printf(out, "postcopy fault thread: %s\n",
-                                   s.fault_thread_rt ? "real-time (SCHED_FIFO)"
-                                   : "normal priority (SCHED_FIFO refused: no "
-                                     "CAP_SYS_NICE or RLIMIT_RTPRIO)");
-        } else {
-            g_string_append_printf(out, "postcopy urgent pages: %" G_GUINT64_FORMAT "\n",
-                                   s.postcopy_urgent_pages);
-        }
-        g_string_append_printf(out, "postcopy recoveries: %" G_GUINT64_FORMAT "\n",
-                               s.recoveries);
     }
-    if (!s.incoming && s.dirty_backend[0]) {
-        g_string_append_printf(out, "dirty tracking: %s\n", s.dirty_backend);
-    }
-    if (s.verified) {
-        if (s.verify_mismatches) {
-            g_string_append_printf(out, "verify: FAILED (%" G_GUINT64_FORMAT " of %"
-                                   G_GUINT64_FORMAT " chunks differ)\n",
-                                   s.verify_mismatches, s.verify_chunks);
-        } else {
-            g_string_append_printf(out, "verify: OK (%" G_GUINT64_FORMAT " chunks)\n",
-                                   s.verify_chunks);
-            g_string_append_printf(out, "verify time: %" G_GUINT64_FORMAT " ms\n",
-                                   s.incoming ? s.verify_dest_ms : s.verify_source_ms);
-        }
-    } else if (s.status == HINTMIG_STATUS_COMPLETED) {
-        g_string_append(out, "verify: off\n");
-    }
+    hintmig_stats_describe(&s, out);     /* hintmig's own lines */
     hintmig_stats_clear(&s);
     return true;
 }

@@ -5,6 +5,7 @@
 
 #include "migration/bitmap.h"
 #include "migration/hint_filter.h"
+#include "migration/page_codec.h"
 
 struct HintFilter {
     HmRam *ram;
@@ -82,6 +83,22 @@ uint64_t hint_filter_commit(HintFilter *f, const unsigned long *dirty,
     for (uint64_t w = 0; w < words; w++) {
         unsigned long c = f->candidates[w];
         unsigned long keep = c & ~dirty[w] & ~f->skip[w];
+        unsigned long written = c & dirty[w] & ~f->skip[w];
+        /*
+         * A guest that zeroes what it allocates (Linux's init_on_alloc=1,
+         * Debian's default) writes every page its balloon driver takes to
+         * report: hinted, then written.  Such a page that reads as zeros
+         * now is what the destination fills a hinted page with, so it
+         * joins too; a later write reaches the next sync as any other.
+         * Not with poison: the guest expects its pattern there.
+         */
+        for (unsigned long b = madv_free ? written : 0; b; b &= b - 1) {
+            uint64_t pfn = w * HM_BITS_PER_LONG + __builtin_ctzl(b);
+            if (pfn < f->ram->npages && page_is_zero(hm_ram_page(f->ram, pfn))) {
+                keep |= b & -b;
+                f->stats.dirty_zero++;
+            }
+        }
         f->stats.dirty_dropped += __builtin_popcountl(c & dirty[w]);
         joined += __builtin_popcountl(keep);
         f->skip[w] |= keep;

@@ -26,6 +26,7 @@ typedef struct HintFilterStats {
     uint64_t hinted_pages;     /* pages hinted under the current id */
     uint64_t stale_pages;      /* pages hinted under another id: ignored */
     uint64_t dirty_dropped;    /* candidates the next sync found written */
+    uint64_t dirty_zero;       /* ... of which read back as zeros: kept */
     uint64_t skipped;          /* pages kept off the wire (current set) */
     uint64_t rewritten;        /* kept pages written later, so sent after all */
     uint64_t madv_freed_bytes; /* released on the source (MADV_FREE, a hole) */

@@ -80,6 +80,7 @@ Hintmig *hintmig_new(const HintmigHost *host, GError **errp)
     m->caps.verify = true;
     g_hook_list_init(&m->notifiers, sizeof(GHook));
     g_cond_init(&m->hint_cond);
+    m->hint_early = g_array_new(FALSE, FALSE, sizeof(HintEarly));
     g_cond_init(&m->state_cond);
     m->fd = m->listen_fd = m->in_fd = m->recover_fd = m->start_fd = m->resume_fd = -1;
     m->recover_accepting = -1;
@@ -171,6 +172,7 @@ void hintmig_free(Hintmig *m)
     hintmig_stats_clear(&m->stats);
     g_hook_list_clear(&m->notifiers);
     g_cond_clear(&m->hint_cond);
+    g_array_free(m->hint_early, TRUE);
     g_cond_clear(&m->state_cond);
     g_free(m->resume_uri);
     g_mutex_clear(&m->lock);
@@ -195,7 +197,10 @@ static gboolean status_event(gpointer data)
 
 /*
  * Sets the status (lock held) and tells the host on its main context.  The
- * event carries no pointer to @m, so it may outlive it.
+ * event carries no pointer to @m, so it may outlive it.  It is always
+ * queued, never run here, even on the context's own thread: the host's
+ * handler may call back in (hintmig_get_stats()) and m->lock is held.
+ * Events of equal priority are dispatched in the order they were queued.
  */
 void hm_set_status_locked(Hintmig *m, HintmigStatus s)
 {
@@ -205,7 +210,11 @@ void hm_set_status_locked(Hintmig *m, HintmigStatus s)
     if (old != s && m->host.ops->status_changed) {
         StatusEvent *e = g_new(StatusEvent, 1);
         *e = (StatusEvent) { m->host.ops->status_changed, m->host.opaque, old, s };
-        g_main_context_invoke_full(m->ctx, G_PRIORITY_DEFAULT, status_event, e, g_free);
+        GSource *src = g_idle_source_new();
+        g_source_set_priority(src, G_PRIORITY_DEFAULT);
+        g_source_set_callback(src, status_event, e, g_free);
+        g_source_attach(src, m->ctx);
+        g_source_unref(src);
     }
 }
 
@@ -254,13 +263,26 @@ void hm_notify(Hintmig *m, HintmigEventData *d)
     g_hook_list_marshal(&m->notifiers, FALSE, notify_one, d);
 }
 
+void hm_hint_add_locked(Hintmig *m, uint32_t cmd_id, bool by_gpa,
+                        uint64_t addr, uint64_t len)
+{
+    if (m->hint_opening) {
+        if (m->hint_early->len < HINT_EARLY_MAX) {
+            HintEarly e = { cmd_id, by_gpa, addr, len };
+            g_array_append_val(m->hint_early, e);
+        }
+    } else if (m->hints && by_gpa) {
+        hint_filter_add(m->hints, cmd_id, addr, len);
+    } else if (m->hints) {
+        hint_filter_add_pages(m->hints, cmd_id, addr, len);
+    }
+}
+
 void hintmig_free_page_hint(Hintmig *m, uint32_t cmd_id, uint64_t gpa,
                               uint64_t len)
 {
     g_mutex_lock(&m->lock);
-    if (m->hints) {
-        hint_filter_add(m->hints, cmd_id, gpa, len);
-    }
+    hm_hint_add_locked(m, cmd_id, true, gpa, len);
     g_mutex_unlock(&m->lock);
 }
 
@@ -273,9 +295,7 @@ void hintmig_free_page_hint_hva(Hintmig *m, uint32_t cmd_id, const void *hva,
         return;
     }
     g_mutex_lock(&m->lock);
-    if (m->hints) {
-        hint_filter_add_pages(m->hints, cmd_id, first, len >> HM_PAGE_SHIFT);
-    }
+    hm_hint_add_locked(m, cmd_id, false, first, len >> HM_PAGE_SHIFT);
     g_mutex_unlock(&m->lock);
 }
 
@@ -437,6 +457,27 @@ bool hm_pause_before_switchover(Hintmig *m, GError **errp)
                     "cancelled in pre-switchover");
     }
     return go;
+}
+
+bool hintmig_pause(Hintmig *m, GError **errp)
+{
+    g_mutex_lock(&m->lock);
+    if (m->stats.status != HINTMIG_STATUS_POSTCOPY_ACTIVE) {
+        HintmigStatus st = m->stats.status;
+        g_mutex_unlock(&m->lock);
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
+                    "migrate-pause works only in status postcopy-active, not %s",
+                    hintmig_status_str(st));
+        return false;
+    }
+    /* Breaking the main stream is what a network failure does: each side
+     * drops its channels and waits in postcopy-paused for a recovery. */
+    int fd = m->stats.incoming ? m->in_fd : m->fd;
+    if (fd >= 0) {
+        shutdown(fd, SHUT_RDWR);
+    }
+    g_mutex_unlock(&m->lock);
+    return true;
 }
 
 bool hintmig_cancel(Hintmig *m, GError **errp)

@@ -14,6 +14,14 @@
 #define MIGRATION_BUF_SIZE (WIRE_HEADER_SIZE + WIRE_MAX_PAYLOAD)
 #define MIGRATION_TX_BUFS 32
 
+/* A hint that came while its id was not known yet (see hint_opening). */
+typedef struct HintEarly {
+    uint32_t cmd_id;
+    bool by_gpa;                /* addr/len: gpa and bytes, or first pfn and pages */
+    uint64_t addr, len;
+} HintEarly;
+#define HINT_EARLY_MAX 65536    /* beyond it hints are dropped: always safe */
+
 struct Hintmig {
     HintmigHost host;           /* regions: see ram */
     HmRam *ram;
@@ -29,6 +37,12 @@ struct Hintmig {
     HintFilter *hints;          /* the running migration's, or NULL */
     GCond hint_cond;
     uint32_t hint_round_done;   /* the last id whose round the driver closed */
+    /* Between asking the device for a new id and learning it, hints are
+     * kept here (HintEarly) and replayed if their id is the new one: the
+     * request runs without m->lock, since a host may need its own locks
+     * (QEMU's BQL) for it while its monitor holds those and asks us. */
+    bool hint_opening;
+    GArray *hint_early;
 
     /* postcopy */
     GCond state_cond;           /* resume_uri or recover_fd was set; cancel */
@@ -71,6 +85,9 @@ void hm_set_status_locked(Hintmig *m, HintmigStatus s);
 
 /* Tells every notifier about @d->event; they answer in @d. */
 void hm_notify(Hintmig *m, HintmigEventData *d);
+/* Takes a hint into the running filter, or keeps it while hint_opening. */
+void hm_hint_add_locked(Hintmig *m, uint32_t cmd_id, bool by_gpa,
+                        uint64_t addr, uint64_t len);
 
 /*
  * Source, VM stopped: with pause-before-switchover, sits in pre-switchover

@@ -94,11 +94,26 @@ static bool collect_hints(Precopy *p, GError **errp)
     if (!out_dirty_sync(p, errp)) {
         return false;
     }
-    /* The driver starts as soon as the id is out, and the device hands
-     * hints over only under m->lock: publish and open the filter together
-     * so that the first hints are not taken for stale ones. */
+    /* The driver starts as soon as the id is out, before we learn it: the
+     * hints of that moment wait in hint_early and count only if their id is
+     * the one the device gives us.  The request itself runs without m->lock
+     * (see hint_opening). */
     g_mutex_lock(&m->lock);
+    m->hint_opening = true;
+    g_mutex_unlock(&m->lock);
     hm_notify(m, &d);
+    g_mutex_lock(&m->lock);
+    m->hint_opening = false;
+    if (d.cmd_id) {
+        hint_filter_begin(p->hints, d.cmd_id);
+        for (guint i = 0; i < m->hint_early->len; i++) {
+            HintEarly *e = &g_array_index(m->hint_early, HintEarly, i);
+            if (e->cmd_id == d.cmd_id) {
+                hm_hint_add_locked(m, e->cmd_id, e->by_gpa, e->addr, e->len);
+            }
+        }
+    }
+    g_array_set_size(m->hint_early, 0);
     if (!d.cmd_id) {
         g_snprintf(m->stats.hint_note, sizeof(m->stats.hint_note),
                    "no hints this time: %s", d.why_not[0] ? d.why_not
@@ -107,7 +122,6 @@ static bool collect_hints(Precopy *p, GError **errp)
         return true;
     }
     p->hints_started = true;
-    hint_filter_begin(p->hints, d.cmd_id);
     gint64 until = g_get_monotonic_time() + HINT_WAIT_MS * 1000;
     while (m->hint_round_done != d.cmd_id && !m->cancel &&
            g_cond_wait_until(&m->hint_cond, &m->lock, until)) {

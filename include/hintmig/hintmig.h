@@ -316,6 +316,12 @@ HINTMIG_API bool hintmig_start_fd(Hintmig *m, int fd, GError **errp);
 
 /* Cancels the outgoing migration; false with @errp if there is none. */
 HINTMIG_API bool hintmig_cancel(Hintmig *m, GError **errp);
+/*
+ * Either side, status postcopy-active: breaks the link as a network failure
+ * would (QEMU's migrate-pause); both sides enter postcopy-paused and wait for
+ * hintmig_recover() and hintmig_resume().  False with @errp in other states.
+ */
+HINTMIG_API bool hintmig_pause(Hintmig *m, GError **errp);
 
 /*
  * Source, status pre-switchover (capability pause-before-switchover): goes
@@ -387,6 +393,13 @@ HINTMIG_API bool hintmig_is_active(Hintmig *m);
 /* Returns the current counters (outgoing, or incoming if that ran last). */
 HINTMIG_API void hintmig_get_stats(Hintmig *m, HintmigStats *out);
 HINTMIG_API void hintmig_stats_clear(HintmigStats *s);
+/*
+ * Appends hintmig's own "info migrate" lines for @s to @out: wire bytes,
+ * compression, rounds, hints, postcopy faults, dirty tracking and the
+ * verification verdict ("verify: OK (N chunks)").  QEMU's own fields
+ * (status, times, transferred, remaining, ...) are the host's to print.
+ */
+HINTMIG_API void hintmig_stats_describe(const HintmigStats *s, GString *out);
 
 /*
  * Sets capability @name ("verify", "free-page-hint", "postcopy-ram",
