@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # Builds Debian 12's QEMU 7.2 (x86_64-softmmu, TCG) with hintmig's patch
-# series on top, and installs it into PREFIX (default build-qemu/prefix) so
-# libvirt can use PREFIX/bin/qemu-system-x86_64 as <emulator>.  The Debian
+# series on top, linked with this tree's libhintmig (built and installed
+# into the same prefix first, found by pkg-config, loaded through an rpath),
+# and installs it into PREFIX (default build-qemu/prefix) so libvirt can use
+# PREFIX/bin/qemu-system-x86_64 as <emulator>.  The Debian
 # source package is downloaded once into build-qemu/src/; the tree is
 # re-derived from it (Debian's patches, then qemu/patches/series) whenever
 # the series changes, and every step is skipped when its inputs did not
@@ -89,7 +91,7 @@ ensure_deb_src() {
 # seabios and ipxe-qemu provide the firmware (see install_data_files).
 build_deps=(build-essential pkg-config ninja-build meson python3 dpkg-dev rsync
             libglib2.0-dev libpixman-1-dev zlib1g-dev libslirp-dev libfdt-dev
-            seabios ipxe-qemu)
+            seabios ipxe-qemu liburing-dev libzstd-dev libxxhash-dev)
 
 ensure_build_deps() {
     local missing=() p
@@ -182,7 +184,26 @@ prepare_tree() {
     echo "$want" > "$stamp"
 }
 
-# ---- 4. configure, build, install ---------------------------------------------
+# ---- 4. libhintmig, then QEMU: configure, build, install ----------------------
+
+# libhintmig from this tree, installed into the same prefix: QEMU finds it
+# with pkg-config and loads it through an rpath, so the prefix is
+# self-contained for libvirt's <emulator>.
+build_libhintmig() {
+    local dir="$cache/hintmig-build"
+    if [ ! -f "$dir/build.ninja" ]; then
+        step "configuring libhintmig into $prefix"
+        meson setup "$dir" "$top" -Dtests=false --buildtype=debugoptimized \
+            --prefix="$prefix" --libdir=lib > "$cache/hintmig-build.log" 2>&1 \
+            || { tail -n 20 "$cache/hintmig-build.log" >&2; die "libhintmig configure failed"; }
+    fi
+    ninja -C "$dir" >> "$cache/hintmig-build.log" 2>&1 \
+        || { tail -n 30 "$cache/hintmig-build.log" >&2; die "libhintmig build failed (log: $cache/hintmig-build.log)"; }
+    meson install -C "$dir" --no-rebuild --only-changed --quiet >> "$cache/hintmig-build.log" 2>&1 \
+        || { tail -n 20 "$cache/hintmig-build.log" >&2; die "libhintmig install failed"; }
+    step "libhintmig installed: $prefix/lib/libhintmig.so"
+}
+
 
 configure_args() {
     # Only the features a libvirt-managed x86_64 Linux guest needs (TCG,
@@ -199,6 +220,7 @@ configure_args() {
         --enable-fdt=system --enable-slirp --enable-vnc \
         --disable-modules --disable-docs \
         --disable-install-blobs \
+        --enable-hintmig --extra-ldflags="-Wl,-rpath,$prefix/lib" \
         --firmwarepath=/usr/share/seabios:/usr/lib/ipxe/qemu
 }
 
@@ -300,13 +322,14 @@ verify_qemu() {
 
 # ---- main -----------------------------------------------------------------------
 
-export PKG_CONFIG_PATH="${HINTMIG_PKG_CONFIG_PATH:+$HINTMIG_PKG_CONFIG_PATH:}${PKG_CONFIG_PATH:-}"
+export PKG_CONFIG_PATH="${HINTMIG_PKG_CONFIG_PATH:+$HINTMIG_PKG_CONFIG_PATH:}$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 [ -f "$series" ] || die "$series missing"
 
 ensure_build_deps
 fetch_source
 unpack_pristine
 prepare_tree
+build_libhintmig
 configure_qemu
 build_qemu
 install_qemu

@@ -6,10 +6,15 @@
 #   source monitor: migrate -d tcp:127.0.0.1:PORT, then info migrate
 # With "postcopy" as its argument, both sides set postcopy-ram and the
 # source switches with migrate_start_postcopy: the guest runs on the
-# destination while its pages arrive.
-#   scripts/demo.sh [postcopy]
+# destination while its pages arrive.  With "qemu", the same inside QEMU
+# with a Linux guest (qemu/demo.sh: builds QEMU 7.2 with the adapter first).
+#   scripts/demo.sh [postcopy|qemu]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = qemu ]; then
+    exec bash qemu/demo.sh
+fi
 
 scripts/install-deps.sh
 [ -f build/build.ninja ] || meson setup build >/dev/null
