@@ -37,15 +37,28 @@ static bool postcopy_wanted(Precopy *p)
  * When postcopy is asked for, it stops early and sets *@stopped_at to the
  * first page not queued (else to the number of pages).
  */
+/* "remaining ram": what this pass still has to send, as QEMU means it. */
+static void set_remaining(Precopy *p, uint64_t pages)
+{
+    g_mutex_lock(&p->m->lock);
+    p->m->stats.ram_remaining = pages * HM_PAGE_SIZE;
+    g_mutex_unlock(&p->m->lock);
+}
+
 static bool send_pages(Precopy *p, const unsigned long *bitmap, uint32_t round,
                        uint64_t *stopped_at, GError **errp)
 {
     uint64_t npages = p->ram->npages;
     uint64_t pfns[PAGE_BATCH_MAX];
     unsigned n = 0;
-    uint64_t batches = 0;
+    uint64_t batches = 0, queued = 0;
+    /* Dirty pages are never in the skip set (hint_filter_apply_dirty). */
+    uint64_t todo = bitmap ? hm_bitmap_count(bitmap, npages)
+                  : npages - (p->hints ? hm_bitmap_count(hint_filter_set(p->hints),
+                                                         npages) : 0);
 
     *stopped_at = npages;
+    set_remaining(p, todo);
     for (uint64_t pfn = bitmap ? hm_bitmap_next_set(bitmap, npages, 0) : 0;
          pfn < npages;
          pfn = bitmap ? hm_bitmap_next_set(bitmap, npages, pfn + 1) : pfn + 1) {
@@ -57,8 +70,12 @@ static bool send_pages(Precopy *p, const unsigned long *bitmap, uint32_t round,
             if (!out_queue_batch(p, pfns, n, round, errp)) {
                 return false;
             }
+            queued += n;
             n = 0;
-            if (++batches % 64 == 0) {
+            if (++batches % 4 == 0) {
+                set_remaining(p, todo - MIN(queued, todo));
+            }
+            if (batches % 64 == 0) {
                 out_publish(p);
                 if (!out_check_abort(p, errp)) {
                     return false;
