@@ -150,12 +150,11 @@ static bool parse_balloon_driver(const char *spec, BalloonDriverConfig *b,
 
     for (int i = 0; parts[i]; i++) {
         guint64 v;
+        /* GLib takes no base 0: decimal, or hexadecimal after 0x. */
+        bool hex = g_str_has_prefix(parts[i], "poison=0x");
         if (g_str_has_prefix(parts[i], "poison=") &&
-            g_ascii_string_to_unsigned(parts[i] + 7, 0, 0, UINT32_MAX, &v, NULL)) {
-            b->poison = v;
-        } else if (g_str_has_prefix(parts[i], "poison=0x") &&
-                   g_ascii_string_to_unsigned(parts[i] + 9, 16, 0, UINT32_MAX, &v,
-                                              NULL)) {
+            g_ascii_string_to_unsigned(parts[i] + (hex ? 9 : 7), hex ? 16 : 10, 0,
+                                       UINT32_MAX, &v, NULL)) {
             b->poison = v;
         } else if (!strcmp(parts[i], "release=early")) {
             b->early_release = true;
@@ -221,6 +220,14 @@ static int parse_args(int argc, char **argv, Args *a)
             if (!hintmig_dirty_backend_parse(optarg, &a->cfg.dirty_backend)) {
                 return fail("--dirty-tracking %s: expected auto, uffd-wp or "
                             "soft-dirty%s", optarg, "");
+            }
+            /* A backend asked for by name must work here, now, not fail
+             * a migration later (auto falls back by itself). */
+            if (a->cfg.dirty_backend != HINTMIG_DIRTY_AUTO) {
+                g_autoptr(GError) perr = NULL;
+                if (!hintmig_dirty_backend_probe(a->cfg.dirty_backend, &perr)) {
+                    return fail("--dirty-tracking %s: %s", optarg, perr->message);
+                }
             }
             break;
         case OPT_WORKLOAD: a->workload = optarg; break;

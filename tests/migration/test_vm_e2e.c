@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "hintmig/hintmig.h"
 #include "vm/guest_ram.h"
 #include "vm_harness.h"
 #include "test_util.h"
@@ -262,6 +263,27 @@ START_TEST(bad_command_lines_fail_clearly)
     g_autofree char *out = NULL;
     ck_assert_int_eq(test_vm_run(too_big, &out), 1);
     ck_assert_msg(strstr(out, "larger than guest RAM"), "%s", out);
+
+    /* poison=N in decimal and hex is taken (the next error is the UUID's),
+     * without a GLib-CRITICAL; a named dirty tracker the kernel lacks is
+     * refused before anything starts. */
+    static const char *poison[][6] = {
+        { "--balloon-driver", "poison=5", "-uuid", "x" },
+        { "--balloon-driver", "poison=0xaa55aa55,release=early", "-uuid", "x" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(poison); i++) {
+        g_autofree char *o = NULL;
+        ck_assert_int_eq(test_vm_run(poison[i], &o), 1);
+        ck_assert_msg(strstr(o, "not a valid UUID") && !strstr(o, "CRITICAL"),
+                      "poison case %zu: %s", i, o);
+    }
+    g_autoptr(GError) probe_err = NULL;
+    if (!hintmig_dirty_backend_probe(HINTMIG_DIRTY_SOFT_DIRTY, &probe_err)) {
+        const char *sd[] = { "-m", "64M", "--dirty-tracking", "soft-dirty", NULL };
+        g_autofree char *o = NULL;
+        ck_assert_int_eq(test_vm_run(sd, &o), 1);
+        ck_assert_msg(strstr(o, probe_err->message), "soft-dirty: %s", o);
+    }
 
     const char *help[] = { "-help", NULL };
     g_autofree char *h = NULL;

@@ -28,6 +28,8 @@
 #   fd_uri              the source's TCP connection handed over with getfd
 #                       (SCM_RIGHTS) and migrate uri=fd:migrate, as libvirt does
 #   pre_switchover      pause-before-switchover; migrate-continue
+#   dst_waits_for_cont  a destination started with -S is paused after the
+#                       migration, and runs after cont
 #   cancel              migrate_cancel mid-stream; the source keeps running
 #   killed_destination  kill -9 of the destination mid-stream; the source
 #                       keeps running and then migrates to a second one
@@ -58,7 +60,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
 
 CASES=(precopy_nohints precopy_hints postcopy_nohints postcopy_hints unix_uri
-       fd_uri pre_switchover cancel killed_destination postcopy_recover)
+       fd_uri pre_switchover dst_waits_for_cont cancel killed_destination
+       postcopy_recover)
+DST_EXTRA=()
 T=${HINTMIG_TEST_TIMEOUT:-120}
 MIB=1048576
 # QEMU 7.2's default max-bandwidth is 32 MiB/s; plain cases lift it, the
@@ -129,7 +133,8 @@ start_dst() {
     esac
     DST_DEFER=0
     [ "$incoming" = defer ] && DST_DEFER=1
-    hm_start "$name" "$incoming" "${extra[@]}" || die "destination QEMU $name did not start: $HM_WHY"
+    hm_start "$name" "$incoming" "${extra[@]}" ${DST_EXTRA[@]+"${DST_EXTRA[@]}"} ||
+        die "destination QEMU $name did not start: $HM_WHY"
 }
 
 # listen_dst NAME: migrate-incoming on a -incoming defer destination.
@@ -292,6 +297,26 @@ case_pre_switchover() {
     hm_qmp src cmd migrate-continue state=pre-switchover >/dev/null || die "migrate-continue failed"
     wait_mig src completed "$T"
     wait_mig dst completed 30
+    check_destination dst src
+    summary src dst
+}
+
+# A destination started with -S (as libvirt starts it) stays paused after
+# the migration until cont.
+case_dst_waits_for_cont() {
+    DST_EXTRA=(-S)
+    start_pair tcp plain
+    DST_EXTRA=()
+    hm_set_params src max-bandwidth=$FAST_BW || die "migrate-set-parameters failed"
+    listen_dst dst
+    migrate src tcp
+    wait_mig src completed "$T"
+    wait_mig dst completed 30
+    local st
+    st=$(hm_run_state dst)
+    [ "$st" = paused ] || die "dst: run state '$st' after the migration, not paused (-S)"
+    hm_log "dst: paused after the migration, as -S asks"
+    hm_qmp dst cmd cont >/dev/null || die "cont on dst failed"
     check_destination dst src
     summary src dst
 }
