@@ -75,7 +75,7 @@ static bool send_pages(Precopy *p, const unsigned long *bitmap, uint32_t round,
             if (++batches % 4 == 0) {
                 set_remaining(p, todo - MIN(queued, todo));
             }
-            if (batches % 64 == 0) {
+            if (batches % 16 == 0) {       /* 8 MiB: publish, abort, postcopy */
                 out_publish(p);
                 if (!out_check_abort(p, errp)) {
                     return false;
@@ -188,13 +188,24 @@ bool out_stop_and_sync(Precopy *p, gint64 *t_down, GError **errp)
         return false;
     }
     hm_set_status(p->m, HINTMIG_STATUS_DEVICE, NULL);
-    /* The bitmap still holds the pages not sent since they changed: the
-     * final sync adds what was written since. */
-    if (!out_dirty_sync(p, errp)) {
-        return false;
-    }
-    if (p->hints) {
+    /* The bitmap still holds the pages owed (not sent since they changed,
+     * or, when postcopy cuts the bulk pass short, never sent): the final
+     * sync adds what was written since.  Only those writes take pages out
+     * of the hinted set; an owed page that was hinted stays hinted. */
+    uint64_t npages = p->ram->npages;
+    unsigned long *owed = p->dirty;
+    p->dirty = hm_bitmap_new(npages);
+    bool synced = out_dirty_sync(p, errp);
+    if (synced && p->hints) {
         hint_filter_apply_dirty(p->hints, p->dirty);
+    }
+    for (uint64_t w = 0; w < HM_BITMAP_LONGS(npages); w++) {
+        owed[w] |= p->dirty[w];
+    }
+    g_free(p->dirty);
+    p->dirty = owed;
+    if (!synced) {
+        return false;
     }
     /* DONE before the device state is saved: the guest sees it wherever it
      * runs next, here after a failure or over there. */
