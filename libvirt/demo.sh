@@ -137,15 +137,8 @@ for s in a b; do       # left over from an interrupted demo
 done
 serial_a=$tmp/a.serial
 serial_b=$tmp/b.serial
-xml=$(<"$here/hintmig-guest.xml")
-xml=${xml//@NAME@/"$DOM"}
-xml=${xml//@MEM_MIB@/"$MEM_MIB"}
-xml=${xml//@KERNEL@/"$guest/vmlinuz"}
-xml=${xml//@INITRD@/"$guest/initrd.gz"}
-xml=${xml//@CMDLINE@/"$CMDLINE"}
-xml=${xml//@EMULATOR@/"$qemu"}
-xml=${xml//@SERIAL@/"$serial_a"}
-printf '%s\n' "$xml" > "$tmp/a.xml"
+bash "$here/guest-xml.sh" "$DOM" "$MEM_MIB" "$guest" "$CMDLINE" "$qemu" "$serial_a" \
+    > "$tmp/a.xml"
 vsh a define "$tmp/a.xml" >/dev/null || fail "virsh define failed"
 t0=$(now)
 vsh a start "$DOM" >/dev/null || fail "virsh start failed"

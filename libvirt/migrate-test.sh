@@ -89,7 +89,6 @@ MEM_MIB=512
 CMDLINE="console=ttyS0 panic=-1 loglevel=4 memcheck.fill=300M memcheck.keep=64M memcheck.wss=16M memcheck.rate=4M memcheck.interval=1s"
 QEMU_BIN=${HINTMIG_QEMU:-$top/build-qemu/prefix/bin/qemu-system-x86_64}
 GUEST=${HINTMIG_LINUX_GUEST_DIR:-$top/build-linux-guest}/guest
-TEMPLATE=$here/hintmig-guest.xml
 # Serial lines that mean the guest is broken (as tests/qemu/lib.sh).
 BROKEN='Kernel panic|BUG:|Oops|memcheck: error|memcheck exited|insmod .* failed|^memcheck: verdict FAIL'
 
@@ -247,18 +246,11 @@ wait_domstate() {
 # boot: defines DOM on a from the template, starts it, waits for memcheck's
 # ready line; sets INUSE_KIB.
 boot() {
-    local xml ready free
+    local ready free
     CUR=a
     CUR_SERIAL=$TMPD/serial.0.a
-    xml=$(<"$TEMPLATE")
-    xml=${xml//@NAME@/"$DOM"}
-    xml=${xml//@MEM_MIB@/"$MEM_MIB"}
-    xml=${xml//@KERNEL@/"$GUEST/vmlinuz"}
-    xml=${xml//@INITRD@/"$GUEST/initrd.gz"}
-    xml=${xml//@CMDLINE@/"$CMDLINE"}
-    xml=${xml//@EMULATOR@/"$QEMU_BIN"}
-    xml=${xml//@SERIAL@/"$CUR_SERIAL"}
-    printf '%s\n' "$xml" > "$TMPD/domain.xml"
+    bash "$here/guest-xml.sh" "$DOM" "$MEM_MIB" "$GUEST" "$CMDLINE" "$QEMU_BIN" \
+        "$CUR_SERIAL" > "$TMPD/domain.xml" || die "libvirt/guest-xml.sh failed"
     vsh a define "$TMPD/domain.xml" >/dev/null || die "virsh define on a failed"
     local err
     err=$(vsh a start "$DOM" 2>&1) || die "virsh start on a failed: $err"
