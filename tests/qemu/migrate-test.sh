@@ -321,13 +321,19 @@ case_dst_waits_for_cont() {
     summary src dst
 }
 
-case_cancel() {
+# A slowed migration over tcp, 8 MiB under way: what cancel and a killed
+# destination interrupt.
+start_slow_migration() {
     start_pair tcp plain
     hm_set_params src max-bandwidth=$SLOW_BW || die "migrate-set-parameters failed"
     listen_dst dst
     migrate src tcp
     wait_mig src active "$T"
     wait_transferred src $((8 * MIB)) 60
+}
+
+case_cancel() {
+    start_slow_migration
     hm_qmp src cmd migrate_cancel >/dev/null || die "migrate_cancel failed"
     wait_mig src cancelled 60
     check_source_survives src
@@ -335,12 +341,7 @@ case_cancel() {
 }
 
 case_killed_destination() {
-    start_pair tcp plain
-    hm_set_params src max-bandwidth=$SLOW_BW || die "migrate-set-parameters failed"
-    listen_dst dst
-    migrate src tcp
-    wait_mig src active "$T"
-    wait_transferred src $((8 * MIB)) 60
+    start_slow_migration
     hm_kill dst KILL
     hm_log "dst: killed with SIGKILL"
     wait_mig src failed 60
