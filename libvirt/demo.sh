@@ -27,6 +27,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 top=$(cd "$here/.." && pwd)
 
 case ${1:-} in
@@ -46,14 +48,7 @@ started=0
 tmp=
 mig_pid=
 say() { printf 'demo: %s\n' "$*"; }
-now() { printf '%s' "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 vsh() { local s=$1; shift; timeout 60 virsh -c "$(bash "$here/daemons.sh" uri "$s")" "$@"; }
-alive() {
-    local st
-    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-    [ -n "$st" ] && [ "${st%% *}" != Z ]
-}
 
 finish() {
     local s

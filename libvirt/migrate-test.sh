@@ -75,6 +75,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 top=$(cd "$here/.." && pwd)
 
 CASES=(live_then_postcopy abort_then_migrate)
@@ -114,8 +116,6 @@ case $SLOW_BW in ''|*[!0-9]*|0) echo "migrate-test.sh: HINTMIG_LIBVIRT_SLOW_BW m
 # ---- helpers ----------------------------------------------------------------
 
 log() { printf '  %s\n' "$*"; }
-now() { printf '%s' "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 URI_A=
 URI_B=
@@ -131,12 +131,6 @@ vsh() {
 }
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# alive PID: runs (an exited child not yet waited for is a zombie).
-alive() {
-    local st
-    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-    [ -n "$st" ] && [ "${st%% *}" != Z ]
 }
 
 # ---- helpers used inside a case (each case runs in its own subshell) --------
