@@ -2,6 +2,8 @@
 /* Monitor transports: see include/vm/monitor_chardev.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -10,14 +12,34 @@
 
 #include "vm/monitor_chardev.h"
 
+/*
+ * A client's replies wait in its own queue and go out as the client takes
+ * them, so a client that never reads costs the main loop nothing.  Past
+ * OUT_HIGH bytes its input is left unread until the queue drains: the
+ * kernel's socket buffers then push back on the client, not on the VM.
+ */
+#define OUT_HIGH (64 * 1024)
+#define MAX_CLIENTS 16
+
+typedef struct MonitorClient {
+    MonitorChardev *chr;
+    int in_fd, out_fd;
+    guint in_src, out_src;
+    GString *line;
+    bool discarding;     /* the current line was too long */
+    GByteArray *unread;  /* read, not yet run: input is suspended */
+    GString *out;        /* replies the client has not taken yet */
+    bool eof;            /* no more input; close once @out is out */
+    bool busy;           /* one of its commands is running */
+    bool gone;           /* closed while busy: freed when the command returns */
+} MonitorClient;
+
 struct MonitorChardev {
     Monitor *mon;
     char *path;          /* unix socket path, or NULL for stdio */
     int listen_fd;
-    int in_fd, out_fd;   /* the client; -1 when none */
-    guint listen_src, in_src;
-    GString *line;
-    bool discarding;     /* the current line was too long */
+    guint listen_src;
+    GPtrArray *clients;
 };
 
 bool monitor_chardev_is_stdio(const char *spec)
@@ -25,34 +47,98 @@ bool monitor_chardev_is_stdio(const char *spec)
     return !strcmp(spec, "stdio");
 }
 
-static void write_all(int fd, const char *buf, size_t len)
+static void client_arm_input(MonitorClient *c);
+static gboolean listen_ready(gint fd, GIOCondition cond, gpointer data);
+
+static void client_free(MonitorClient *c)
 {
-    while (len) {
-        /* A client that went away must not take the VM with it (SIGPIPE). */
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == ENOTSOCK) {
-            n = write(fd, buf, len);           /* stdio */
-        }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return;    /* client gone: the read side will notice */
-        }
-        buf += n;
-        len -= n;
+    MonitorChardev *chr = c->chr;
+
+    if (c->in_src) {
+        g_source_remove(c->in_src);
+    }
+    if (c->out_src) {
+        g_source_remove(c->out_src);
+    }
+    if (chr->path) {
+        close(c->in_fd);
+    }
+    g_string_free(c->line, TRUE);
+    g_string_free(c->out, TRUE);
+    g_byte_array_free(c->unread, TRUE);
+    g_ptr_array_remove_fast(chr->clients, c);
+    g_free(c);
+    if (chr->listen_fd >= 0 && !chr->listen_src &&
+        chr->clients->len < MAX_CLIENTS) {
+        chr->listen_src = g_unix_fd_add(chr->listen_fd, G_IO_IN, listen_ready, chr);
     }
 }
 
-static void chardev_print(MonitorChardev *c, const char *s)
+/* Closes @c now, or as soon as its running command returns. */
+static void client_close(MonitorClient *c)
 {
-    write_all(c->out_fd, s, strlen(s));
+    if (!c->busy) {
+        client_free(c);
+        return;
+    }
+    c->gone = true;
+    if (c->in_src) {
+        g_source_remove(c->in_src);
+        c->in_src = 0;
+    }
+    if (c->out_src) {
+        g_source_remove(c->out_src);
+        c->out_src = 0;
+    }
 }
 
-static void client_close(MonitorChardev *c);
-static gboolean listen_ready(gint fd, GIOCondition cond, gpointer data);
+/* One non-blocking write of the queue's head; -1 with errno as write(2). */
+static ssize_t client_write(MonitorClient *c)
+{
+    if (c->chr->path) {
+        /* A client that went away must not take the VM with it (SIGPIPE). */
+        return send(c->out_fd, c->out->str, c->out->len,
+                    MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    /*
+     * stdout is not ours to make non-blocking (the terminal shares it);
+     * once poll says it is writable, a pipe or tty takes PIPE_BUF bytes
+     * without blocking.
+     */
+    struct pollfd p = { .fd = c->out_fd, .events = POLLOUT };
+    if (poll(&p, 1, 0) <= 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return write(c->out_fd, c->out->str, MIN(c->out->len, (gsize)PIPE_BUF));
+}
 
-static void run_line(MonitorChardev *c)
+static gboolean client_writable(gint fd, GIOCondition cond, gpointer data);
+
+/* Sends what the client will take now; false if it is gone. */
+static bool client_flush(MonitorClient *c)
+{
+    while (c->out->len) {
+        ssize_t n = client_write(c);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        }
+        if (n <= 0) {
+            return false;
+        }
+        g_string_erase(c->out, 0, n);
+    }
+    if (c->out->len && !c->out_src) {
+        c->out_src = g_unix_fd_add(c->out_fd, G_IO_OUT | G_IO_ERR | G_IO_HUP,
+                                   client_writable, c);
+    }
+    return true;
+}
+
+static void run_line(MonitorClient *c)
 {
     g_autoptr(GString) out = g_string_new(NULL);
 
@@ -61,90 +147,122 @@ static void run_line(MonitorChardev *c)
                                MONITOR_MAX_LINE);
         c->discarding = false;
     } else {
-        monitor_handle_line(c->mon, c->line->str, out);
+        monitor_handle_line(c->chr->mon, c->line->str, out);
     }
     g_string_truncate(c->line, 0);
-    if (c->out_fd >= 0) {
-        g_string_append(out, MONITOR_PROMPT);
-        write_all(c->out_fd, out->str, out->len);
+    g_string_append(out, MONITOR_PROMPT);
+    g_string_append_len(c->out, out->str, out->len);
+}
+
+/*
+ * Runs the complete lines read so far, stopping while the client has more
+ * than OUT_HIGH bytes of replies to take; then flushes, and listens for
+ * more input if it may.  Returns false if @c was freed.
+ */
+static bool client_process(MonitorClient *c)
+{
+    guint i = 0;
+
+    c->busy = true;
+    while (i < c->unread->len && !c->gone && c->out->len <= OUT_HIGH) {
+        char ch = c->unread->data[i++];
+        if (ch == '\n') {
+            run_line(c);  /* may run "quit": the main loop ends after this */
+        } else if (c->line->len >= MONITOR_MAX_LINE) {
+            c->discarding = true;
+        } else if (ch != '\0') {
+            g_string_append_c(c->line, ch);
+        }
     }
+    g_byte_array_remove_range(c->unread, 0, i);
+    c->busy = false;
+    if (c->gone || !client_flush(c)) {
+        client_free(c);
+        return false;
+    }
+    if (c->eof && !c->unread->len && !c->out->len) {
+        client_free(c);
+        return false;
+    }
+    client_arm_input(c);
+    return true;
 }
 
 static gboolean client_readable(gint fd, GIOCondition cond, gpointer data)
 {
-    MonitorChardev *c = data;
-    char buf[1024];
+    MonitorClient *c = data;
+    guint8 buf[4096];
     ssize_t n = read(fd, buf, sizeof(buf));
     (void)cond;
 
+    c->in_src = 0;    /* client_process arms it again when it may read */
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
-        return G_SOURCE_CONTINUE;
-    }
-    if (n <= 0) {
-        c->in_src = 0;
-        client_close(c);
+        client_arm_input(c);
         return G_SOURCE_REMOVE;
     }
-    for (ssize_t i = 0; i < n && c->in_fd >= 0; i++) {
-        if (buf[i] == '\n') {
-            run_line(c);    /* may run "quit"; the loop ends after this read */
-        } else if (c->line->len >= MONITOR_MAX_LINE) {
-            c->discarding = true;
-        } else if (buf[i] != '\0') {
-            g_string_append_c(c->line, buf[i]);
-        }
+    if (n <= 0) {
+        c->eof = true;   /* replies already queued still go out */
+    } else {
+        g_byte_array_append(c->unread, buf, n);
     }
-    return G_SOURCE_CONTINUE;
+    client_process(c);
+    return G_SOURCE_REMOVE;
 }
 
-static void client_attach(MonitorChardev *c, int in_fd, int out_fd)
+static gboolean client_writable(gint fd, GIOCondition cond, gpointer data)
 {
+    MonitorClient *c = data;
+    (void)fd, (void)cond;
+
+    c->out_src = 0;
+    if (!client_flush(c)) {
+        client_close(c);
+    } else if (!c->busy) {
+        client_process(c);   /* input suspended for the queue may resume */
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* Reads on only while the client takes its replies. */
+static void client_arm_input(MonitorClient *c)
+{
+    if (!c->in_src && !c->eof && !c->gone && c->out->len <= OUT_HIGH) {
+        c->in_src = g_unix_fd_add(c->in_fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
+                                  client_readable, c);
+    }
+}
+
+static void client_new(MonitorChardev *chr, int in_fd, int out_fd)
+{
+    MonitorClient *c = g_new0(MonitorClient, 1);
+
+    c->chr = chr;
     c->in_fd = in_fd;
     c->out_fd = out_fd;
-    g_string_truncate(c->line, 0);
-    c->discarding = false;
-    c->in_src = g_unix_fd_add(in_fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
-                              client_readable, c);
-    chardev_print(c, monitor_banner());
-    chardev_print(c, MONITOR_PROMPT);
-}
-
-static void client_close(MonitorChardev *c)
-{
-    if (c->in_src) {
-        g_source_remove(c->in_src);
-        c->in_src = 0;
-    }
-    if (c->path && c->in_fd >= 0) {
-        close(c->in_fd);
-    }
-    c->in_fd = c->out_fd = -1;
-    if (c->listen_fd >= 0 && !c->listen_src) {
-        /* The next client waiting in the backlog gets its turn. */
-        c->listen_src = g_unix_fd_add(c->listen_fd, G_IO_IN, listen_ready, c);
-    }
+    c->line = g_string_new(NULL);
+    c->out = g_string_new(monitor_banner());
+    g_string_append(c->out, MONITOR_PROMPT);
+    c->unread = g_byte_array_new();
+    g_ptr_array_add(chr->clients, c);
+    client_process(c);
 }
 
 static gboolean listen_ready(gint fd, GIOCondition cond, gpointer data)
 {
-    MonitorChardev *c = data;
+    MonitorChardev *chr = data;
     (void)cond;
 
     int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-    if (cfd < 0) {
-        return G_SOURCE_CONTINUE;
+    if (cfd >= 0) {
+        client_new(chr, cfd, cfd);
     }
-    /*
-     * One client at a time, like QEMU's socket chardev: the others wait in
-     * the backlog until this one leaves (client_close listens again), so a
-     * client that connects right after another closed is served, not
-     * turned away while the close is still on its way.
-     */
-    c->listen_src = 0;
-    client_attach(c, cfd, cfd);
-    return G_SOURCE_REMOVE;
+    if (chr->clients->len >= MAX_CLIENTS) {
+        /* The rest wait in the backlog until a client leaves. */
+        chr->listen_src = 0;
+        return G_SOURCE_REMOVE;
+    }
+    return G_SOURCE_CONTINUE;
 }
-
 static bool parse_unix(const char *spec, char **path, bool *wait, GError **errp)
 {
     g_auto(GStrv) parts = g_strsplit(spec + strlen("unix:"), ",", -1);
@@ -197,7 +315,7 @@ static int unix_listen(const char *path, GError **errp)
     }
     unlink(path);
     if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-        listen(fd, 1) < 0) {
+        listen(fd, MAX_CLIENTS) < 0) {
         g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
                     "-monitor: cannot listen on %s: %s", path, g_strerror(errno));
         close(fd);
@@ -209,14 +327,14 @@ static int unix_listen(const char *path, GError **errp)
 MonitorChardev *monitor_chardev_new(const char *spec, Monitor *mon,
                                     GError **errp)
 {
-    MonitorChardev *c = g_new0(MonitorChardev, 1);
-    c->mon = mon;
-    c->listen_fd = c->in_fd = c->out_fd = -1;
-    c->line = g_string_new(NULL);
+    MonitorChardev *chr = g_new0(MonitorChardev, 1);
+    chr->mon = mon;
+    chr->listen_fd = -1;
+    chr->clients = g_ptr_array_new();
 
     if (monitor_chardev_is_stdio(spec)) {
-        client_attach(c, STDIN_FILENO, STDOUT_FILENO);
-        return c;
+        client_new(chr, STDIN_FILENO, STDOUT_FILENO);
+        return chr;
     }
     bool wait;
     if (!g_str_has_prefix(spec, "unix:")) {
@@ -225,46 +343,52 @@ MonitorChardev *monitor_chardev_new(const char *spec, Monitor *mon,
                     "unix:PATH,server,nowait)", spec);
         goto fail;
     }
-    if (!parse_unix(spec, &c->path, &wait, errp)) {
+    if (!parse_unix(spec, &chr->path, &wait, errp)) {
         goto fail;
     }
-    c->listen_fd = unix_listen(c->path, errp);
-    if (c->listen_fd < 0) {
+    chr->listen_fd = unix_listen(chr->path, errp);
+    if (chr->listen_fd < 0) {
         goto fail;
     }
     if (wait) {
-        g_printerr("hintmig-vm: waiting for a monitor connection on %s\n", c->path);
-        int cfd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        g_printerr("hintmig-vm: waiting for a monitor connection on %s\n",
+                   chr->path);
+        int cfd = accept4(chr->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (cfd < 0) {
             g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
-                        "-monitor: accept on %s: %s", c->path, g_strerror(errno));
+                        "-monitor: accept on %s: %s", chr->path,
+                        g_strerror(errno));
             goto fail;
         }
-        client_attach(c, cfd, cfd);
+        client_new(chr, cfd, cfd);
     }
-    if (c->in_fd < 0) {
-        c->listen_src = g_unix_fd_add(c->listen_fd, G_IO_IN, listen_ready, c);
+    if (!chr->listen_src) {
+        chr->listen_src = g_unix_fd_add(chr->listen_fd, G_IO_IN, listen_ready, chr);
     }
-    return c;
+    return chr;
 fail:
-    monitor_chardev_free(c);
+    monitor_chardev_free(chr);
     return NULL;
 }
 
-void monitor_chardev_free(MonitorChardev *c)
+void monitor_chardev_free(MonitorChardev *chr)
 {
-    if (!c) {
+    if (!chr) {
         return;
     }
-    client_close(c);
-    if (c->listen_src) {
-        g_source_remove(c->listen_src);
+    if (chr->listen_src) {
+        g_source_remove(chr->listen_src);
+        chr->listen_src = 0;
     }
-    if (c->listen_fd >= 0) {
-        close(c->listen_fd);
-        unlink(c->path);
+    if (chr->listen_fd >= 0) {
+        close(chr->listen_fd);
+        chr->listen_fd = -1;     /* client_free must not listen again */
+        unlink(chr->path);
     }
-    g_string_free(c->line, TRUE);
-    g_free(c->path);
-    g_free(c);
+    while (chr->clients->len) {
+        client_free(g_ptr_array_index(chr->clients, 0));
+    }
+    g_ptr_array_free(chr->clients, TRUE);
+    g_free(chr->path);
+    g_free(chr);
 }

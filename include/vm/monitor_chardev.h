@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Monitor transports: "-monitor stdio" and
- * "-monitor unix:PATH,server[,nowait]", one client at a time, as QEMU does.
+ * "-monitor unix:PATH,server[,nowait]"; a unix socket serves up to 16
+ * clients at once, each with its own queue of replies.
  */
 #ifndef HINTMIG_MONITOR_CHARDEV_H
 #define HINTMIG_MONITOR_CHARDEV_H

@@ -4,7 +4,10 @@
  * daemonizing, RAM images, and a guest moved by copying RAM and vCPU state
  * into a second process.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <numa.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -78,6 +81,114 @@ START_TEST(monitor_clients_come_and_go)
     vm->hmp = hmp_client_connect(vm->sock, 10000, &err);
     ck_assert_msg(vm->hmp, "%s", err ? err->message : "");
     test_vm_quit(vm);                           /* still alive: exits 0 */
+}
+END_TEST
+
+/*
+ * Connects a client that sends commands and never reads the replies, and
+ * returns it once its socket will take no more: the VM has stopped reading
+ * it.  Before replies were queued per client, the main loop blocked in
+ * write() on such a client and the monitor, quit and SIGTERM all died.
+ */
+static int hog_client(const char *sock)
+{
+    int fd = raw_client(sock);
+    size_t sent = 0;
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+    for (;;) {
+        ssize_t n = write(fd, "help\n", 5);
+        if (n < 0 && errno == EAGAIN) {
+            break;
+        }
+        ck_assert_msg(n > 0, "write: %s", g_strerror(errno));
+        sent += n;
+        ck_assert_msg(sent < (256u << 20),
+                      "the VM read %zu bytes of commands whose replies "
+                      "nobody read", sent);
+    }
+    return fd;
+}
+
+START_TEST(monitor_client_that_never_reads)
+{
+    const char *args[] = { "-m", "64M", NULL };
+    TestVm *vm = test_vm_start(dir, "hog", args);
+    int hog = hog_client(vm->sock);
+
+    for (int i = 0; i < 3; i++) {   /* the harness's client, and new ones */
+        g_autoptr(GError) err = NULL;
+        HmpClient *c = i ? hmp_client_connect(vm->sock, 10000, &err) : vm->hmp;
+        ck_assert_msg(c, "%s", err ? err->message : "");
+        g_autofree char *out = hmp_client_command(c, "info status", 10000, &err);
+        ck_assert_msg(out && !strcmp(out, "VM status: running\n"), "client %d: %s",
+                      i, out ? out : err->message);
+        if (i) {
+            hmp_client_free(c);
+        }
+    }
+    test_vm_quit(vm);    /* quit works, the hog still attached */
+    close(hog);
+
+    vm = test_vm_start(dir, "hog2", args);
+    hog = hog_client(vm->sock);
+    test_vm_term(vm);    /* and so does SIGTERM */
+    close(hog);
+}
+END_TEST
+
+/* Reads from @fd until @want has arrived; false after 10 s. */
+static bool read_until(int fd, const char *want)
+{
+    g_autoptr(GString) got = g_string_new(NULL);
+    char buf[512];
+
+    while (!strstr(got->str, want)) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 10000) != 1) {
+            return false;
+        }
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) {
+            return false;
+        }
+        g_string_append_len(got, buf, n);
+    }
+    return true;
+}
+
+/* Sixteen clients are served at once; more wait their turn, none is lost. */
+START_TEST(monitor_many_clients_at_once)
+{
+    const char *args[] = { "-m", "64M", NULL };
+    TestVm *vm = test_vm_start(dir, "many", args);
+    int fds[24];
+
+    hmp_client_free(vm->hmp);             /* the harness steps aside */
+    vm->hmp = NULL;
+
+    for (int i = 0; i < 24; i++) {
+        fds[i] = raw_client(vm->sock);
+        ck_assert_int_ge(fds[i], 0);
+        ck_assert_int_eq(write(fds[i], "info status\n", 12), 12);
+    }
+    for (int i = 0; i < 16; i++) {     /* all answered, nobody has left yet */
+        ck_assert_msg(read_until(fds[i], "VM status: running\n"),
+                      "client %d got no answer", i);
+    }
+    for (int i = 16; i < 24; i++) {    /* the rest once others leave */
+        close(fds[i - 16]);
+        ck_assert_msg(read_until(fds[i], "VM status: running\n"),
+                      "client %d got no answer", i);
+    }
+    for (int i = 16; i < 24; i++) {
+        close(fds[i]);
+    }
+    g_autoptr(GError) err = NULL;
+    vm->hmp = hmp_client_connect(vm->sock, 10000, &err);
+    ck_assert_msg(vm->hmp, "%s", err ? err->message : "");
+    test_vm_quit(vm);
 }
 END_TEST
 
@@ -388,6 +499,8 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, guest_continues_in_a_second_process);
     tcase_add_test(tc, monitor_clients_come_and_go);
+    tcase_add_test(tc, monitor_client_that_never_reads);
+    tcase_add_test(tc, monitor_many_clients_at_once);
     tcase_add_test(tc, state_that_does_not_fit_is_refused);
     tcase_add_test(tc, run_states_and_bad_commands);
     tcase_add_test(tc, mem_path_image_is_loaded);

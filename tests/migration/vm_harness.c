@@ -118,6 +118,15 @@ void test_vm_kill(TestVm *vm)
     vm_free(vm);
 }
 
+void test_vm_term(TestVm *vm)
+{
+    kill(vm->pid, SIGTERM);
+    int status = wait_exit(vm->pid, 20000);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "VM exited on SIGTERM with status 0x%x", status);
+    vm_free(vm);
+}
+
 int test_vm_run(const char *const *args, char **out)
 {
     GPtrArray *argv = argv_for(args);

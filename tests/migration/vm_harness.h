@@ -31,6 +31,9 @@ char *test_vm_cmd(TestVm *vm, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 /* Sends "quit" and asserts a clean exit 0; frees @vm. */
 void test_vm_quit(TestVm *vm);
 
+/* Sends SIGTERM and asserts a clean exit 0; frees @vm. */
+void test_vm_term(TestVm *vm);
+
 /* Kills the VM with SIGKILL and frees @vm. */
 void test_vm_kill(TestVm *vm);
 
