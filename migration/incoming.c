@@ -26,6 +26,7 @@
 
 #include "incoming.h"
 #include "migration/bitmap.h"
+#include "migration/le.h"
 #include "migration/kernel_compat.h"
 #include "migration/ram_digest.h"
 
@@ -283,6 +284,9 @@ static bool complete(Incoming *in, uint32_t seq, GError **errp)
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL, "no device state received");
         return false;
     }
+    if (!in_check_state(in, seq, errp)) {
+        return false;
+    }
     if (!host->ops->load_state(host->opaque, in->state->data, in->state->len, &err)) {
         g_prefix_error(&err, "loading device state: ");
         in_ack(in, seq, WIRE_ERR_STATE, err->message, NULL);
@@ -394,6 +398,7 @@ static bool incoming_run(Incoming *in, bool resumed, bool *final, GError **errp)
                 in->state = g_byte_array_new();
                 in->state_parts = 0;
                 in->state_whole = false;
+                in->state_digest_seen = false;
             }
             if (!in->state || part != in->state_parts || in->state_whole ||
                 in->state->len + (uint64_t)h.len > WIRE_MAX_STATE) {
@@ -421,6 +426,15 @@ static bool incoming_run(Incoming *in, bool resumed, bool *final, GError **errp)
             if (!apply_hinted(in, payload, h.len, errp)) {
                 return false;
             }
+            break;
+        case WIRE_STATE_DIGEST:
+            if (!(in->features & WIRE_FEAT_VERIFY) || !in->state_whole ||
+                in->state_digest_seen || h.len != 8) {
+                return in_give_up(in, WIRE_ERR_PROTOCOL, errp,
+                                  "unexpected %u-byte state-digest message", h.len);
+            }
+            in->state_digest = le_get64(payload);
+            in->state_digest_seen = true;
             break;
         case WIRE_VERIFY:
             if (!(in->features & WIRE_FEAT_VERIFY)) {

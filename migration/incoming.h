@@ -42,6 +42,8 @@ typedef struct Incoming {
     GByteArray *state;          /* device state, reassembled from its parts */
     bool state_whole;           /* its last part came */
     uint32_t state_parts;
+    bool state_digest_seen;     /* STATE_DIGEST came after the last part */
+    uint64_t state_digest;
     uint64_t *src_digests;
     uint64_t nchunks, digests_received;
     unsigned long *hinted;        /* hinted by the source and not sent since */
@@ -73,6 +75,9 @@ bool in_drain(Incoming *in, GError **errp);
 bool in_store_digests(Incoming *in, const uint8_t *d, size_t len, GError **errp);
 /* Compares this side's RAM with the source's digests and acks @seq with the verdict. */
 bool in_check_ram(Incoming *in, uint32_t seq, GError **errp);
+/* With verify on, checks the device state against its digest; a failure
+ * acks @seq with the reason. */
+bool in_check_state(Incoming *in, uint32_t seq, GError **errp);
 
 /* incoming_postcopy.c */
 /* Postcopy: decodes a batch into @staging and places its missing pages. */

@@ -227,6 +227,9 @@ bool in_postcopy_run(Incoming *in, uint32_t seq, GError **errp)
     if (!in->state_whole) {
         return in_give_up(in, WIRE_ERR_STATE, errp, "postcopy: no device state received");
     }
+    if (!in_check_state(in, seq, errp)) {
+        return false;
+    }
     if (!uffd_postcopy_start(in->pc, in->hinted, in->poison, request_pages, in, &err)) {
         return in_give_up(in, WIRE_ERR_STATE, errp, "%s", err->message);
     }

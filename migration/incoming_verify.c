@@ -87,3 +87,24 @@ bool in_check_ram(Incoming *in, uint32_t seq, GError **errp)
     }
     return true;
 }
+
+bool in_check_state(Incoming *in, uint32_t seq, GError **errp)
+{
+    g_autofree char *why = NULL;
+
+    if (!(in->features & WIRE_FEAT_VERIFY)) {
+        return true;
+    }
+    if (!in->state_digest_seen) {
+        why = g_strdup("device state arrived without its digest");
+    } else if (ram_digest_bytes(in->state->data, in->state->len) != in->state_digest) {
+        why = g_strdup_printf("device state (%u bytes) does not match the source's "
+                              "digest: corrupted on the way", in->state->len);
+    }
+    if (why) {
+        in_ack(in, seq, WIRE_ERR_VERIFY, why, NULL);
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED, "%s", why);
+        return false;
+    }
+    return true;
+}

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* RAM digests: see include/migration/ram_digest.h. */
+/* RAM digests: see migration/ram_digest.h. */
 #include <string.h>
 #include <glib.h>
 #include <xxhash.h>
@@ -11,6 +11,11 @@
 uint64_t ram_digest(const void *p, size_t len, uint64_t seed)
 {
     return XXH64(p, len, seed);
+}
+
+uint64_t ram_digest_bytes(const void *p, size_t len)
+{
+    return XXH64(p, len, len);
 }
 
 uint64_t ram_digest_nchunks(const HmRam *ram, uint32_t chunk_pages)

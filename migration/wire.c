@@ -34,6 +34,7 @@ const char *wire_type_str(uint16_t type)
     case WIRE_PENDING: return "pending";
     case WIRE_POSTCOPY_RUN: return "postcopy-run";
     case WIRE_RESUME: return "resume";
+    case WIRE_STATE_DIGEST: return "state-digest";
     case WIRE_PAGE_REQUEST: return "page-request";
     case WIRE_MISSING: return "missing";
     case WIRE_HELLO_REPLY: return "hello-reply";

@@ -60,6 +60,9 @@ typedef enum WireType {
     WIRE_POSTCOPY_RUN = 11,  /* postcopy: run the guest; acked once it runs */
     WIRE_RESUME = 12,        /* u64 session: first message of a recovered
                               * postcopy connection */
+    WIRE_STATE_DIGEST = 13,  /* u64 XXH64 of the whole device state, seeded
+                              * with its length: after its last part, when
+                              * verify is on */
     /* destination -> source (the return path) */
     WIRE_HELLO_REPLY = 16,   /* WireHelloReply */
     WIRE_ACK = 17,           /* u32 status (0 = ok), then a message if not ok */

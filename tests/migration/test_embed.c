@@ -661,6 +661,135 @@ START_TEST(postcopy_over_host_fds)
 }
 END_TEST
 
+/*
+ * A man in the middle of a host's socket pairs that flips one bit in the
+ * first device-state message.  It knows just enough of the wire format
+ * (migration/wire.h): a 16-byte header with the type at offset 6 and the
+ * payload's length at offset 12, all little-endian; device state is type 4.
+ */
+#define WIRE_HDR 16
+#define WIRE_DEVICE_STATE_TYPE 4
+
+typedef struct Flipper {
+    int from_src, to_dst;      /* source -> destination, parsed */
+    int from_dst, to_src;      /* the return path, copied as is */
+    GThread *fwd, *back;
+    gint flipped;
+} Flipper;
+
+static bool read_full(int fd, uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t r = read(fd, p, n);
+        if (r <= 0) {
+            return false;
+        }
+        p += r;
+        n -= r;
+    }
+    return true;
+}
+
+static bool write_full(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+        if (r <= 0) {
+            return false;
+        }
+        p += r;
+        n -= r;
+    }
+    return true;
+}
+
+static gpointer flipper_forward(gpointer data)
+{
+    Flipper *f = data;
+    uint8_t hdr[WIRE_HDR];
+    g_autofree uint8_t *payload = NULL;
+
+    while (read_full(f->from_src, hdr, sizeof(hdr))) {
+        uint16_t type = hdr[6] | hdr[7] << 8;
+        uint32_t len = hdr[12] | hdr[13] << 8 | hdr[14] << 16 | (uint32_t)hdr[15] << 24;
+        payload = g_realloc(payload, MAX(len, 1));
+        if (!read_full(f->from_src, payload, len)) {
+            break;
+        }
+        if (type == WIRE_DEVICE_STATE_TYPE && len > 1000 && !f->flipped) {
+            payload[1000] ^= 0x10;       /* one bit of a "vCPU register" */
+            f->flipped = 1;
+        }
+        if (!write_full(f->to_dst, hdr, sizeof(hdr)) ||
+            !write_full(f->to_dst, payload, len)) {
+            break;
+        }
+    }
+    shutdown(f->to_dst, SHUT_RDWR);
+    shutdown(f->from_src, SHUT_RDWR);
+    return NULL;
+}
+
+static gpointer flipper_back(gpointer data)
+{
+    Flipper *f = data;
+    uint8_t buf[4096];
+    ssize_t n;
+
+    while ((n = read(f->from_dst, buf, sizeof(buf))) > 0 &&
+           write_full(f->to_src, buf, n)) {
+    }
+    shutdown(f->to_src, SHUT_RDWR);
+    shutdown(f->from_dst, SHUT_RDWR);
+    return NULL;
+}
+
+/*
+ * Device state is verified as RAM is: a bit flipped on the way fails the
+ * migration before the destination loads it, and the source runs on.
+ * Before the state had its own digest this completed with verify OK.
+ */
+START_TEST(device_state_flipped_in_flight)
+{
+    Pair p;
+    int s2f[2], f2d[2];
+    Flipper f = { 0 };
+    g_autoptr(GError) err = NULL;
+
+    pair_new(&p);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s2f), 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f2d), 0);
+    f.from_src = f.to_src = s2f[1];
+    f.from_dst = f.to_dst = f2d[0];
+    f.fwd = g_thread_new("flip-fwd", flipper_forward, &f);
+    f.back = g_thread_new("flip-back", flipper_back, &f);
+    ck_assert_msg(hintmig_incoming_start_fd(p.dst->m, f2d[1], &err), "%s", err->message);
+    ck_assert_msg(hintmig_start_fd(p.src->m, s2f[0], &err), "%s", err->message);
+    run_until_done(p.ctx, p.src, p.dst);
+
+    HintmigStats s, d;
+    hintmig_get_stats(p.src->m, &s);
+    hintmig_get_stats(p.dst->m, &d);
+    ck_assert(g_atomic_int_get(&f.flipped));
+    ck_assert_msg(s.status == HINTMIG_STATUS_FAILED && s.error &&
+                  strstr(s.error, "device state") && strstr(s.error, "digest"),
+                  "source: %s (%s)", hintmig_status_str(s.status),
+                  s.error ? s.error : "");
+    ck_assert_msg(d.status == HINTMIG_STATUS_FAILED, "destination: %s",
+                  hintmig_status_str(d.status));
+    ck_assert(!p.dst->loaded);                        /* never loaded */
+    ck_assert(!g_atomic_int_get(&p.dst->incoming_done));
+    ck_assert(g_atomic_int_get(&p.src->resumed));     /* the source runs on */
+    hintmig_stats_clear(&s);
+    hintmig_stats_clear(&d);
+    g_thread_join(f.fwd);
+    g_thread_join(f.back);
+    close(s2f[1]);
+    close(f2d[0]);
+    pair_free(&p);
+}
+END_TEST
+
 /* The verify capability, as postcopy-ram: both sides on, or both off. */
 START_TEST(verify_capability_on_both_sides)
 {
@@ -777,6 +906,7 @@ int main(void)
     tcase_add_test(tc, host_dirty_log);
     tcase_add_test(tc, verify_capability_on_both_sides);
     tcase_add_test(tc, postcopy_over_host_fds);
+    tcase_add_test(tc, device_state_flipped_in_flight);
     suite_add_tcase(s, tc);
     return test_run(s);
 }
