@@ -14,15 +14,32 @@ Guest *guest_new(GuestRam *ram, unsigned nvcpus, const WorkloadConfig *wl)
     g->ram = ram;
     g->nvcpus = nvcpus;
     g->boot_wl = *wl;
+    g_mutex_init(&g->boot_lock);
     return g;
 }
 
 void guest_free(Guest *g)
 {
+    if (g) {
+        g_mutex_clear(&g->boot_lock);
+    }
     g_free(g);
 }
 
+static bool boot_locked(Guest *g, GError **errp);
+
 bool guest_boot(Guest *g, GError **errp)
+{
+    if (__atomic_load_n(&g->booted, __ATOMIC_ACQUIRE)) {
+        return true;
+    }
+    g_mutex_lock(&g->boot_lock);
+    bool ok = boot_locked(g, errp);
+    g_mutex_unlock(&g->boot_lock);
+    return ok;
+}
+
+static bool boot_locked(Guest *g, GError **errp)
 {
     g_autoptr(GError) why = NULL;
 
@@ -35,7 +52,7 @@ bool guest_boot(Guest *g, GError **errp)
                         "guest in RAM claims %u vCPUs", g->mem.sb->nvcpus);
             return false;
         }
-        g->booted = true;
+        __atomic_store_n(&g->booted, true, __ATOMIC_RELEASE);
         return true;
     }
     if (!g_error_matches(why, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
@@ -67,7 +84,7 @@ bool guest_boot(Guest *g, GError **errp)
     }
     /* Last: a guest is booted once its superblock says so. */
     __atomic_store_n(&sb->magic, GUEST_MAGIC, __ATOMIC_RELEASE);
-    g->booted = true;
+    __atomic_store_n(&g->booted, true, __ATOMIC_RELEASE);
     return true;
 }
 

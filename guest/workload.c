@@ -333,6 +333,9 @@ static int task_run(Guest *g, GuestTask *t, GuestVcpuPace *pace, int64_t now,
 bool guest_vcpu_step(Guest *g, GuestVcpuState *st, GuestVcpuPace *pace,
                      int64_t now_us, int64_t *wake_us, GError **errp)
 {
+    if (!guest_boot(g, errp)) {
+        return false;
+    }
     if (st->magic != GUEST_VCPU_MAGIC || st->index >= g->mem.sb->nvcpus ||
         st->index >= GUEST_MAX_VCPUS) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
@@ -368,5 +371,6 @@ bool guest_vcpu_step(Guest *g, GuestVcpuState *st, GuestVcpuPace *pace,
         return false;
     }
     st->steps++;
+    __atomic_fetch_add(&g->mem.sb->vm_events, 1, __ATOMIC_RELAXED);
     return true;
 }

@@ -193,7 +193,13 @@ bool vm_start(Vm *vm, GError **errp)
     default:
         break;
     }
-    if (!guest_boot(vm->guest, errp)) {
+    /*
+     * While postcopy still owes pages, the superblock may be at the source:
+     * the vCPUs boot the guest themselves, since the main thread must never
+     * wait on a missing page (a source gone for good would hang the
+     * monitor, quit and SIGTERM).
+     */
+    if (!hintmig_incoming_ram_pending(vm->mig) && !guest_boot(vm->guest, errp)) {
         return false;
     }
     vcpu_set_resume(vm->vcpus);

@@ -63,7 +63,8 @@ typedef struct BalloonDriverConfig {
 typedef struct Guest {
     GuestRam *ram;
     GuestMem mem;
-    bool booted;
+    bool booted;              /* read by vCPUs without the lock: atomics */
+    GMutex boot_lock;         /* one vCPU boots, the others wait */
     unsigned nvcpus;
     WorkloadConfig boot_wl;   /* used only if this guest boots fresh */
     BalloonDriverConfig boot_balloon;
@@ -94,7 +95,9 @@ void guest_free(Guest *g);
 /*
  * Boots the guest: attaches to guest state already in RAM (a migrated or
  * loaded guest) or, when RAM holds none, lays it out afresh.  Returns false
- * with @errp set when RAM holds a guest that does not fit this VM.
+ * with @errp set when RAM holds a guest that does not fit this VM.  Safe
+ * from any thread; guest_vcpu_step() calls it first, so a host may leave
+ * the boot to its vCPUs when RAM may still be arriving (postcopy).
  */
 bool guest_boot(Guest *g, GError **errp);
 

@@ -82,6 +82,12 @@ typedef struct GuestSuperblock {
     uint64_t balloon_pfn;    /* the balloon driver's state page, or 0 */
     uint32_t balloon_flags;  /* boot parameters: GUEST_BALLOON_* */
     uint32_t balloon_poison; /* page poison value the driver reports */
+    /*
+     * Steps run by every vCPU, like a kernel's vmstat counters: the
+     * superblock, as a kernel's own pages, is written all the time, so a
+     * migration always owes it again at the end.
+     */
+    uint64_t vm_events;
 } GuestSuperblock;
 
 #define GUEST_BALLOON_EARLY_RELEASE 1u   /* release hinted pages before DONE */

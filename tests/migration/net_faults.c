@@ -59,6 +59,42 @@ typedef struct ProxyConn {
     int src;
 } ProxyConn;
 
+/* Where PROXY_SWALLOW is in the source's stream of messages. */
+typedef struct MsgCursor {
+    uint8_t hdr[WIRE_HEADER_SIZE];
+    unsigned hdr_have;
+    uint64_t body_left;
+    uint16_t type;
+    bool swallowing;
+} MsgCursor;
+
+/* Returns how many of @n bytes to forward before swallowing starts. */
+static size_t msg_cursor_feed(MsgCursor *mc, const uint8_t *buf, size_t n,
+                              uint16_t last_type)
+{
+    size_t i = 0;
+
+    while (i < n && !mc->swallowing) {
+        if (mc->hdr_have < WIRE_HEADER_SIZE) {
+            mc->hdr[mc->hdr_have++] = buf[i++];
+            if (mc->hdr_have == WIRE_HEADER_SIZE) {
+                mc->type = mc->hdr[6] | mc->hdr[7] << 8;
+                mc->body_left = mc->hdr[12] | mc->hdr[13] << 8 | mc->hdr[14] << 16 |
+                                (uint32_t)mc->hdr[15] << 24;
+            }
+        } else {
+            size_t take = MIN(mc->body_left, n - i);
+            i += take;
+            mc->body_left -= take;
+        }
+        if (mc->hdr_have == WIRE_HEADER_SIZE && !mc->body_left) {
+            mc->swallowing = mc->type == last_type;
+            mc->hdr_have = 0;
+        }
+    }
+    return mc->swallowing ? i : n;
+}
+
 /* Forwards one connection until either side closes or the proxy stops. */
 static gpointer forward_thread(gpointer data)
 {
@@ -75,6 +111,7 @@ static gpointer forward_thread(gpointer data)
         return NULL;
     }
     uint64_t from_src = 0;
+    MsgCursor mc = { 0 };
     char buf[65536];
     for (;;) {
         struct pollfd f[3] = { { src, POLLIN, 0 }, { dst, POLLIN, 0 },
@@ -84,7 +121,7 @@ static gpointer forward_thread(gpointer data)
         }
         if (f[0].revents) {
             size_t want = sizeof(buf);
-            if (p->mode != PROXY_PASS && p->mode != PROXY_CORRUPT &&
+            if ((p->mode == PROXY_TRUNCATE || p->mode == PROXY_RESET) &&
                 from_src < p->offset) {
                 want = MIN(want, p->offset - from_src);
             }
@@ -96,7 +133,10 @@ static gpointer forward_thread(gpointer data)
                 p->offset < from_src + n) {
                 buf[p->offset - from_src] ^= 0x5a;
             }
-            if (send(dst, buf, n, MSG_NOSIGNAL) != n) {
+            if (p->mode == PROXY_SWALLOW) {
+                n = msg_cursor_feed(&mc, (uint8_t *)buf, n, p->offset);
+            }
+            if (n && send(dst, buf, n, MSG_NOSIGNAL) != n) {
                 break;
             }
             from_src += n;

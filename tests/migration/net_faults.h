@@ -18,6 +18,10 @@ typedef enum {
     PROXY_CORRUPT,    /* flip one byte at the offset of the source's stream */
     PROXY_TRUNCATE,   /* forward up to the offset, then close both sides */
     PROXY_RESET,      /* forward up to the offset, then reset both sides */
+    PROXY_SWALLOW,    /* forward the source's messages up to and including its
+                       * first of type "offset" (a WireType), then swallow
+                       * the rest: the destination hears nothing more and
+                       * the source notices nothing */
 } ProxyMode;
 
 typedef struct Proxy Proxy;

@@ -9,6 +9,7 @@
 
 #include "vm/guest_ram.h"
 #include "migration/uffd_postcopy.h"
+#include "migration/wire.h"
 #include "net_faults.h"
 #include "vm_harness.h"
 #include "test_util.h"
@@ -233,6 +234,45 @@ START_TEST(quit_while_recovering)
 }
 END_TEST
 
+/*
+ * The source dies right after the switch, owing the guest's superblock, on a
+ * destination started with -S: 'cont' boots the guest.  The main thread
+ * leaves that to the vCPUs; it used to read page 0 itself and wait in the
+ * fault for ever, with the monitor, quit and SIGTERM dead (issue 13, finding 6).
+ */
+START_TEST(source_gone_before_page_zero)
+{
+    TestVm *src = start_churn("256M", "off", "churn,wss=64M,rate=16M");
+    int port = test_free_port(), proxy_port = test_free_port();
+    g_autofree char *inc = g_strdup_printf("tcp:127.0.0.1:%d", port);
+    const char *args[] = { "-m", "256M", "-smp", "2", "-S", "-incoming", inc, NULL };
+    TestVm *dst = start("dst", args);
+    cmd_ok(dst, "migrate_set_capability postcopy-ram on");
+    /* Nothing the source sends after POSTCOPY_RUN arrives: not the push's
+     * first batch, which would bring page 0. */
+    Proxy *proxy = proxy_start(proxy_port, port, PROXY_SWALLOW, WIRE_POSTCOPY_RUN);
+    g_autofree char *m = test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", proxy_port);
+    ck_assert_str_eq(m, "");
+    cmd_ok(src, "migrate_start_postcopy");
+    g_free(test_vm_wait_status(dst, "postcopy-active", 30000));
+    g_autofree char *st0 = test_vm_cmd(dst, "info status");
+    ck_assert_str_eq(st0, "VM status: paused\n");
+    test_vm_kill(src);
+    proxy_stop(proxy);
+    g_autofree char *paused = test_vm_wait_status(dst, "postcopy-paused", 30000);
+
+    cmd_ok(dst, "cont");                      /* returns: the vCPUs boot it */
+    g_autofree char *st1 = test_vm_cmd(dst, "info status");
+    ck_assert_str_eq(st1, "VM status: running\n");
+    g_autofree char *mi = test_vm_cmd(dst, "info migrate");
+    ck_assert_msg(strstr(mi, "Migration status: postcopy-paused") &&
+                  test_field_u64(mi, "postcopy remaining") > 0, "%s", mi);
+    g_autofree char *stop = test_vm_cmd(dst, "stop");
+    ck_assert_msg(g_str_has_prefix(stop, "Error: guest RAM is still arriving"), "%s", stop);
+    test_vm_quit(dst);                        /* exit 0 within 20 s */
+}
+END_TEST
+
 /* A destination that cannot load the state never runs the guest: the source does. */
 START_TEST(refused_switch_resumes_source)
 {
@@ -311,6 +351,7 @@ int main(void)
         tcase_add_test(tc, cut_and_recover);
         tcase_add_test(tc, quit_while_paused);
         tcase_add_test(tc, quit_while_recovering);
+        tcase_add_test(tc, source_gone_before_page_zero);
         tcase_add_test(tc, refused_switch_resumes_source);
     }
     suite_add_tcase(s, tc);
