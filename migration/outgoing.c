@@ -21,7 +21,7 @@
 #include "migration/ram_digest.h"
 #include "migration/wire.h"
 
-#define HANDSHAKE_TIMEOUT_S 30
+#define HANDSHAKE_TIMEOUT_MS 30000
 #define VERIFY_PER_MSG 65536u        /* digests per WIRE_VERIFY message */
 
 static EncodeJob stop_job;
@@ -213,10 +213,11 @@ uint32_t out_send_request(Precopy *p, WireType type, const void *payload, size_t
     return out_send_msg(p, type, seq, payload, len, errp) ? seq : 0;
 }
 
-bool out_wait_ack(Precopy *p, int timeout_s, uint32_t *status, char **msg, bool *closed)
+bool out_wait_ack(Precopy *p, unsigned timeout_ms, uint32_t *status, char **msg,
+                  bool *closed)
 {
     g_mutex_lock(&p->rp_lock);
-    gint64 until = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
+    gint64 until = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
     while (!p->await_acked && !p->rp_done && !p->peer_error &&
            g_cond_wait_until(&p->rp_cond, &p->rp_lock, until)) {
     }
@@ -350,8 +351,7 @@ bool out_handshake(Precopy *p, GError **errp)
         return false;
     }
 
-    struct timeval tv = { .tv_sec = HANDSHAKE_TIMEOUT_S };
-    setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    hm_set_rcvtimeo(p->fd, hm_peer_timeout_ms(p->m, HANDSHAKE_TIMEOUT_MS));
     g_autoptr(GBytes) hb = wire_hello_encode(&hello);
     gsize hlen;
     const void *hd = g_bytes_get_data(hb, &hlen);
@@ -362,8 +362,7 @@ bool out_handshake(Precopy *p, GError **errp)
         g_prefix_error(errp, "handshake: ");
         return false;
     }
-    tv.tv_sec = 0;
-    setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    hm_set_rcvtimeo(p->fd, 0);
 
     WireHelloReply r;
     gsize rlen;
