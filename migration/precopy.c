@@ -495,11 +495,11 @@ static bool precopy_run(Precopy *p, GError **errp)
                          "confirming");
             return false;
         }
-        /* Silence: the destination may or may not run the guest now. */
-        p->vm_stopped = false;     /* do not resume: two copies would run */
+        /* Silence.  No COMMIT went out, and the destination runs the guest
+         * only on COMMIT: the guest is still ours, and runs here again. */
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED,
-                    "no answer from the destination within %u ms; the source "
-                    "stays stopped: check the destination before 'cont'", wait_ms);
+                    "no answer from the destination within %u ms of COMPLETE; "
+                    "it never got COMMIT, so the guest runs here", wait_ms);
         return false;
     }
     if (status != WIRE_OK) {
