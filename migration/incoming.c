@@ -489,8 +489,12 @@ gpointer incoming_thread(gpointer data)
      * does not fail, until every page is in. */
     while (!err && !(ok = incoming_run(&in, resumed, &final, &err)) && in.postcopy &&
            !final) {
-        g_autofree char *why = g_strdup_printf("link to the source lost: %s",
-                                               err->message);
+        /* A dead source and a cut link look alike from here: say what
+         * both mean for the guest. */
+        g_autofree char *why = g_strdup_printf(
+            "link to the source lost (%s); the guest cannot continue without the "
+            "pages still at the source: 'migrate_recover URI' to resume, or 'quit' "
+            "if the source is gone", err->message);
         g_clear_error(&err);
         if (!in_postcopy_recover(&in, why)) {
             g_set_error(&err, HINTMIG_ERROR, HINTMIG_ERROR_CANCELLED,
