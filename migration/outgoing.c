@@ -12,6 +12,8 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -216,10 +218,28 @@ uint32_t out_send_request(Precopy *p, WireType type, const void *payload, size_t
 bool out_wait_ack(Precopy *p, unsigned timeout_ms, uint32_t *status, char **msg,
                   bool *closed)
 {
+    gint64 span = (gint64)timeout_ms * 1000, until = g_get_monotonic_time() + span;
+    int unacked = -1;
+
     g_mutex_lock(&p->rp_lock);
-    gint64 until = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-    while (!p->await_acked && !p->rp_done && !p->peer_error &&
-           g_cond_wait_until(&p->rp_cond, &p->rp_lock, until)) {
+    while (!p->await_acked && !p->rp_done && !p->peer_error) {
+        gint64 now = g_get_monotonic_time();
+        if (g_cond_wait_until(&p->rp_cond, &p->rp_lock, MIN(until, now + 100000))) {
+            continue;
+        }
+        /* Silence counts from the peer's last acknowledgement: a slow
+         * link still taking our data is not a silent peer. */
+        int q;
+        now = g_get_monotonic_time();
+        if (ioctl(p->fd, SIOCOUTQ, &q) == 0) {
+            if (q < unacked) {
+                until = now + span;
+            }
+            unacked = q;
+        }
+        if (now >= until) {
+            break;
+        }
     }
     bool acked = p->await_acked;
     *status = p->await_status;
