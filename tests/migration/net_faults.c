@@ -349,6 +349,11 @@ Proxy *proxy_start(int port, int to_port, ProxyMode mode, uint64_t offset)
 {
     Proxy *p = g_new0(Proxy, 1);
     p->lfd = listen_on(port);
+    /* A small window, inherited by every connection: a trickle then keeps
+     * the source's data unacknowledged at the source, as a slow link does,
+     * instead of acknowledging megabytes into the proxy at once. */
+    int rcvbuf = 128 << 10;
+    setsockopt(p->lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     p->to_port = to_port;
     p->mode = mode;
     p->offset = offset;
