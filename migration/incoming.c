@@ -144,15 +144,13 @@ static bool hello(Incoming *in, GError **errp)
     WireHello hi;
     WireHelloReply r = { .page_size = HM_PAGE_SIZE, .ram_size = in->ram->size,
                          .nvcpus = host->nvcpus };
-    struct timeval tv = { .tv_sec = 30 };
 
-    setsockopt(in->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    hm_set_rcvtimeo(in->fd, hm_peer_timeout_ms(in->m, HELLO_TIMEOUT_MS));
     if (!wire_recv(in->fd, &h, &payload, errp)) {
         g_prefix_error(errp, "handshake: ");
         return false;
     }
-    tv.tv_sec = 0;
-    setsockopt(in->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    hm_set_rcvtimeo(in->fd, 0);
     gsize len;
     const void *d = g_bytes_get_data(payload, &len);
     if (h.type != WIRE_HELLO || !wire_hello_decode(d, len, &hi, NULL)) {
@@ -299,8 +297,7 @@ static bool complete(Incoming *in, uint32_t seq, GError **errp)
     /* Run the guest only once the source has let go of it. */
     WireHeader h;
     g_autoptr(GBytes) payload = NULL;
-    struct timeval tv = { .tv_sec = COMMIT_TIMEOUT_S };
-    setsockopt(in->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    hm_set_rcvtimeo(in->fd, hm_peer_timeout_ms(in->m, COMMIT_TIMEOUT_MS));
     if (!wire_recv(in->fd, &h, &payload, errp)) {
         g_prefix_error(errp, "waiting for the source to commit: ");
         return false;
@@ -506,8 +503,12 @@ gpointer incoming_thread(gpointer data)
      * does not fail, until every page is in. */
     while (!err && !(ok = incoming_run(&in, resumed, &final, &err)) && in.postcopy &&
            !final) {
-        g_autofree char *why = g_strdup_printf("link to the source lost: %s",
-                                               err->message);
+        /* A dead source and a cut link look alike from here: say what
+         * both mean for the guest. */
+        g_autofree char *why = g_strdup_printf(
+            "link to the source lost (%s); the guest cannot continue without the "
+            "pages still at the source: 'migrate_recover URI' to resume, or 'quit' "
+            "if the source is gone", err->message);
         g_clear_error(&err);
         if (!in_postcopy_recover(&in, why)) {
             g_set_error(&err, HINTMIG_ERROR, HINTMIG_ERROR_CANCELLED,

@@ -14,9 +14,12 @@
 #include "migration/wire.h"
 
 #define RX_BUFS 16
-#define COMMIT_TIMEOUT_S 60
+/* Waits on the source; x-peer-timeout replaces them all when set. */
+#define HELLO_TIMEOUT_MS 30000
+#define COMMIT_TIMEOUT_MS 60000
 #define CHANNEL_TIMEOUT_MS 10000     /* for the source's second connection */
 #define PLACE_TIMEOUT_MS 60000       /* after COMPLETE, for the last pages */
+#define RECOVER_TIMEOUT_MS 60000     /* after migrate_recover, for migrate -r */
 
 typedef struct RxBuf {
     uint8_t *data;

@@ -46,15 +46,13 @@ static uint16_t read_intro(Incoming *in, int fd, GError **errp)
 {
     WireHeader h;
     g_autoptr(GBytes) payload = NULL;
-    struct timeval tv = { .tv_sec = CHANNEL_TIMEOUT_MS / 1000 };
     uint64_t session;
 
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    hm_set_rcvtimeo(fd, hm_peer_timeout_ms(in->m, CHANNEL_TIMEOUT_MS));
     if (!wire_recv(fd, &h, &payload, errp)) {
         return 0;
     }
-    tv.tv_sec = 0;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    hm_set_rcvtimeo(fd, 0);
     gsize len;
     const void *d = g_bytes_get_data(payload, &len);
     if ((h.type != WIRE_PAGE_CHANNEL && h.type != WIRE_RESUME) ||
@@ -75,7 +73,7 @@ static uint16_t read_intro(Incoming *in, int fd, GError **errp)
 }
 
 /* Accepts one connection on @lfd, waiting at most @timeout_ms. */
-static int accept_one(int lfd, int timeout_ms, GError **errp)
+static int accept_one(Hintmig *m, int lfd, int timeout_ms, GError **errp)
 {
     struct pollfd pfd = { lfd, POLLIN, 0 };
     int r = poll(&pfd, 1, timeout_ms);
@@ -87,6 +85,7 @@ static int accept_one(int lfd, int timeout_ms, GError **errp)
         return -1;
     }
     socket_set_liveness(fd);
+    hm_socket_peer_timeout(m, fd);
     return fd;
 }
 
@@ -167,7 +166,7 @@ bool in_accept_page_channel(Incoming *in, GError **errp)
     m->listen_fd = -1;
     g_mutex_unlock(&m->lock);
 
-    int fd = lfd >= 0 ? accept_one(lfd, CHANNEL_TIMEOUT_MS, errp) : -1;
+    int fd = lfd >= 0 ? accept_one(in->m, lfd, hm_peer_timeout_ms(in->m, CHANNEL_TIMEOUT_MS), errp) : -1;
     if (lfd < 0) {
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "postcopy: no listening socket for the page channel");
@@ -260,7 +259,7 @@ bool in_postcopy_complete(Incoming *in, uint32_t seq, bool *final, GError **errp
     if (!in_drain(in, &err)) {
         return in_give_up(in, WIRE_ERR_DATA, errp, "%s", err->message);
     }
-    if (!uffd_postcopy_wait_all(in->pc, PLACE_TIMEOUT_MS)) {
+    if (!uffd_postcopy_wait_all(in->pc, hm_peer_timeout_ms(in->m, PLACE_TIMEOUT_MS))) {
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "postcopy: %" G_GUINT64_FORMAT " pages still missing at the end "
                     "of the stream", uffd_postcopy_stats(in->pc).remaining);
@@ -326,7 +325,7 @@ bool in_postcopy_recover(Incoming *in, const char *why)
         g_autoptr(GError) err = NULL;
         int fds[2] = { -1, -1 };
         for (int i = 0; i < 2 && !err; i++) {
-            int fd = accept_one(lfd, 60000, &err);
+            int fd = accept_one(m, lfd, hm_peer_timeout_ms(m, RECOVER_TIMEOUT_MS), &err);
             uint16_t t = fd >= 0 ? read_intro(in, fd, &err) : 0;
             int slot = t == WIRE_RESUME ? 0 : t == WIRE_PAGE_CHANNEL ? 1 : -1;
             if (slot < 0 || fds[slot] >= 0) {

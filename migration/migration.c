@@ -455,6 +455,7 @@ static void incoming_begin(Hintmig *m, int cfd)
     g_autoptr(GError) err = NULL;
 
     socket_set_liveness(cfd);
+    hm_socket_peer_timeout(m, cfd);
     g_mutex_lock(&m->lock);
     m->in_fd = cfd;
     m->t_start = g_get_monotonic_time();

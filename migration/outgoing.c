@@ -12,6 +12,8 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,7 +24,7 @@
 #include "migration/ram_digest.h"
 #include "migration/wire.h"
 
-#define HANDSHAKE_TIMEOUT_S 30
+#define HANDSHAKE_TIMEOUT_MS 30000
 #define VERIFY_PER_MSG 65536u        /* digests per WIRE_VERIFY message */
 
 static EncodeJob stop_job;
@@ -214,12 +216,31 @@ uint32_t out_send_request(Precopy *p, WireType type, const void *payload, size_t
     return out_send_msg(p, type, seq, payload, len, errp) ? seq : 0;
 }
 
-bool out_wait_ack(Precopy *p, int timeout_s, uint32_t *status, char **msg, bool *closed)
+bool out_wait_ack(Precopy *p, unsigned timeout_ms, uint32_t *status, char **msg,
+                  bool *closed)
 {
+    gint64 span = (gint64)timeout_ms * 1000, until = g_get_monotonic_time() + span;
+    int unacked = -1;
+
     g_mutex_lock(&p->rp_lock);
-    gint64 until = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
-    while (!p->await_acked && !p->rp_done && !p->peer_error &&
-           g_cond_wait_until(&p->rp_cond, &p->rp_lock, until)) {
+    while (!p->await_acked && !p->rp_done && !p->peer_error) {
+        gint64 now = g_get_monotonic_time();
+        if (g_cond_wait_until(&p->rp_cond, &p->rp_lock, MIN(until, now + 100000))) {
+            continue;
+        }
+        /* Silence counts from the peer's last acknowledgement: a slow
+         * link still taking our data is not a silent peer. */
+        int q;
+        now = g_get_monotonic_time();
+        if (ioctl(p->fd, SIOCOUTQ, &q) == 0) {
+            if (q < unacked) {
+                until = now + span;
+            }
+            unacked = q;
+        }
+        if (now >= until) {
+            break;
+        }
     }
     bool acked = p->await_acked;
     *status = p->await_status;
@@ -351,8 +372,7 @@ bool out_handshake(Precopy *p, GError **errp)
         return false;
     }
 
-    struct timeval tv = { .tv_sec = HANDSHAKE_TIMEOUT_S };
-    setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    hm_set_rcvtimeo(p->fd, hm_peer_timeout_ms(p->m, HANDSHAKE_TIMEOUT_MS));
     g_autoptr(GBytes) hb = wire_hello_encode(&hello);
     gsize hlen;
     const void *hd = g_bytes_get_data(hb, &hlen);
@@ -363,8 +383,7 @@ bool out_handshake(Precopy *p, GError **errp)
         g_prefix_error(errp, "handshake: ");
         return false;
     }
-    tv.tv_sec = 0;
-    setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    hm_set_rcvtimeo(p->fd, 0);
 
     WireHelloReply r;
     gsize rlen;

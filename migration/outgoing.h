@@ -112,7 +112,8 @@ uint32_t out_send_request(Precopy *p, WireType type, const void *payload, size_t
  * status and text (free it) if it came; false if not, with *@closed telling
  * a broken or refused link from silence.
  */
-bool out_wait_ack(Precopy *p, int timeout_s, uint32_t *status, char **msg, bool *closed);
+bool out_wait_ack(Precopy *p, unsigned timeout_ms, uint32_t *status, char **msg,
+                  bool *closed);
 bool out_send_device_state(Precopy *p, GError **errp);
 /* Queues the runs of @set as @type messages (WIRE_HINTED, WIRE_PENDING). */
 bool out_send_runs(Precopy *p, WireType type, const unsigned long *set, uint32_t word,

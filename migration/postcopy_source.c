@@ -31,8 +31,9 @@
 #include "migration/ram_digest.h"
 #include "migration/wire.h"
 
-#define RUN_TIMEOUT_S 60
-#define COMPLETE_ACK_TIMEOUT_S 120
+#define RUN_TIMEOUT_MS 60000
+#define COMPLETE_ACK_TIMEOUT_MS 120000
+#define MISSING_TIMEOUT_MS 30000   /* for the destination's list after a recovery */
 
 /*
  * Connects to @uri, or takes @fd (connected by the host) when it is not -1,
@@ -63,6 +64,7 @@ bool postcopy_open_channel(Precopy *p, const char *uri, GError **errp)
         g_prefix_error(errp, "postcopy page channel: ");
         return false;
     }
+    hm_socket_peer_timeout(p->m, p->ch_fd);
     p->on_page_request = serve_request;
     if (!p->urgent_enc) {
         p->urgent_enc = page_encoder_new(false, 0);
@@ -196,7 +198,7 @@ static bool push(Precopy *p, DigestTask *dt, GThread **hasher, bool *fatal,
     uint32_t status;
     g_autofree char *msg = NULL;
     bool closed;
-    if (!out_wait_ack(p, COMPLETE_ACK_TIMEOUT_S, &status, &msg, &closed)) {
+    if (!out_wait_ack(p, hm_peer_timeout_ms(p->m, COMPLETE_ACK_TIMEOUT_MS), &status, &msg, &closed)) {
         out_stream_error(p, errp, "no confirmation from the destination");
         return false;
     }
@@ -261,11 +263,11 @@ static bool reconnect(Precopy *p, const char *uri, int given_fd, GError **errp)
         return false;
     }
     p->fd = fd;
+    hm_socket_peer_timeout(m, fd);
     if (!postcopy_open_channel(p, uri, errp)) {
         goto fail;
     }
-    struct timeval tv = { .tv_sec = 30 };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    hm_set_rcvtimeo(fd, hm_peer_timeout_ms(m, MISSING_TIMEOUT_MS));
     hm_bitmap_zero(p->pending, npages);
     for (;;) {
         WireHeader h;
@@ -297,8 +299,7 @@ static bool reconnect(Precopy *p, const char *uri, int given_fd, GError **errp)
             break;
         }
     }
-    tv.tv_sec = 0;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    hm_set_rcvtimeo(fd, 0);
 
     p->tx = uring_tx_new(fd, MIGRATION_TX_BUFS, MIGRATION_BUF_SIZE, errp);
     if (!p->tx) {
@@ -390,7 +391,7 @@ bool postcopy_run(Precopy *p, GError **errp)
     g_autofree char *msg = NULL;
     bool closed;
     bool acked = out_send_request(p, WIRE_POSTCOPY_RUN, NULL, 0, true, errp) &&
-                 out_wait_ack(p, RUN_TIMEOUT_S, &status, &msg, &closed);
+                 out_wait_ack(p, hm_peer_timeout_ms(m, RUN_TIMEOUT_MS), &status, &msg, &closed);
     g_mutex_lock(&p->rp_lock);
     if (!acked && p->peer_error) {
         /* An error instead of the ack: the destination gave up before

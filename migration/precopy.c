@@ -21,7 +21,7 @@
 #include "migration/wire.h"
 #include "migration/le.h"
 
-#define COMPLETE_TIMEOUT_S 120
+#define COMPLETE_TIMEOUT_MS 120000
 #define HINT_WAIT_MS 5000            /* for the guest to report its free pages */
 
 static bool postcopy_wanted(Precopy *p)
@@ -309,6 +309,7 @@ static bool precopy_run(Precopy *p, GError **errp)
             return false;
         }
     }
+    hm_socket_peer_timeout(m, p->fd);
     g_mutex_lock(&m->lock);
     m->fd = p->fd;
     bool cancelled = m->cancel;
@@ -486,19 +487,19 @@ static bool precopy_run(Precopy *p, GError **errp)
     uint32_t status;
     g_autofree char *msg = NULL;
     bool closed;
-    if (!out_wait_ack(p, COMPLETE_TIMEOUT_S, &status, &msg, &closed)) {
+    unsigned wait_ms = hm_peer_timeout_ms(m, COMPLETE_TIMEOUT_MS);
+    if (!out_wait_ack(p, wait_ms, &status, &msg, &closed)) {
         if (closed) {
             /* It closed without acking: it did not resume the guest. */
             out_stream_error(p, errp, "the destination closed the connection before "
                          "confirming");
             return false;
         }
-        /* Silence: the destination may or may not run the guest now. */
-        p->vm_stopped = false;     /* do not resume: two copies would run */
+        /* Silence.  No COMMIT went out, and the destination runs the guest
+         * only on COMMIT: the guest is still ours, and runs here again. */
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED,
-                    "no answer from the destination within %d s; the source "
-                    "stays stopped: check the destination before 'cont'",
-                    COMPLETE_TIMEOUT_S);
+                    "no answer from the destination within %u ms of COMPLETE; "
+                    "it never got COMMIT, so the guest runs here", wait_ms);
         return false;
     }
     if (status != WIRE_OK) {

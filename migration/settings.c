@@ -6,6 +6,9 @@
  * its source excepted, as QEMU allows).
  */
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "migration_priv.h"
 #include "migration/uffd_postcopy.h"
@@ -73,6 +76,27 @@ bool hintmig_set_capability(Hintmig *m, const char *name, bool on,
     return true;
 }
 
+unsigned hm_peer_timeout_ms(Hintmig *m, unsigned builtin_ms)
+{
+    uint64_t t = hintmig_get_params(m).x_peer_timeout_ms;
+    return t ? t : builtin_ms;
+}
+
+void hm_socket_peer_timeout(Hintmig *m, int fd)
+{
+    unsigned t = hintmig_get_params(m).x_peer_timeout_ms;
+    if (t) {
+        /* Unacknowledged data, or a zero window, for this long. */
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &t, sizeof(t));
+    }
+}
+
+void hm_set_rcvtimeo(int fd, unsigned ms)
+{
+    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = ms % 1000 * 1000 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
 static bool parse_range(const char *name, const char *value, uint64_t min,
                         uint64_t max, uint64_t *out, GError **errp)
 {
@@ -127,15 +151,21 @@ bool hintmig_set_parameter(Hintmig *m, const char *name, const char *value,
             return false;
         }
         p.compress_threads = v;
+    } else if (!strcmp(name, "x-peer-timeout")) {
+        if (!parse_range(name, value, 0, 3600000, &v, errp)) {
+            return false;
+        }
+        p.x_peer_timeout_ms = v;
     } else {
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "unknown parameter '%s' (known: downtime-limit, "
                     "max-bandwidth, compress-method, compress-level, "
-                    "compress-threads)", name);
+                    "compress-threads, x-peer-timeout)", name);
         return false;
     }
     g_mutex_lock(&m->lock);
-    bool running = hm_status_running(m->stats.status);
+    bool running = hm_status_running(m->stats.status) &&
+                   !(m->stats.incoming && m->stats.status == HINTMIG_STATUS_SETUP);
     /* Only the bandwidth may change mid-flight, as in QEMU. */
     if (running && strcmp(name, "max-bandwidth") && strcmp(name, "downtime-limit")) {
         g_mutex_unlock(&m->lock);

@@ -192,6 +192,8 @@ typedef struct HintmigParams {
     HintmigCompress compress_method;
     int compress_level;            /* zstd level, 1..19 */
     unsigned compress_threads;     /* encoder (source) and decoder (destination) threads */
+    uint64_t x_peer_timeout_ms;    /* how long to wait on a silent peer; 0 = the
+                                    * built-in waits (10 s to 120 s, by step) */
 } HintmigParams;
 
 typedef struct HintmigCaps {

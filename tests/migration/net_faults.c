@@ -51,7 +51,16 @@ struct Proxy {
     GThread *thread;
     int stop_pipe[2];
     GMutex lock;
+    GCond cond;
     uint64_t forwarded;
+    /* faults on command, under lock */
+    bool armed, held, from_dest;
+    int arm_type, arm_after;
+    ProxyMode action;            /* asked of the held stream; PROXY_PASS: release */
+    bool act;
+    unsigned cuts;               /* every connection resets (or closes) when it moves */
+    bool cut_reset;
+    uint64_t rate;
 };
 
 typedef struct ProxyConn {
@@ -59,40 +68,146 @@ typedef struct ProxyConn {
     int src;
 } ProxyConn;
 
-/* Where PROXY_SWALLOW is in the source's stream of messages. */
-typedef struct MsgCursor {
+/* One direction of one connection, parsed into messages. */
+typedef struct Dir {
+    int from, to;
+    bool from_dest;
     uint8_t hdr[WIRE_HEADER_SIZE];
     unsigned hdr_have;
     uint64_t body_left;
-    uint16_t type;
-    bool swallowing;
-} MsgCursor;
+    uint64_t seen;               /* bit per message type seen */
+    GByteArray *held;            /* from the trigger on, while held */
+    int64_t corrupt_at;          /* bytes to go before the one to flip, or -1 */
+    uint64_t count;              /* bytes forwarded */
+} Dir;
 
-/* Returns how many of @n bytes to forward before swallowing starts. */
-static size_t msg_cursor_feed(MsgCursor *mc, const uint8_t *buf, size_t n,
-                              uint16_t last_type)
+/* Sends all of @buf, unless the proxy stops first. */
+static bool send_all(Proxy *p, int fd, const uint8_t *buf, size_t len)
 {
+    while (len) {
+        struct pollfd f[2] = { { fd, POLLOUT, 0 }, { p->stop_pipe[0], POLLIN, 0 } };
+        if (poll(f, 2, -1) < 0 || f[1].revents) {
+            return false;
+        }
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            continue;
+        }
+        if (n <= 0) {
+            return false;
+        }
+        buf += n;
+        len -= n;
+    }
+    return true;
+}
+
+/* Paces the source's direction at p->rate. */
+static void pace(Proxy *p, Dir *d, size_t n, gint64 *t0, uint64_t *sent)
+{
+    g_mutex_lock(&p->lock);
+    uint64_t rate = p->rate;
+    g_mutex_unlock(&p->lock);
+    if (!rate || d->from_dest) {
+        *t0 = 0;
+        return;
+    }
+    if (!*t0) {
+        *t0 = g_get_monotonic_time();
+        *sent = 0;
+    }
+    *sent += n;
+    gint64 due = *t0 + (gint64)(*sent * G_USEC_PER_SEC / rate);
+    gint64 now = g_get_monotonic_time();
+    if (due > now) {
+        g_usleep(due - now);        /* the link is this slow */
+    }
+}
+
+/*
+ * Forwards @n bytes of @d's stream, message by message.  A header is sent
+ * only once whole, so the trigger can hold a message before any of it
+ * left.  Returns false if the connection broke; holds what follows a
+ * trigger in d->held.
+ */
+static bool forward(Proxy *p, Dir *d, const uint8_t *buf, size_t n)
+{
+    g_autoptr(GByteArray) out = g_byte_array_new();
     size_t i = 0;
 
-    while (i < n && !mc->swallowing) {
-        if (mc->hdr_have < WIRE_HEADER_SIZE) {
-            mc->hdr[mc->hdr_have++] = buf[i++];
-            if (mc->hdr_have == WIRE_HEADER_SIZE) {
-                mc->type = mc->hdr[6] | mc->hdr[7] << 8;
-                mc->body_left = mc->hdr[12] | mc->hdr[13] << 8 | mc->hdr[14] << 16 |
-                                (uint32_t)mc->hdr[15] << 24;
-            }
-        } else {
-            size_t take = MIN(mc->body_left, n - i);
-            i += take;
-            mc->body_left -= take;
+    while (i < n) {
+        if (d->body_left) {
+            size_t k = MIN(d->body_left, n - i);
+            g_byte_array_append(out, buf + i, k);
+            d->body_left -= k;
+            i += k;
+            continue;
         }
-        if (mc->hdr_have == WIRE_HEADER_SIZE && !mc->body_left) {
-            mc->swallowing = mc->type == last_type;
-            mc->hdr_have = 0;
+        size_t k = MIN(WIRE_HEADER_SIZE - d->hdr_have, n - i);
+        memcpy(d->hdr + d->hdr_have, buf + i, k);
+        d->hdr_have += k;
+        i += k;
+        if (d->hdr_have < WIRE_HEADER_SIZE) {
+            break;
         }
+        unsigned type = d->hdr[6] | d->hdr[7] << 8;
+        uint32_t len = d->hdr[12] | d->hdr[13] << 8 | d->hdr[14] << 16 |
+                       (uint32_t)d->hdr[15] << 24;
+        g_mutex_lock(&p->lock);
+        bool fire = p->armed && p->from_dest == d->from_dest &&
+                    (int)type == p->arm_type &&
+                    (p->arm_after < 0 || (d->seen >> p->arm_after) & 1);
+        if (fire) {
+            p->armed = false;
+            p->held = true;
+            g_cond_broadcast(&p->cond);
+        }
+        g_mutex_unlock(&p->lock);
+        if (fire) {
+            d->held = g_byte_array_new();
+            g_byte_array_append(d->held, d->hdr, WIRE_HEADER_SIZE);
+            g_byte_array_append(d->held, buf + i, n - i);
+            d->hdr_have = 0;
+            d->body_left = 0;
+            break;
+        }
+        if (type < 64) {
+            d->seen |= 1ull << type;
+        }
+        g_byte_array_append(out, d->hdr, WIRE_HEADER_SIZE);
+        d->hdr_have = 0;
+        d->body_left = len;
     }
-    return mc->swallowing ? i : n;
+    if (d->corrupt_at >= 0 && (guint)d->corrupt_at < out->len) {
+        out->data[d->corrupt_at] ^= 0x5a;
+        d->corrupt_at = -1;
+    } else if (d->corrupt_at >= 0) {
+        d->corrupt_at -= out->len;
+    }
+    if (!send_all(p, d->to, out->data, out->len)) {
+        return false;
+    }
+    d->count += out->len;
+    if (!d->from_dest) {
+        g_mutex_lock(&p->lock);
+        p->forwarded += out->len;
+        g_mutex_unlock(&p->lock);
+    }
+    return true;
+}
+
+/* The test's command for the held stream; false when none came yet. */
+static bool held_action(Proxy *p, ProxyMode *mode)
+{
+    g_mutex_lock(&p->lock);
+    bool act = p->act;
+    *mode = p->action;
+    p->act = false;
+    if (act) {
+        p->held = false;
+    }
+    g_mutex_unlock(&p->lock);
+    return act;
 }
 
 /* Forwards one connection until either side closes or the proxy stops. */
@@ -110,55 +225,100 @@ static gpointer forward_thread(gpointer data)
         close(dst);
         return NULL;
     }
-    uint64_t from_src = 0;
-    MsgCursor mc = { 0 };
-    char buf[65536];
+    Dir dirs[2] = { { .from = src, .to = dst, .corrupt_at = -1 },
+                    { .from = dst, .to = src, .from_dest = true, .corrupt_at = -1 } };
+    g_mutex_lock(&p->lock);
+    unsigned cuts = p->cuts;
+    g_mutex_unlock(&p->lock);
+    bool reset = false;
+    gint64 t0 = 0;
+    uint64_t paced = 0;
+    uint8_t *buf = g_malloc(65536);
     for (;;) {
-        struct pollfd f[3] = { { src, POLLIN, 0 }, { dst, POLLIN, 0 },
-                               { p->stop_pipe[0], POLLIN, 0 } };
-        if (poll(f, 3, 1000) < 0 || f[2].revents) {
+        ProxyMode mode;
+        Dir *h = dirs[0].held ? &dirs[0] : dirs[1].held ? &dirs[1] : NULL;
+        g_mutex_lock(&p->lock);
+        bool cut = p->cuts != cuts && !(h && p->act);
+        reset = cut && p->cut_reset;
+        g_mutex_unlock(&p->lock);
+        if (cut) {
             break;
         }
-        if (f[0].revents) {
-            size_t want = sizeof(buf);
-            if ((p->mode == PROXY_TRUNCATE || p->mode == PROXY_RESET) &&
-                from_src < p->offset) {
-                want = MIN(want, p->offset - from_src);
-            }
-            ssize_t n = read(src, buf, want);
-            if (n <= 0) {
+        if (h && held_action(p, &mode)) {
+            g_autoptr(GByteArray) held = h->held;
+            h->held = NULL;
+            if (mode == PROXY_TRUNCATE) {
+                size_t len = held->data[12] | held->data[13] << 8 | held->data[14] << 16;
+                size_t half = MIN(held->len, (WIRE_HEADER_SIZE + len) / 2);
+                send_all(p, h->to, held->data, half);
                 break;
             }
-            if (p->mode == PROXY_CORRUPT && from_src <= p->offset &&
-                p->offset < from_src + n) {
-                buf[p->offset - from_src] ^= 0x5a;
+            if (mode == PROXY_CORRUPT) {
+                size_t len = held->data[12] | held->data[13] << 8 | held->data[14] << 16;
+                h->corrupt_at = len ? WIRE_HEADER_SIZE + len / 2 : 0;
             }
-            if (p->mode == PROXY_SWALLOW) {
-                n = msg_cursor_feed(&mc, (uint8_t *)buf, n, p->offset);
-            }
-            if (n && send(dst, buf, n, MSG_NOSIGNAL) != n) {
+            if (mode == PROXY_RESET) {
+                reset = true;
                 break;
             }
-            from_src += n;
+            if (!forward(p, h, held->data, held->len)) {
+                break;
+            }
+            continue;
+        }
+        /* A held direction reads no more; the other one goes on. */
+        struct pollfd f[3] = { { src, dirs[0].held ? 0 : POLLIN, 0 },
+                               { dst, dirs[1].held ? 0 : POLLIN, 0 },
+                               { p->stop_pipe[0], POLLIN, 0 } };
+        if (poll(f, 3, 20) < 0 || f[2].revents) {
+            break;
+        }
+        bool broke = false;
+        for (int i = 0; i < 2 && !broke; i++) {
+            Dir *d = &dirs[i];
+            if (!f[i].revents) {
+                continue;
+            }
+            size_t want = 65536;
             g_mutex_lock(&p->lock);
-            p->forwarded += n;
+            uint64_t rate = p->rate;
             g_mutex_unlock(&p->lock);
-            if ((p->mode == PROXY_TRUNCATE || p->mode == PROXY_RESET) &&
-                from_src >= p->offset) {
-                hard_close(src, p->mode == PROXY_RESET);
-                hard_close(dst, p->mode == PROXY_RESET);
-                return NULL;
+            if (rate && !d->from_dest) {
+                want = MIN(want, MAX(rate / 50, 1));
+            }
+            if (!d->from_dest && p->mode != PROXY_PASS && p->mode != PROXY_CORRUPT &&
+                d->count < p->offset) {
+                want = MIN(want, p->offset - d->count);
+            }
+            ssize_t n = read(d->from, buf, want);
+            if (n <= 0) {
+                broke = true;
+                break;
+            }
+            if (!d->from_dest && p->mode == PROXY_CORRUPT && d->count <= p->offset &&
+                p->offset < d->count + n) {
+                buf[p->offset - d->count] ^= 0x5a;
+            }
+            if (!forward(p, d, buf, n)) {
+                broke = true;
+                break;
+            }
+            pace(p, d, n, &t0, &paced);
+            if (!d->from_dest && (p->mode == PROXY_TRUNCATE || p->mode == PROXY_RESET) &&
+                d->count >= p->offset) {
+                reset = p->mode == PROXY_RESET;
+                broke = true;
             }
         }
-        if (f[1].revents) {
-            ssize_t n = read(dst, buf, sizeof(buf));
-            if (n <= 0 || send(src, buf, n, MSG_NOSIGNAL) != n) {
-                break;
-            }
+        if (broke) {
+            break;
         }
     }
-    close(src);
-    close(dst);
+    g_free(buf);
+    g_clear_pointer(&dirs[0].held, g_byte_array_unref);
+    g_clear_pointer(&dirs[1].held, g_byte_array_unref);
+    hard_close(src, reset);
+    hard_close(dst, reset);
     return NULL;
 }
 
@@ -170,7 +330,7 @@ static gpointer proxy_thread(gpointer data)
 
     for (;;) {
         struct pollfd pl[2] = { { p->lfd, POLLIN, 0 }, { p->stop_pipe[0], POLLIN, 0 } };
-        if (poll(pl, 2, 60000) <= 0 || pl[1].revents) {
+        if (poll(pl, 2, 600000) <= 0 || pl[1].revents) {
             break;
         }
         ProxyConn *c = g_new(ProxyConn, 1);
@@ -189,10 +349,16 @@ Proxy *proxy_start(int port, int to_port, ProxyMode mode, uint64_t offset)
 {
     Proxy *p = g_new0(Proxy, 1);
     p->lfd = listen_on(port);
+    /* A small window, inherited by every connection: a trickle then keeps
+     * the source's data unacknowledged at the source, as a slow link does,
+     * instead of acknowledging megabytes into the proxy at once. */
+    int rcvbuf = 128 << 10;
+    setsockopt(p->lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     p->to_port = to_port;
     p->mode = mode;
     p->offset = offset;
     g_mutex_init(&p->lock);
+    g_cond_init(&p->cond);
     ck_assert_int_eq(pipe(p->stop_pipe), 0);
     p->thread = g_thread_new("proxy", proxy_thread, p);
     return p;
@@ -206,6 +372,73 @@ uint64_t proxy_bytes(Proxy *p)
     return n;
 }
 
+void proxy_arm(Proxy *p, int type, int after, bool from_dest)
+{
+    g_mutex_lock(&p->lock);
+    p->armed = true;
+    p->held = false;
+    p->arm_type = type;
+    p->arm_after = after;
+    p->from_dest = from_dest;
+    g_mutex_unlock(&p->lock);
+}
+
+bool proxy_held(Proxy *p)
+{
+    g_mutex_lock(&p->lock);
+    bool h = p->held;
+    g_mutex_unlock(&p->lock);
+    return h;
+}
+
+bool proxy_wait_held(Proxy *p, int timeout_ms)
+{
+    gint64 until = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    g_mutex_lock(&p->lock);
+    while (!p->held && g_cond_wait_until(&p->cond, &p->lock, until)) {
+    }
+    bool h = p->held;
+    g_mutex_unlock(&p->lock);
+    return h;
+}
+
+static void act(Proxy *p, ProxyMode mode)
+{
+    g_mutex_lock(&p->lock);
+    if (p->held) {
+        p->act = true;
+        p->action = mode;
+    } else if (mode == PROXY_RESET || mode == PROXY_TRUNCATE) {
+        p->cuts++;
+        p->cut_reset = mode == PROXY_RESET;
+    }
+    g_mutex_unlock(&p->lock);
+}
+
+void proxy_release(Proxy *p)
+{
+    act(p, PROXY_PASS);
+}
+
+void proxy_fault_now(Proxy *p, ProxyMode mode)
+{
+    act(p, mode);
+    if (mode == PROXY_RESET || mode == PROXY_TRUNCATE) {
+        /* The other connections go too: the link is down. */
+        g_mutex_lock(&p->lock);
+        p->cuts++;
+        p->cut_reset = mode == PROXY_RESET;
+        g_mutex_unlock(&p->lock);
+    }
+}
+
+void proxy_throttle(Proxy *p, uint64_t bytes_per_s)
+{
+    g_mutex_lock(&p->lock);
+    p->rate = bytes_per_s;
+    g_mutex_unlock(&p->lock);
+}
+
 void proxy_stop(Proxy *p)
 {
     if (write(p->stop_pipe[1], "x", 1) != 1) {
@@ -216,6 +449,7 @@ void proxy_stop(Proxy *p)
     close(p->stop_pipe[0]);
     close(p->stop_pipe[1]);
     g_mutex_clear(&p->lock);
+    g_cond_clear(&p->cond);
     g_free(p);
 }
 

@@ -250,13 +250,15 @@ START_TEST(source_gone_before_page_zero)
     cmd_ok(dst, "migrate_set_capability postcopy-ram on");
     /* Nothing the source sends after POSTCOPY_RUN arrives: not the push's
      * first batch, which would bring page 0. */
-    Proxy *proxy = proxy_start(proxy_port, port, PROXY_SWALLOW, WIRE_POSTCOPY_RUN);
+    Proxy *proxy = proxy_start(proxy_port, port, PROXY_PASS, 0);
+    proxy_arm(proxy, WIRE_RAM_BATCH, WIRE_POSTCOPY_RUN, false);
     g_autofree char *m = test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", proxy_port);
     ck_assert_str_eq(m, "");
     cmd_ok(src, "migrate_start_postcopy");
     g_free(test_vm_wait_status(dst, "postcopy-active", 30000));
     g_autofree char *st0 = test_vm_cmd(dst, "info status");
     ck_assert_str_eq(st0, "VM status: paused\n");
+    ck_assert(proxy_wait_held(proxy, 30000));
     test_vm_kill(src);
     proxy_stop(proxy);
     g_autofree char *paused = test_vm_wait_status(dst, "postcopy-paused", 30000);

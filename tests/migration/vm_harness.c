@@ -111,6 +111,30 @@ void test_vm_quit(TestVm *vm)
     vm_free(vm);
 }
 
+void test_vm_signal(TestVm *vm, int sig)
+{
+    ck_assert_int_eq(kill(vm->pid, sig), 0);
+}
+
+char *test_vm_wait_status_any(TestVm *vm, const char *const *want, int timeout_ms)
+{
+    for (int t = 0;; t += 20) {
+        g_autofree char *out = test_vm_cmd(vm, "info migrate");
+        char *s = test_field(out, "Migration status");
+        for (int i = 0; s && want[i]; i++) {
+            if (g_str_has_prefix(s, want[i])) {
+                return s;
+            }
+        }
+        if (t >= timeout_ms) {
+            ck_abort_msg("none of the awaited statuses reached in %d ms; last:\n%s",
+                         timeout_ms, out);
+        }
+        g_free(s);
+        g_usleep(20000);
+    }
+}
+
 void test_vm_kill(TestVm *vm)
 {
     kill(vm->pid, SIGKILL);

@@ -34,6 +34,15 @@ void test_vm_quit(TestVm *vm);
 /* Sends SIGTERM and asserts a clean exit 0; frees @vm. */
 void test_vm_term(TestVm *vm);
 
+/* Sends @sig to the VM (SIGSTOP freezes it, SIGCONT thaws it). */
+void test_vm_signal(TestVm *vm, int sig);
+
+/*
+ * Polls "info migrate" until the status starts with one of @want
+ * (NULL-terminated) and returns it; fails the test after @timeout_ms.
+ */
+char *test_vm_wait_status_any(TestVm *vm, const char *const *want, int timeout_ms);
+
 /* Kills the VM with SIGKILL and frees @vm. */
 void test_vm_kill(TestVm *vm);
 
