@@ -30,16 +30,8 @@ static bool hmp_stop(void *opaque, int argc, char **argv, GString *out,
                      GError **errp)
 {
     Vm *vm = opaque;
-    (void)argc, (void)argv, (void)out;
+    (void)argc, (void)argv, (void)out, (void)errp;
 
-    if (hintmig_incoming_ram_pending(vm_migration(vm))) {
-        /* A vCPU waiting on a missing page cannot be paused until it comes,
-         * and while the link is down it never comes. */
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
-                    "guest RAM is still arriving (postcopy): the VM can be "
-                    "stopped once 'info migrate' says completed");
-        return false;
-    }
     if (vm_run_state(vm) == RUN_STATE_RUNNING) {
         vm_stop(vm, RUN_STATE_PAUSED);
     }

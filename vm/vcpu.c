@@ -133,6 +133,14 @@ void vcpu_set_resume(VcpuSet *s)
     g_mutex_unlock(&s->lock);
 }
 
+void vcpu_set_pause_nowait(VcpuSet *s)
+{
+    g_mutex_lock(&s->lock);
+    s->run = false;
+    g_cond_broadcast(&s->run_cond);
+    g_mutex_unlock(&s->lock);
+}
+
 void vcpu_set_pause(VcpuSet *s)
 {
     g_mutex_lock(&s->lock);

@@ -209,7 +209,13 @@ bool vm_start(Vm *vm, GError **errp)
 
 void vm_stop(Vm *vm, RunState state)
 {
-    vcpu_set_pause(vm->vcpus);
+    if (hintmig_incoming_ram_pending(vm->mig)) {
+        /* A vCPU may wait on a missing page; the main thread must not wait
+         * on it.  Nothing reads RAM as a whole until postcopy completes. */
+        vcpu_set_pause_nowait(vm->vcpus);
+    } else {
+        vcpu_set_pause(vm->vcpus);
+    }
     vm_set_run_state(vm, state);
 }
 
@@ -412,6 +418,12 @@ bool vm_load_sections(Vm *vm, GPtrArray *secs, GError **errp)
 
 bool vm_save_state_file(Vm *vm, const char *path, GError **errp)
 {
+    if (hintmig_incoming_ram_pending(vm->mig)) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
+                    "guest RAM is still arriving (postcopy); save the state once "
+                    "'info migrate' says completed");
+        return false;
+    }
     if (vm->state == RUN_STATE_RUNNING) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
                     "the VM is running; stop it first");
@@ -423,6 +435,12 @@ bool vm_save_state_file(Vm *vm, const char *path, GError **errp)
 
 bool vm_load_state_file(Vm *vm, const char *path, GError **errp)
 {
+    if (hintmig_incoming_ram_pending(vm->mig)) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
+                    "guest RAM is still arriving (postcopy); a state cannot be "
+                    "loaded over it");
+        return false;
+    }
     if (vm->state == RUN_STATE_RUNNING) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_PERM,
                     "the VM is running; stop it first");

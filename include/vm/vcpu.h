@@ -30,6 +30,13 @@ void vcpu_set_resume(VcpuSet *s);
 void vcpu_set_pause(VcpuSet *s);
 
 /*
+ * Tells every vCPU to park and returns at once: one waiting on a missing
+ * page (postcopy) parks when the page comes, which with the source gone is
+ * never.  RAM is then not known to be consistent.
+ */
+void vcpu_set_pause_nowait(VcpuSet *s);
+
+/*
  * Holds (@hold true) every vCPU parked, returning once they are, or lets
  * them go back to what pause/resume say.  Independent of pause/resume, so a
  * short hold (a dirty sync) never starts a paused VM.

@@ -101,9 +101,7 @@ static const Cell cells[] = {
     { PH_STOP_COPY, F_FREEZE, SOURCE_RUNS_ON,
       "no verdict on COMPLETE in time: no COMMIT was sent, so the source may resume" },
     { PH_STOP_COPY, F_CORRUPT, SOURCE_RUNS_ON,
-      "a flipped byte in the device state must fail verification",
-      "verification covers RAM only: the corrupted state loads and the destination "
-      "runs (a digest of the device state is being added to verification)" },
+      "a flipped byte in the device state must fail verification" },
     { PH_STOP_COPY, F_TRUNCATE, SOURCE_RUNS_ON, "the device state never ends" },
     { PH_STOP_COPY, F_THROTTLE, COMPLETES, "slow is not silent" },
     /* Verification and COMPLETE: held at the source's digests. */
@@ -129,9 +127,7 @@ static const Cell cells[] = {
       "the source cannot tell and waits in postcopy-paused, where no command "
       "resumes its guest, while the destination has failed" },
     { PH_PC_SWITCH, F_KILL, DEST_CANNOT_CONTINUE,
-      "the guest runs over there (RUN's ack is held), the source dies",
-      "stop is refused while postcopy pages are missing (vCPUs blocked on them "
-      "cannot park); keeping the destination off missing pages is under way" },
+      "the guest runs over there (RUN's ack is held), the source dies" },
     { PH_PC_SWITCH, F_FREEZE, RECOVERS,
       "RUN's ack times out: the source pauses; thawed, the destination runs and pauses" },
     { PH_PC_SWITCH, F_CORRUPT, SOURCE_RUNS_ON,
@@ -142,9 +138,7 @@ static const Cell cells[] = {
     { PH_PC_SWITCH, F_THROTTLE, COMPLETES, "slow is not silent" },
     /* Postcopy push: held at the first background batch after RUN. */
     { PH_PC_PUSH, F_RESET, RECOVERS, "both pause; the recovery resends what is missing" },
-    { PH_PC_PUSH, F_KILL, DEST_CANNOT_CONTINUE, "the only copy of the missing pages died",
-      "stop is refused while postcopy pages are missing (vCPUs blocked on them "
-      "cannot park); keeping the destination off missing pages is under way" },
+    { PH_PC_PUSH, F_KILL, DEST_CANNOT_CONTINUE, "the only copy of the missing pages died" },
     { PH_PC_PUSH, F_FREEZE, RECOVERS, "the push times out: both pause" },
     { PH_PC_PUSH, F_CORRUPT, RECOVERS,
       "a bad batch is not placed: the link is dropped and its pages come again" },
@@ -153,9 +147,7 @@ static const Cell cells[] = {
     /* Postcopy recovery: cut in the push, then migrate_recover + migrate -r
      * through a second proxy held at the destination's MISSING list. */
     { PH_PC_RECOVERY, F_RESET, RECOVERS, "the attempt fails, a second one works" },
-    { PH_PC_RECOVERY, F_KILL, DEST_CANNOT_CONTINUE, "the source died mid-recovery",
-      "stop is refused while postcopy pages are missing (vCPUs blocked on them "
-      "cannot park); keeping the destination off missing pages is under way" },
+    { PH_PC_RECOVERY, F_KILL, DEST_CANNOT_CONTINUE, "the source died mid-recovery" },
     { PH_PC_RECOVERY, F_FREEZE, RECOVERS, "the attempt times out, a second one works" },
     { PH_PC_RECOVERY, F_CORRUPT, RECOVERS, "the source refuses a bad list; retried" },
     { PH_PC_RECOVERY, F_TRUNCATE, RECOVERS, "half a list is none; retried" },
