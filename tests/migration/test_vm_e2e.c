@@ -15,6 +15,7 @@
 #include <sys/un.h>
 
 #include "hintmig/hintmig.h"
+#include "hmp/monitor.h"
 #include "vm/guest_ram.h"
 #include "vm_harness.h"
 #include "test_util.h"
@@ -192,6 +193,89 @@ START_TEST(monitor_many_clients_at_once)
 }
 END_TEST
 
+/*
+ * Monitor abuse: every command with bad arguments, bytes of every value,
+ * a line far over the limit.  Each gets an answer, and the VM and its guest
+ * are untouched.
+ */
+START_TEST(monitor_abuse_leaves_the_vm_untouched)
+{
+    const char *args[] = { "-m", "64M", "--workload", "churn,wss=8M,rate=2M", NULL };
+    TestVm *vm = test_vm_start(dir, "abuse", args);
+    static const char *const bad[] = {
+        "x", "-1", "18446744073709551616", "\"unterminated", "tcp:", "unix:", "-d",
+        "-r", "on off maybe", "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17",
+    };
+    g_autofree char *help = test_vm_cmd(vm, "help");
+    g_auto(GStrv) lines = g_strsplit(help, "\n", -1);
+    unsigned tried = 0;
+    for (unsigned i = 0; lines[i]; i++) {
+        g_autofree char *name = g_strndup(lines[i], strcspn(lines[i], "| "));
+        if (!*name) {
+            continue;
+        }
+        for (unsigned j = 0; j < G_N_ELEMENTS(bad); j++) {
+            g_autofree char *out = test_vm_cmd(vm, "%s %s", name, bad[j]);
+            /* help and info list, whatever they are given; the rest refuse */
+            if (strcmp(name, "help") && strcmp(name, "info")) {
+                ck_assert_msg(*out, "'%s %s' said nothing", name, bad[j]);
+            }
+            tried++;
+        }
+    }
+    ck_assert_uint_ge(tried, 15 * G_N_ELEMENTS(bad));    /* every command in help */
+
+    /* 64 KiB of bytes of every value, in lines that are never a command
+     * name (each starts with \x01), then a line four times the limit. */
+    int fd = raw_client(vm->sock);
+    ck_assert_int_ge(fd, 0);
+    GRand *r = g_rand_new_with_seed(13);
+    g_autoptr(GString) junk = g_string_new(NULL);
+    while (junk->len < 65536) {
+        g_string_append_c(junk, '\x01');
+        for (int n = g_rand_int_range(r, 0, 300); n > 0; n--) {
+            char ch = (char)g_rand_int_range(r, 0, 256);
+            g_string_append_c(junk, ch == '\n' ? ' ' : ch);
+        }
+        g_string_append_c(junk, '\n');
+    }
+    g_rand_free(r);
+    for (int i = 0; i < 4 * MONITOR_MAX_LINE; i++) {
+        g_string_append_c(junk, 'z');
+    }
+    g_string_append(junk, "\ninfo status\n");
+    ck_assert_int_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+    g_autoptr(GString) replies = g_string_new(NULL);
+    for (size_t off = 0; !strstr(replies->str, "VM status: running\n");) {
+        struct pollfd p = { .fd = fd, .events = POLLIN | (off < junk->len ? POLLOUT : 0) };
+        ck_assert_msg(poll(&p, 1, 10000) == 1, "the monitor went quiet");
+        if (p.revents & POLLOUT) {
+            ssize_t n = write(fd, junk->str + off, junk->len - off);
+            ck_assert_msg(n > 0, "write: %s", g_strerror(errno));
+            off += n;
+        }
+        if (p.revents & POLLIN) {
+            char buf[4096];
+            ssize_t n = read(fd, buf, sizeof(buf));
+            ck_assert_msg(n > 0, "the monitor closed the connection");
+            g_string_append_len(replies, buf, n);
+        }
+    }
+    close(fd);
+    g_autofree char *too_long = g_strdup_printf("Error: line too long (at most %d bytes)",
+                                                MONITOR_MAX_LINE);
+    ck_assert_msg(strstr(replies->str, too_long), "no refusal of the long line");
+    ck_assert_ptr_nonnull(strstr(replies->str, "unknown command: '\x01"));
+
+    g_autofree char *st = test_vm_cmd(vm, "info status");
+    ck_assert_str_eq(st, "VM status: running\n");
+    g_autofree char *mig = test_vm_cmd(vm, "info migrate");
+    ck_assert_msg(!strstr(mig, "Migration status:"), "a migration started: %s", mig);
+    test_vm_assert_guest_ok(vm);
+    test_vm_quit(vm);
+}
+END_TEST
+
 START_TEST(guest_continues_in_a_second_process)
 {
     const char *src_args[] = { "-m", "128M", "-smp", "2", "--workload",
@@ -362,6 +446,27 @@ START_TEST(bad_command_lines_fail_clearly)
         { { "-uuid", "not-a-uuid" }, "not a valid UUID" },
         { { "-daemonize", "-monitor", "stdio" }, "cannot be used with" },
         { { "-m", "64M", "--mem-path", "/nonexistent/img" }, "No such file" },
+        { { "-m", "0" }, "must be a non-zero multiple of 4096" },
+        { { "-m", "1K" }, "must be a non-zero multiple of 4096" },
+        { { "-m", "-5" }, "'-5' is not a size" },
+        { { "-m", "99999T" }, "too large (16 TiB at most)" },
+        { { "-m", "18446744073709551615" }, "out of range" },
+        { { "-smp", "cpus=3,sockets=2" }, "expected a number of vCPUs" },
+        { { "-smp", "-1" }, "expected a number of vCPUs" },
+        { { "-device", "bogus" }, "unknown device" },
+        { { "-device", "virtio-balloon,free-page-hint=maybe" }, "unknown property" },
+        { { "--balloon-driver", "poison=x" }, "bad parameter 'poison=x'" },
+        { { "--balloon-driver", "poison=99999999999" }, "bad parameter" },
+        { { "--balloon-driver", "release=never" }, "bad parameter 'release=never'" },
+        { { "-incoming", "ftp:x" }, "unsupported migration URI" },
+        { { "-incoming", "tcp:127.0.0.1:99999" }, "port 1-65535" },
+        { { "--workload", "churn,wss=-1" }, "is not a size" },
+        { { "--workload", "churn,speed=3" }, "unknown parameter 'speed'" },
+        { { "--workload", "fill-free,fill=2T", "-m", "64M" }, "exceeds guest RAM" },
+        { { "--numa-node", "x" }, "expected a node number" },
+        { { "-monitor", "unix:,server" }, "missing socket path" },
+        { { "-m", "64M", "--mem-path", "/etc" }, "not a regular file" },
+        { { "-m", "64M", "-pidfile", "/nonexistent/dir/pid" }, "-pidfile" },
     };
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *out = NULL;
@@ -501,6 +606,7 @@ int main(void)
     tcase_add_test(tc, monitor_clients_come_and_go);
     tcase_add_test(tc, monitor_client_that_never_reads);
     tcase_add_test(tc, monitor_many_clients_at_once);
+    tcase_add_test(tc, monitor_abuse_leaves_the_vm_untouched);
     tcase_add_test(tc, state_that_does_not_fit_is_refused);
     tcase_add_test(tc, run_states_and_bad_commands);
     tcase_add_test(tc, mem_path_image_is_loaded);
