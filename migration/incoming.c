@@ -551,6 +551,12 @@ gpointer incoming_thread(gpointer data)
             m->host.ops->incoming_done(m->host.opaque);   /* postcopy: at RUN */
         }
     } else {
+        /* A source that switched may wait in postcopy-paused for a guest
+         * that never ran here: migrate_recover tells it so. */
+        g_mutex_lock(&m->lock);
+        m->never_ran_session = (in.features & WIRE_FEAT_POSTCOPY) && !in.postcopy
+                               ? in.session : 0;
+        g_mutex_unlock(&m->lock);
         hm_set_status(m, HINTMIG_STATUS_FAILED, "%s", err->message);
     }
 

@@ -42,13 +42,13 @@ static bool request_pages(void *opaque, const uint64_t *pfns, unsigned n)
  * Reads the first message of a new connection: @type with the session id.
  * Returns the type, or 0 with @errp set.
  */
-static uint16_t read_intro(Incoming *in, int fd, GError **errp)
+static uint16_t read_intro(Hintmig *m, uint64_t want, int fd, GError **errp)
 {
     WireHeader h;
     g_autoptr(GBytes) payload = NULL;
     uint64_t session;
 
-    hm_set_rcvtimeo(fd, hm_peer_timeout_ms(in->m, CHANNEL_TIMEOUT_MS));
+    hm_set_rcvtimeo(fd, hm_peer_timeout_ms(m, CHANNEL_TIMEOUT_MS));
     if (!wire_recv(fd, &h, &payload, errp)) {
         return 0;
     }
@@ -62,11 +62,11 @@ static uint16_t read_intro(Incoming *in, int fd, GError **errp)
                     wire_type_str(h.type));
         return 0;
     }
-    if (session != in->session) {
+    if (session != want) {
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "connection belongs to another migration (session %016"
                     G_GINT64_MODIFIER "x, this one is %016" G_GINT64_MODIFIER "x)",
-                    session, in->session);
+                    session, want);
         return 0;
     }
     return h.type;
@@ -174,7 +174,7 @@ bool in_accept_page_channel(Incoming *in, GError **errp)
     if (lfd >= 0) {
         close(lfd);
     }
-    if (fd < 0 || read_intro(in, fd, errp) != WIRE_PAGE_CHANNEL) {
+    if (fd < 0 || read_intro(in->m, in->session, fd, errp) != WIRE_PAGE_CHANNEL) {
         if (fd >= 0) {
             close(fd);
         }
@@ -326,7 +326,7 @@ bool in_postcopy_recover(Incoming *in, const char *why)
         int fds[2] = { -1, -1 };
         for (int i = 0; i < 2 && !err; i++) {
             int fd = accept_one(m, lfd, hm_peer_timeout_ms(m, RECOVER_TIMEOUT_MS), &err);
-            uint16_t t = fd >= 0 ? read_intro(in, fd, &err) : 0;
+            uint16_t t = fd >= 0 ? read_intro(in->m, in->session, fd, &err) : 0;
             int slot = t == WIRE_RESUME ? 0 : t == WIRE_PAGE_CHANNEL ? 1 : -1;
             if (slot < 0 || fds[slot] >= 0) {
                 if (!err) {
@@ -389,4 +389,60 @@ bool in_postcopy_recover(Incoming *in, const char *why)
         g_mutex_unlock(&m->lock);
         return true;
     }
+}
+
+/*
+ * migrate_recover on a destination whose postcopy migration failed before
+ * the guest ran here (m->never_ran_session): the source, whose link broke
+ * before RUN's ack, cannot know that and waits in postcopy-paused with the
+ * only copy.  Its recovery is answered WIRE_ERR_NEVER_RAN, and it runs the
+ * guest again.  Runs as the incoming thread, on m->recover_fd.
+ */
+gpointer in_refuse_recovery_thread(gpointer data)
+{
+    Hintmig *m = data;
+
+    g_mutex_lock(&m->lock);
+    int lfd = m->recover_fd;
+    m->recover_fd = -1;
+    m->recover_accepting = lfd;       /* quitting wakes the accept */
+    uint64_t session = m->never_ran_session;
+    g_autofree char *why = g_strdup(m->stats.error ? m->stats.error : "failed");
+    g_mutex_unlock(&m->lock);
+
+    /* The source connects its main stream, then the page channel, and only
+     * then reads the answer on the first. */
+    int fds[2] = { -1, -1 }, resume = -1;
+    for (int i = 0; i < 2; i++) {
+        g_autoptr(GError) err = NULL;
+        fds[i] = accept_one(m, lfd, hm_peer_timeout_ms(m, RECOVER_TIMEOUT_MS), &err);
+        if (fds[i] < 0) {
+            break;
+        }
+        if (read_intro(m, session, fds[i], &err) == WIRE_RESUME && resume < 0) {
+            resume = fds[i];
+        }
+    }
+    if (resume >= 0) {
+        g_autofree char *text = g_strdup_printf(
+            "this destination failed before it ran the guest (%s)", why);
+        g_autoptr(GBytes) b = wire_status_encode(WIRE_ERR_NEVER_RAN, text);
+        gsize len;
+        const void *d = g_bytes_get_data(b, &len);
+        wire_send(resume, WIRE_ERROR, 0, d, len, NULL);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (fds[i] >= 0) {
+            shutdown(fds[i], SHUT_WR);
+            close(fds[i]);
+        }
+    }
+    g_mutex_lock(&m->lock);
+    m->recover_accepting = -1;
+    g_mutex_unlock(&m->lock);
+    close(lfd);
+    g_mutex_lock(&m->lock);
+    m->in_thread_done = true;
+    g_mutex_unlock(&m->lock);
+    return NULL;
 }

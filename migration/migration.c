@@ -458,6 +458,7 @@ static void incoming_begin(Hintmig *m, int cfd)
     hm_socket_peer_timeout(m, cfd);
     g_mutex_lock(&m->lock);
     m->in_fd = cfd;
+    m->never_ran_session = 0;
     m->t_start = g_get_monotonic_time();
     hm_set_status_locked(m, HINTMIG_STATUS_ACTIVE);
     g_mutex_unlock(&m->lock);
@@ -679,22 +680,46 @@ bool hintmig_resume_fd(Hintmig *m, int fd, GError **errp)
     return true;
 }
 
+#define RECOVER_REFUSED "migrate_recover needs an incoming postcopy migration " \
+    "that is paused (postcopy-paused) and not already recovering, or one that " \
+    "failed before the guest ran here"
+
+/* An incoming postcopy that failed before the guest ran here, and whose
+ * source may ask to recover: it is told so (in_refuse_recovery_thread). */
+static bool never_ran_locked(Hintmig *m)
+{
+    return m->stats.incoming && m->stats.status == HINTMIG_STATUS_FAILED &&
+           m->never_ran_session && !m->in_thread && m->recover_fd < 0;
+}
+
 /* Hands listening socket @fd to a paused incoming postcopy; closes it if refused. */
 static bool recover_on(Hintmig *m, int fd, GError **errp)
 {
+    reap(m, &m->in_thread, &m->in_thread_done);
     g_mutex_lock(&m->lock);
     bool paused = m->stats.incoming &&
                   m->stats.status == HINTMIG_STATUS_POSTCOPY_PAUSED &&
                   m->recover_fd < 0;
-    if (paused) {
+    bool never_ran = never_ran_locked(m);
+    if (paused || never_ran) {
         m->recover_fd = fd;
         g_cond_broadcast(&m->state_cond);
     }
     g_mutex_unlock(&m->lock);
+    if (never_ran) {
+        m->in_thread = hm_thread_new("recover-refusal", in_refuse_recovery_thread,
+                                     m, errp);
+        if (!m->in_thread) {
+            g_mutex_lock(&m->lock);
+            m->recover_fd = -1;
+            g_mutex_unlock(&m->lock);
+            close(fd);
+            return false;
+        }
+        return true;
+    }
     if (!paused) {
-        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
-                    "migrate_recover needs an incoming postcopy migration that is "
-                    "paused (postcopy-paused) and not already recovering");
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY, RECOVER_REFUSED);
         close(fd);
     }
     return paused;
@@ -702,14 +727,14 @@ static bool recover_on(Hintmig *m, int fd, GError **errp)
 
 bool hintmig_recover(Hintmig *m, const char *uri, GError **errp)
 {
+    reap(m, &m->in_thread, &m->in_thread_done);
     g_mutex_lock(&m->lock);
-    bool paused = m->stats.incoming &&
-                  m->stats.status == HINTMIG_STATUS_POSTCOPY_PAUSED;
+    bool paused = (m->stats.incoming &&
+                   m->stats.status == HINTMIG_STATUS_POSTCOPY_PAUSED) ||
+                  never_ran_locked(m);
     g_mutex_unlock(&m->lock);
     if (!paused) {              /* say so before binding anything */
-        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY,
-                    "migrate_recover needs an incoming postcopy migration that is "
-                    "paused (postcopy-paused) and not already recovering");
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY, RECOVER_REFUSED);
         return false;
     }
     int fd = socket_listen(uri, errp);

@@ -52,6 +52,8 @@ struct Hintmig {
     int resume_fd;              /* ... over the host's socket, or -1 */
     int recover_fd;             /* destination: listening for a recovery */
     int recover_accepting;      /* ... the one the receiver accepts on now */
+    uint64_t never_ran_session; /* destination: the postcopy migration that
+                                 * failed before the guest ran here, or 0 */
     struct UffdPostcopy *in_pc; /* destination: live fault counters */
 
     /* outgoing */
@@ -136,6 +138,9 @@ void hm_stats_from_uffd(HintmigStats *s, struct UffdPostcopy *pc);
 /* The source thread (precopy.c) and the receiver thread (incoming.c). */
 gpointer precopy_thread(gpointer data);
 gpointer incoming_thread(gpointer data);
+/* incoming_postcopy.c: the incoming thread after migrate_recover on a
+ * destination that never ran the guest; tells the source so. */
+gpointer in_refuse_recovery_thread(gpointer data);
 
 /* Socket helpers (socket_uri.c).  Return -1 (or false) with @errp set on failure. */
 bool socket_uri_parse(const char *uri, char **host, char **port, GError **errp);

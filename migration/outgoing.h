@@ -63,6 +63,7 @@ typedef struct Precopy {
     uint64_t rx_bytes;
 
     bool vm_stopped;
+    bool dest_never_ran;          /* a recovery heard WIRE_ERR_NEVER_RAN */
 
     /* postcopy */
     bool postcopy;                /* negotiated: the page channel is open */

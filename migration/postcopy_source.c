@@ -281,6 +281,10 @@ static bool reconnect(Precopy *p, const char *uri, int given_fd, GError **errp)
         gsize len;
         const void *d = g_bytes_get_data(payload, &len);
         if (h.type == WIRE_ERROR) {
+            uint32_t code;
+            g_autofree char *text = NULL;
+            p->dest_never_ran = wire_status_decode(d, len, &code, &text, NULL) &&
+                                code == WIRE_ERR_NEVER_RAN;
             wire_set_peer_error(d, len, "destination refused the recovery", errp);
             goto fail;
         }
@@ -460,6 +464,22 @@ bool postcopy_run(Precopy *p, GError **errp)
             g_clear_pointer(&why, g_free);
             if (reconnect(p, uri, fd, &err)) {
                 break;
+            }
+            if (p->dest_never_ran) {
+                /* The link broke before RUN's ack, and the destination says
+                 * it failed without running the guest: ours is the only
+                 * one, and it runs here again. */
+                g_mutex_lock(&m->lock);
+                m->postcopy_switched = false;
+                g_clear_pointer(&m->stats.error, g_free);   /* was the pause's */
+                g_mutex_unlock(&m->lock);
+                p->vm_stopped = true;
+                g_autofree char *said = g_strdup(err->message);
+                g_clear_error(&err);
+                g_set_error(&err, HINTMIG_ERROR, HINTMIG_ERROR_FAILED,
+                            "the destination never ran the guest, so it runs "
+                            "here again (%s)", said);
+                goto out;
             }
             why = g_strdup_printf("recovery failed: %s", err->message);
             g_clear_error(&err);

@@ -108,6 +108,9 @@ typedef enum WireRefusal {
     WIRE_ERR_DATA = 6,        /* a batch failed to decode */
     WIRE_ERR_VERIFY = 7,      /* RAM digests differ */
     WIRE_ERR_STATE = 8,       /* device state failed to load */
+    WIRE_ERR_NEVER_RAN = 9,   /* to a recovery: this destination failed
+                               * before it ran the guest, which is the
+                               * source's to run again */
 } WireRefusal;
 
 typedef struct WireHelloReply {
