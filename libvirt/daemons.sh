@@ -116,7 +116,9 @@ start_one() {
 wait_ready() {
     local n=$1
     for _ in $(seq 1 100); do
-        if virsh -c "$(uri "$n")" version >/dev/null 2>&1; then
+        # "list", not "version": version wants a default emulator, which a
+        # machine with only our QEMU (in build-qemu/prefix) has not.
+        if virsh -c "$(uri "$n")" list --all >/dev/null 2>&1; then
             return 0
         fi
         pid_of "$n" >/dev/null ||

@@ -514,8 +514,8 @@ if ! command -v virsh >/dev/null; then
     setup_error="no virsh (libvirt/daemons.sh start installs libvirt-clients)"
 elif ! URI_A=$(bash "$here/daemons.sh" uri a) || ! URI_B=$(bash "$here/daemons.sh" uri b); then
     setup_error="libvirt/daemons.sh uri failed"
-elif ! timeout 30 virsh -c "$URI_A" version >/dev/null 2>&1 ||
-     ! timeout 30 virsh -c "$URI_B" version >/dev/null 2>&1; then
+elif ! timeout 30 virsh -c "$URI_A" list --all >/dev/null 2>&1 ||
+     ! timeout 30 virsh -c "$URI_B" list --all >/dev/null 2>&1; then
     setup_error="the libvirt daemons do not answer ($URI_A, $URI_B): run libvirt/daemons.sh start"
 elif [ ! -x "$QEMU_BIN" ]; then
     setup_error="no QEMU at $QEMU_BIN (qemu/build.sh builds it)"
