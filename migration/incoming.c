@@ -554,8 +554,10 @@ gpointer incoming_thread(gpointer data)
         /* A source that switched may wait in postcopy-paused for a guest
          * that never ran here: migrate_recover tells it so. */
         g_mutex_lock(&m->lock);
-        m->never_ran_session = (in.features & WIRE_FEAT_POSTCOPY) && !in.postcopy
-                               ? in.session : 0;
+        if ((in.features & WIRE_FEAT_POSTCOPY) && !in.postcopy) {
+            m->answer_session = in.session;
+            m->answer_code = WIRE_ERR_NEVER_RAN;
+        }
         g_mutex_unlock(&m->lock);
         hm_set_status(m, HINTMIG_STATUS_FAILED, "%s", err->message);
     }

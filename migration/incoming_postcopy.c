@@ -274,7 +274,19 @@ bool in_postcopy_complete(Incoming *in, uint32_t seq, bool *final, GError **errp
     hm_stats_from_uffd(&in->m->stats, in->pc);
     in->m->in_pc = NULL;
     g_mutex_unlock(&in->m->lock);
-    return in_check_ram(in, seq, errp) && in_ack(in, seq, WIRE_OK, NULL, errp);
+    if (!in_check_ram(in, seq, errp)) {
+        return false;
+    }
+    g_autoptr(GError) lost = NULL;
+    if (!in_ack(in, seq, WIRE_OK, NULL, &lost)) {
+        /* The guest is whole and verified here; the source missed the ack
+         * and waits, paused: migrate_recover here tells it so. */
+        g_mutex_lock(&in->m->lock);
+        in->m->answer_session = in->session;
+        in->m->answer_code = WIRE_ERR_DONE;
+        g_mutex_unlock(&in->m->lock);
+    }
+    return true;
 }
 
 /*
@@ -392,11 +404,12 @@ bool in_postcopy_recover(Incoming *in, const char *why)
 }
 
 /*
- * migrate_recover on a destination whose postcopy migration failed before
- * the guest ran here (m->never_ran_session): the source, whose link broke
- * before RUN's ack, cannot know that and waits in postcopy-paused with the
- * only copy.  Its recovery is answered WIRE_ERR_NEVER_RAN, and it runs the
- * guest again.  Runs as the incoming thread, on m->recover_fd.
+ * migrate_recover on a destination whose postcopy migration ended while its
+ * source was cut off (m->answer_session): a source whose link broke before
+ * RUN's ack, or before COMPLETE's, cannot know how it ended and waits in
+ * postcopy-paused.  Its recovery is answered WIRE_ERR_NEVER_RAN (it runs
+ * the guest again) or WIRE_ERR_DONE (it completes).  Runs as the incoming
+ * thread, on m->recover_fd.
  */
 gpointer in_refuse_recovery_thread(gpointer data)
 {
@@ -406,7 +419,8 @@ gpointer in_refuse_recovery_thread(gpointer data)
     int lfd = m->recover_fd;
     m->recover_fd = -1;
     m->recover_accepting = lfd;       /* quitting wakes the accept */
-    uint64_t session = m->never_ran_session;
+    uint64_t session = m->answer_session;
+    uint32_t code = m->answer_code;
     g_autofree char *why = g_strdup(m->stats.error ? m->stats.error : "failed");
     g_mutex_unlock(&m->lock);
 
@@ -424,9 +438,11 @@ gpointer in_refuse_recovery_thread(gpointer data)
         }
     }
     if (resume >= 0) {
-        g_autofree char *text = g_strdup_printf(
-            "this destination failed before it ran the guest (%s)", why);
-        g_autoptr(GBytes) b = wire_status_encode(WIRE_ERR_NEVER_RAN, text);
+        g_autofree char *text = code == WIRE_ERR_DONE
+            ? g_strdup("every page is here and verified: the migration completed")
+            : g_strdup_printf("this destination failed before it ran the guest (%s)",
+                              why);
+        g_autoptr(GBytes) b = wire_status_encode(code, text);
         gsize len;
         const void *d = g_bytes_get_data(b, &len);
         wire_send(resume, WIRE_ERROR, 0, d, len, NULL);

@@ -458,7 +458,7 @@ static void incoming_begin(Hintmig *m, int cfd)
     hm_socket_peer_timeout(m, cfd);
     g_mutex_lock(&m->lock);
     m->in_fd = cfd;
-    m->never_ran_session = 0;
+    m->answer_session = 0;
     m->t_start = g_get_monotonic_time();
     hm_set_status_locked(m, HINTMIG_STATUS_ACTIVE);
     g_mutex_unlock(&m->lock);
@@ -682,14 +682,16 @@ bool hintmig_resume_fd(Hintmig *m, int fd, GError **errp)
 
 #define RECOVER_REFUSED "migrate_recover needs an incoming postcopy migration " \
     "that is paused (postcopy-paused) and not already recovering, or one that " \
-    "failed before the guest ran here"
+    "ended while its source was cut off"
 
-/* An incoming postcopy that failed before the guest ran here, and whose
- * source may ask to recover: it is told so (in_refuse_recovery_thread). */
+/* An incoming postcopy whose source may wait, paused, without knowing how
+ * it ended here: migrate_recover tells it (in_refuse_recovery_thread). */
 static bool never_ran_locked(Hintmig *m)
 {
-    return m->stats.incoming && m->stats.status == HINTMIG_STATUS_FAILED &&
-           m->never_ran_session && !m->in_thread && m->recover_fd < 0;
+    HintmigStatus want = m->answer_code == WIRE_ERR_DONE ? HINTMIG_STATUS_COMPLETED
+                                                         : HINTMIG_STATUS_FAILED;
+    return m->stats.incoming && m->stats.status == want && m->answer_session &&
+           !m->in_thread && m->recover_fd < 0;
 }
 
 /* Hands listening socket @fd to a paused incoming postcopy; closes it if refused. */

@@ -52,8 +52,12 @@ struct Hintmig {
     int resume_fd;              /* ... over the host's socket, or -1 */
     int recover_fd;             /* destination: listening for a recovery */
     int recover_accepting;      /* ... the one the receiver accepts on now */
-    uint64_t never_ran_session; /* destination: the postcopy migration that
-                                 * failed before the guest ran here, or 0 */
+    /* Destination: a postcopy migration whose source may be left paused
+     * without knowing how it ended here (WIRE_ERR_NEVER_RAN: failed before
+     * the guest ran; WIRE_ERR_DONE: completed, COMPLETE's ack lost), told
+     * to it by migrate_recover; session 0 when none. */
+    uint64_t answer_session;
+    uint32_t answer_code;
     struct UffdPostcopy *in_pc; /* destination: live fault counters */
 
     /* outgoing */

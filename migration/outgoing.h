@@ -64,6 +64,7 @@ typedef struct Precopy {
 
     bool vm_stopped;
     bool dest_never_ran;          /* a recovery heard WIRE_ERR_NEVER_RAN */
+    bool dest_done;               /* ... or WIRE_ERR_DONE */
 
     /* postcopy */
     bool postcopy;                /* negotiated: the page channel is open */

@@ -283,8 +283,10 @@ static bool reconnect(Precopy *p, const char *uri, int given_fd, GError **errp)
         if (h.type == WIRE_ERROR) {
             uint32_t code;
             g_autofree char *text = NULL;
-            p->dest_never_ran = wire_status_decode(d, len, &code, &text, NULL) &&
-                                code == WIRE_ERR_NEVER_RAN;
+            if (wire_status_decode(d, len, &code, &text, NULL)) {
+                p->dest_never_ran = code == WIRE_ERR_NEVER_RAN;
+                p->dest_done = code == WIRE_ERR_DONE;
+            }
             wire_set_peer_error(d, len, "destination refused the recovery", errp);
             goto fail;
         }
@@ -464,6 +466,16 @@ bool postcopy_run(Precopy *p, GError **errp)
             g_clear_pointer(&why, g_free);
             if (reconnect(p, uri, fd, &err)) {
                 break;
+            }
+            if (p->dest_done) {
+                /* COMPLETE's ack was lost: the destination has every page
+                 * and verified them. */
+                g_clear_error(&err);
+                g_mutex_lock(&m->lock);
+                g_clear_pointer(&m->stats.error, g_free);   /* was the pause's */
+                g_mutex_unlock(&m->lock);
+                ok = true;
+                goto out;
             }
             if (p->dest_never_ran) {
                 /* The link broke before RUN's ack, and the destination says

@@ -111,6 +111,8 @@ typedef enum WireRefusal {
     WIRE_ERR_NEVER_RAN = 9,   /* to a recovery: this destination failed
                                * before it ran the guest, which is the
                                * source's to run again */
+    WIRE_ERR_DONE = 10,       /* to a recovery: every page is here and
+                               * verified; only COMPLETE's ack was lost */
 } WireRefusal;
 
 typedef struct WireHelloReply {
