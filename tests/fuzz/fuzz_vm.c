@@ -7,7 +7,7 @@ Vm *fuzz_vm_new(void)
 {
     VmConfig cfg = {
         .ram = { .size = 16u << 20, .numa_node = -1 },
-        .smp = 2,
+        .smp = 1,
         .start_paused = true,
         .uuid = "6e2d1a3c-1111-4222-8333-444455556666",
         .balloon = true,

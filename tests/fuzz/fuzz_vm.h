@@ -6,8 +6,9 @@
 #include "vm/vm.h"
 
 /*
- * Creates a paused 16 MiB, 2-vCPU VM with a virtio-balloon offering free
- * page hints, the real monitor commands registered; aborts on failure.
+ * Creates a paused 16 MiB, 1-vCPU VM (as the recorded migration's) with a
+ * virtio-balloon offering free page hints, the real monitor commands
+ * registered; aborts on failure.
  */
 Vm *fuzz_vm_new(void);
 
