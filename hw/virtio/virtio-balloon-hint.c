@@ -502,7 +502,8 @@ bool vb_load(VirtioBalloon *vb, GBytes *state, GError **errp)
         v[i] = GUINT64_FROM_LE(in[i]);
     }
     if (v[S_VERSION] != STATE_VERSION || (v[S_FEATURES] & ~vb->host_features) ||
-        v[S_STATUS] > 0xff || v[S_FPH] > FPH_START || v[S_CMD_ID] > UINT32_MAX ||
+        v[S_STATUS] > 0xff || v[S_FPH] > FPH_START ||
+        v[S_CMD_ID] < CMD_ID_MIN - 1 || v[S_CMD_ID] > UINT32_MAX ||
         v[S_CFG_CMD] > UINT32_MAX || v[S_POISON] > UINT32_MAX) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "virtio-balloon state is malformed or from another version");
