@@ -130,9 +130,10 @@ bool hm_commit(Hintmig *m);
  * @builtin_ms, the step's own default.
  */
 unsigned hm_peer_timeout_ms(Hintmig *m, unsigned builtin_ms);
-/* With x-peer-timeout set, TCP gives up on @fd's peer after as long. */
+/* socket_uri.c: with x-peer-timeout set, TCP gives up on @fd's peer after
+ * as long. */
 void hm_socket_peer_timeout(Hintmig *m, int fd);
-/* SO_RCVTIMEO of @ms on @fd; 0 waits for ever. */
+/* socket_uri.c: SO_RCVTIMEO of @ms on @fd; 0 waits for ever. */
 void hm_set_rcvtimeo(int fd, unsigned ms);
 
 /* Fills @s's postcopy lines from @pc's counters. */

@@ -6,9 +6,6 @@
  * its source excepted, as QEMU allows).
  */
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 
 #include "migration_priv.h"
 #include "migration/uffd_postcopy.h"
@@ -80,21 +77,6 @@ unsigned hm_peer_timeout_ms(Hintmig *m, unsigned builtin_ms)
 {
     uint64_t t = hintmig_get_params(m).x_peer_timeout_ms;
     return t ? t : builtin_ms;
-}
-
-void hm_socket_peer_timeout(Hintmig *m, int fd)
-{
-    unsigned t = hintmig_get_params(m).x_peer_timeout_ms;
-    if (t) {
-        /* Unacknowledged data, or a zero window, for this long. */
-        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &t, sizeof(t));
-    }
-}
-
-void hm_set_rcvtimeo(int fd, unsigned ms)
-{
-    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = ms % 1000 * 1000 };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
 static bool parse_range(const char *name, const char *value, uint64_t min,

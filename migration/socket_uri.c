@@ -289,3 +289,18 @@ char *socket_peer_uri(int fd)
     }
     return NULL;
 }
+
+void hm_socket_peer_timeout(Hintmig *m, int fd)
+{
+    unsigned t = hintmig_get_params(m).x_peer_timeout_ms;
+    if (t) {
+        /* Unacknowledged data, or a zero window, for this long. */
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &t, sizeof(t));
+    }
+}
+
+void hm_set_rcvtimeo(int fd, unsigned ms)
+{
+    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = ms % 1000 * 1000 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
