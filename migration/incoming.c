@@ -69,6 +69,7 @@ static gpointer decoder_thread(gpointer data)
         g_mutex_unlock(&in->lock);
         g_async_queue_push(in->rx_pool, b);
     }
+    hm_mem_charge(in->m, page_decoder_sizeof(d) + (size_t)PAGE_BATCH_MAX * HM_PAGE_SIZE);
     page_decoder_free(d);
     return NULL;
 }
@@ -238,6 +239,7 @@ static bool apply_hinted(Incoming *in, const uint8_t *d, size_t len, GError **er
     }
     if (!in->hinted) {
         in->hinted = hm_bitmap_new(npages);
+        hm_mem_charge(in->m, 2 * hm_bitmap_bytes(npages));   /* and @set */
     }
     for (uint64_t pfn = hm_bitmap_next_set(set, npages, 0); pfn < npages;) {
         uint64_t end = hm_bitmap_next_clear(set, npages, pfn);
@@ -483,6 +485,7 @@ gpointer incoming_thread(gpointer data)
 
     in.nchunks = ram_digest_nchunks(in.ram, RAM_DIGEST_CHUNK_PAGES);
     in.src_digests = g_new0(uint64_t, in.nchunks);
+    hm_mem_charge(m, in.nchunks * 8 + (uint64_t)RX_BUFS * MIGRATION_BUF_SIZE);
     g_mutex_init(&in.lock);
     g_cond_init(&in.idle);
     g_mutex_init(&in.send_lock);

@@ -124,6 +124,8 @@ static gpointer channel_thread(gpointer data)
      * stream too, so that the migration pauses and can be recovered. */
     shutdown(in->fd, SHUT_RDWR);
     uffd_postcopy_kick(in->pc);
+    hm_mem_charge(in->m, page_decoder_sizeof(d) + MIGRATION_BUF_SIZE +
+                         (size_t)PAGE_BATCH_MAX * HM_PAGE_SIZE);
     page_decoder_free(d);
     return NULL;
 }
@@ -188,6 +190,9 @@ bool in_accept_page_channel(Incoming *in, GError **errp)
     }
     uffd_postcopy_set_urgent(in->pc, fault_thread_urgent, in->m);
     in->digests = g_new(uint64_t, in->ram->npages);
+    /* A digest per page (postcopy verifies pages as placed) and the
+     * missing and requested maps. */
+    hm_mem_charge(in->m, in->ram->npages * 8 + 2 * hm_bitmap_bytes(in->ram->npages));
     return channel_start(in, fd, errp);
 }
 

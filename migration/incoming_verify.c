@@ -32,6 +32,7 @@ bool in_store_digests(Incoming *in, const uint8_t *d, size_t len, GError **errp)
 static char *verify_ram(Incoming *in)
 {
     g_autofree uint64_t *ours = g_new(uint64_t, in->nchunks);
+    hm_mem_charge(in->m, in->nchunks * 8 + hm_bitmap_bytes(in->ram->npages));
     uint64_t bad = 0, first_bad = 0;
 
     if (in->digests_received != in->nchunks) {

@@ -231,6 +231,13 @@ void hm_set_status(Hintmig *m, HintmigStatus s, const char *why, ...)
     g_mutex_unlock(&m->lock);
 }
 
+void hm_mem_charge(Hintmig *m, uint64_t bytes)
+{
+    g_mutex_lock(&m->lock);
+    m->stats.engine_memory += bytes;
+    g_mutex_unlock(&m->lock);
+}
+
 bool hm_cancelled(Hintmig *m)
 {
     g_mutex_lock(&m->lock);

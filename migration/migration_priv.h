@@ -5,6 +5,7 @@
 
 #include "hintmig/hintmig.h"
 #include "migration/ram.h"
+#include "migration/bitmap.h"
 #include "migration/dirty_tracker.h"
 #include "migration/hint_filter.h"
 #include "migration/iouring_sender.h"
@@ -124,6 +125,16 @@ bool hm_cancelled(Hintmig *m);
  * Returns false (cancelled) or true (cancel is refused from now on).
  */
 bool hm_commit(Hintmig *m);
+
+/*
+ * Counts @bytes the engine allocated for the running migration into
+ * stats.engine_memory (any thread; reset when a migration starts).
+ */
+void hm_mem_charge(Hintmig *m, uint64_t bytes);
+static inline uint64_t hm_bitmap_bytes(uint64_t nbits)
+{
+    return HM_BITMAP_LONGS(nbits) * sizeof(unsigned long);
+}
 
 /*
  * How long to wait on a silent peer: x-peer-timeout when set, else

@@ -109,6 +109,7 @@ static gpointer encoder_thread(gpointer data)
         g_mutex_unlock(&p->lock);
         g_async_queue_push(p->job_pool, job);
     }
+    hm_mem_charge(p->m, page_encoder_sizeof(e));
     page_encoder_free(e);
     return NULL;
 }

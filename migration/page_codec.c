@@ -83,6 +83,16 @@ PageEncoder *page_encoder_new(bool zstd, int level)
     return e;
 }
 
+size_t page_encoder_sizeof(const PageEncoder *e)
+{
+    return sizeof(*e) + (e->cctx ? ZSTD_sizeof_CCtx(e->cctx) : 0);
+}
+
+size_t page_decoder_sizeof(const PageDecoder *d)
+{
+    return sizeof(*d) + ZSTD_sizeof_DCtx(d->dctx);
+}
+
 void page_encoder_free(PageEncoder *e)
 {
     if (e) {

@@ -64,6 +64,8 @@ size_t page_batch_max_size(unsigned npages);
  */
 PageEncoder *page_encoder_new(bool zstd, int level);
 void page_encoder_free(PageEncoder *e);
+/* Bytes @e holds, its zstd context as it has grown so far included. */
+size_t page_encoder_sizeof(const PageEncoder *e);
 
 /*
  * Encodes pages @pfns[0..@n) of @ram (n <= PAGE_BATCH_MAX) for round
@@ -77,6 +79,7 @@ size_t page_encode(PageEncoder *e, const HmRam *ram, const uint64_t *pfns,
 
 PageDecoder *page_decoder_new(void);
 void page_decoder_free(PageDecoder *d);
+size_t page_decoder_sizeof(const PageDecoder *d);
 
 /*
  * Applies an encoded batch to @ram.  Every entry, length and the zstd frame

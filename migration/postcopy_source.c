@@ -69,6 +69,7 @@ bool postcopy_open_channel(Precopy *p, const char *uri, GError **errp)
     if (!p->urgent_enc) {
         p->urgent_enc = page_encoder_new(false, 0);
         p->urgent_buf = g_malloc(WIRE_HEADER_SIZE + page_batch_max_size(PAGE_BATCH_MAX));
+        hm_mem_charge(p->m, WIRE_HEADER_SIZE + page_batch_max_size(PAGE_BATCH_MAX));
     }
     return true;
 }
@@ -369,6 +370,7 @@ bool postcopy_run(Precopy *p, GError **errp)
         return false;
     }
     p->pending = hm_bitmap_new(npages);
+    hm_mem_charge(m, hm_bitmap_bytes(npages));
     for (uint64_t pfn = hm_bitmap_next_set(p->dirty, npages, 0); pfn < npages;
          pfn = hm_bitmap_next_set(p->dirty, npages, pfn + 1)) {
         if (!p->hints || !hint_filter_skip(p->hints, pfn)) {
@@ -434,6 +436,9 @@ bool postcopy_run(Precopy *p, GError **errp)
                       .threads = 1,
                       .exclude = p->hints ? hint_filter_set(p->hints) : NULL };
     g_autofree uint64_t *digests = dt.out = g_new(uint64_t, dt.n);
+    if (p->verify) {
+        hm_mem_charge(m, dt.n * 8 + hm_bitmap_bytes(npages));
+    }
     GThread *hasher = p->verify ? hm_thread_or_inline("digest", out_digest_task, &dt)
                                 : NULL;
 

@@ -195,6 +195,7 @@ bool out_stop_and_sync(Precopy *p, gint64 *t_down, GError **errp)
     uint64_t npages = p->ram->npages;
     unsigned long *owed = p->dirty;
     p->dirty = hm_bitmap_new(npages);
+    hm_mem_charge(p->m, hm_bitmap_bytes(npages));
     bool synced = out_dirty_sync(p, errp);
     if (synced && p->hints) {
         hint_filter_apply_dirty(p->hints, p->dirty);
@@ -224,13 +225,12 @@ static bool trackers_start(Precopy *p, GError **errp)
     if (host->dirty_backend == HINTMIG_DIRTY_HOST) {
         p->host_log = host->dirty_ops->start(host->dirty_opaque, errp);
         if (p->host_log) {
-            p->region_dirty = hm_bitmap_new(p->ram->r[0].npages);
+            uint64_t most = p->ram->r[0].npages;
             for (unsigned i = 1; i < p->ram->n; i++) {
-                if (p->ram->r[i].npages > p->ram->r[0].npages) {
-                    g_free(p->region_dirty);
-                    p->region_dirty = hm_bitmap_new(p->ram->r[i].npages);
-                }
+                most = MAX(most, p->ram->r[i].npages);
             }
+            p->region_dirty = hm_bitmap_new(most);
+            hm_mem_charge(p->m, hm_bitmap_bytes(most));
         }
         return p->host_log;
     }
@@ -346,6 +346,7 @@ static bool precopy_run(Precopy *p, GError **errp)
     if (!p->tx) {
         return false;
     }
+    hm_mem_charge(m, (uint64_t)MIGRATION_TX_BUFS * MIGRATION_BUF_SIZE);
     g_mutex_lock(&m->lock);
     m->tx = p->tx;
     uring_tx_set_rate_limit(p->tx, m->params.max_bandwidth);
@@ -370,6 +371,7 @@ static bool precopy_run(Precopy *p, GError **errp)
     g_mutex_unlock(&m->lock);
 
     p->dirty = hm_bitmap_new(p->ram->npages);
+    hm_mem_charge(m, hm_bitmap_bytes(p->ram->npages));
     if (!out_encoders_start(p, errp)) {
         return false;
     }
@@ -460,6 +462,9 @@ static bool precopy_run(Precopy *p, GError **errp)
                       .threads = p->params.compress_threads,
                       .exclude = p->hints ? hint_filter_set(p->hints) : NULL };
     g_autofree uint64_t *digests = dt.out = g_new(uint64_t, dt.n);
+    if (p->verify) {        /* the table, and the hasher's map of backed pages */
+        hm_mem_charge(p->m, dt.n * 8 + hm_bitmap_bytes(p->ram->npages));
+    }
     GThread *hasher = p->verify ? hm_thread_or_inline("digest", out_digest_task, &dt)
                                 : NULL;
     bool sent = send_pages(p, p->dirty, round, &stopped_at, errp) &&
@@ -613,6 +618,7 @@ gpointer precopy_thread(gpointer data)
     }
     if (p.hinting) {
         p.hints = hint_filter_new(p.ram);
+        hm_mem_charge(m, 2 * hm_bitmap_bytes(p.ram->npages));  /* its two sets */
         g_mutex_lock(&m->lock);
         m->hints = p.hints;
         m->hint_round_done = 0;

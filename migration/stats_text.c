@@ -74,6 +74,11 @@ void hintmig_stats_describe(const HintmigStats *s, GString *out)
     if (!s->incoming && s->dirty_backend[0]) {
         g_string_append_printf(out, "dirty tracking: %s\n", s->dirty_backend);
     }
+    if (s->engine_memory && s->ram_total) {
+        g_string_append_printf(out, "engine memory: %" G_GUINT64_FORMAT " kbytes "
+                               "(%.2f%% of guest RAM)\n", s->engine_memory >> 10,
+                               100.0 * s->engine_memory / s->ram_total);
+    }
     if (s->verified) {
         if (s->verify_mismatches) {
             g_string_append_printf(out, "verify: FAILED (%" G_GUINT64_FORMAT " of %"

@@ -280,6 +280,10 @@ typedef struct HintmigStats {
     bool fault_thread_rt;          /* destination: the fault thread got SCHED_FIFO */
     uint64_t recoveries;           /* postcopy recoveries that succeeded */
     char dirty_backend[64];        /* tracker in use, and why */
+    uint64_t engine_memory;        /* bytes the engine allocated for this
+                                    * migration (bitmaps, buffers, digest
+                                    * tables, codec contexts), summed as
+                                    * allocated: a bound on its peak */
 } HintmigStats;
 
 typedef struct Hintmig Hintmig;
