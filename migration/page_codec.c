@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <xxhash.h>
 #include <zstd.h>
 
 #include "migration/bitmap.h"
@@ -63,6 +64,12 @@ bool page_looks_random(const void *p)
         *w |= bit;
     }
     return distinct > 72;
+}
+
+uint64_t page_batch_check(const uint8_t *buf, size_t len)
+{
+    return XXH3_64bits_withSeed(buf + PAGE_BATCH_HEADER, len - PAGE_BATCH_HEADER,
+                                XXH3_64bits(buf, 16));
 }
 
 size_t page_batch_max_size(unsigned npages)
@@ -185,6 +192,7 @@ size_t page_encode(PageEncoder *e, const HmRam *ram, const uint64_t *pfns,
     out[7] = 0;
     le_put32(out + 8, len);
     le_put32(out + 12, frame_len);
+    le_put64(out + 16, page_batch_check(out, PAGE_BATCH_HEADER + (size_t)n * 8 + len));
 
     stats->zero_pages += n - ndata;
     stats->data_pages += ndata;
@@ -267,6 +275,12 @@ static bool parse_batch(const uint8_t *buf, size_t len, uint64_t npages,
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "malformed RAM batch header (%u pages, encoding %u, "
                     "%u data bytes in %zu)", n, enc, data_len, len);
+        return false;
+    }
+    if (page_batch_check(buf, len) != le_get64(buf + 16)) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                    "RAM batch of %u pages fails its checksum: corrupted on the way",
+                    n);
         return false;
     }
     b->n = n;

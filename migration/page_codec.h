@@ -3,11 +3,17 @@
  * RAM page batches: what a WIRE_RAM_BATCH message carries.
  *
  *   u32 round | u16 npages | u8 encoding | u8 flags | u32 data_len |
- *   u32 frame_len
+ *   u32 frame_len | u64 check
  *   npages x u64 entry: pfn << 2 | kind (PAGE_ZERO, PAGE_FRAME, PAGE_RAW)
  *   data_len bytes: frame_len bytes of one zstd frame that decompresses to
  *   the PAGE_FRAME pages in order (PAGE_ENC_ZSTD only), then the PAGE_RAW
  *   pages, 4 KiB each, in order
+ *
+ * @check is XXH3-64 of everything after it, seeded with XXH3-64 of the 16
+ * bytes before it.  A batch that fails it is never placed: in postcopy the
+ * guest runs on RAM as it arrives, and a page corrupted on the way must
+ * not reach it (the final digests would find it only after the guest has
+ * read it).
  *
  * Zero pages travel as an entry only.  Pages that look random (many distinct
  * byte values in a sample) go raw: zstd cannot shrink them, and mixed into
@@ -26,7 +32,10 @@
 #include "migration/ram.h"
 
 #define PAGE_BATCH_MAX 128                 /* pages per batch */
-#define PAGE_BATCH_HEADER 16
+#define PAGE_BATCH_HEADER 24
+
+/* The checksum of a batch's @len bytes at @buf (its own field skipped). */
+uint64_t page_batch_check(const uint8_t *buf, size_t len);
 
 typedef enum {
     PAGE_ENC_RAW = 0,
