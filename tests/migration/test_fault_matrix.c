@@ -219,7 +219,7 @@ static void second_migration(TestVm *src)
            strstr(info, "verify: OK ("), "the second migration failed: %s%s", out, info);
     const char *const ends[] = { "completed", "failed", NULL };
     g_autofree char *ds = test_vm_wait_status_any(dst, ends, 30000);
-    g_autofree char *st = run_state(dst);
+    g_autofree char *st = test_vm_wait_run_state(dst, "VM status: running\n", 10000);
     EXPECT(!strcmp(st, "VM status: running\n"), "second destination: %s (%s)", st, ds);
     if (!failure) {
         test_vm_assert_guest_ok(dst);
@@ -261,9 +261,9 @@ static void expect_source_runs_on(TestVm *src, TestVm *dst)
     }
     EXPECT(g_str_has_prefix(s, "failed (") && strlen(s) > strlen("failed ()") + 8,
            "the source must fail with a reason: '%s'", s);
-    g_free(s);
-    g_autofree char *st = run_state(src);
+    g_autofree char *st = test_vm_wait_run_state(src, "VM status: running\n", 10000);
     EXPECT(!strcmp(st, "VM status: running\n"), "the source must run on: %s ('%s')", st, s);
+    g_free(s);
     if (!failure) {
         test_vm_assert_guest_ok(src);
     }
@@ -291,9 +291,10 @@ static void expect_completes(TestVm *src, TestVm *dst)
     g_autofree char *di = test_vm_cmd(dst, "info migrate");
     EXPECT(strstr(si, "verify: OK (") && strstr(di, "verify: OK ("),
            "not verified:\n%s\n%s", si, di);
-    g_autofree char *st = run_state(src);
+    g_autofree char *st = test_vm_wait_run_state(src, "VM status: paused (postmigrate)\n",
+                                                 10000);
     EXPECT(!strcmp(st, "VM status: paused (postmigrate)\n"), "source: %s", st);
-    g_autofree char *dst_st = run_state(dst);
+    g_autofree char *dst_st = test_vm_wait_run_state(dst, "VM status: running\n", 10000);
     EXPECT(!strcmp(dst_st, "VM status: running\n"), "destination: %s", dst_st);
     if (!failure) {
         test_vm_assert_guest_ok(dst);
@@ -304,7 +305,8 @@ static void expect_commit_in_doubt(TestVm *src, TestVm *dst)
 {
     const char *const ends[] = { "completed", "failed", "cancelled", NULL };
     g_autofree char *s = test_vm_wait_status_any(src, ends, 60000);
-    g_autofree char *st = run_state(src);
+    g_autofree char *st = test_vm_wait_run_state(src, "VM status: paused (postmigrate)\n",
+                                                 10000);
     EXPECT(!strcmp(st, "VM status: paused (postmigrate)\n"),
            "the source let go of the guest: %s ('%s')", st, s);
     expect_dest_never_ran(dst);

@@ -226,7 +226,7 @@ START_TEST(destination_killed_guest_gets_pages_back)
     ck_assert_msg(held && g_str_has_prefix(held, "holding"), "%s", mid);
     test_vm_kill(dst);
     g_free(test_vm_wait_status(src, "failed", 30000));
-    g_autofree char *st = test_vm_cmd(src, "info status");
+    g_autofree char *st = test_vm_wait_run_state(src, "VM status: running\n", 10000);
     ck_assert_str_eq(st, "VM status: running\n");
     assert_pages_back(src);
     test_vm_quit(src);
@@ -261,10 +261,10 @@ START_TEST(destination_without_the_device)
     g_free(test_vm_cmd(src, "migrate_set_capability free-page-hint on"));
     g_autofree char *out = test_vm_cmd(src, "migrate tcp:127.0.0.1:%d", port);
     ck_assert_msg(strstr(out, "virtio-balloon"), "%s", out);
-    g_autofree char *st = test_vm_cmd(src, "info status");
+    g_autofree char *st = test_vm_wait_run_state(src, "VM status: running\n", 10000);
     ck_assert_str_eq(st, "VM status: running\n");
     assert_pages_back(src);
-    g_autofree char *dst_st = test_vm_cmd(dst, "info status");
+    g_autofree char *dst_st = test_vm_wait_run_state(dst, "VM status: paused (inmigrate)\n", 10000);
     ck_assert_str_eq(dst_st, "VM status: paused (inmigrate)\n");
     test_vm_quit(dst);
     test_vm_quit(src);

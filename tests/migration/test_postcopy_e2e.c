@@ -66,9 +66,9 @@ static void assert_postcopy_done(TestVm *src, TestVm *dst)
     ck_assert_msg(strstr(di, "verify: OK (") && strstr(di, "postcopy faults: "),
                   "%s", di);
     ck_assert_uint_eq(test_field_u64(di, "postcopy remaining"), 0);
-    g_autofree char *st = test_vm_cmd(src, "info status");
+    g_autofree char *st = test_vm_wait_run_state(src, "VM status: paused (postmigrate)\n", 10000);
     ck_assert_str_eq(st, "VM status: paused (postmigrate)\n");
-    g_autofree char *dst_st = test_vm_cmd(dst, "info status");
+    g_autofree char *dst_st = test_vm_wait_run_state(dst, "VM status: running\n", 10000);
     ck_assert_str_eq(dst_st, "VM status: running\n");
     test_vm_assert_guest_ok(dst);
     g_autofree char *g1 = test_vm_cmd(dst, "info guest");
@@ -89,7 +89,7 @@ static void churn_postcopy(const char *thp)
     cmd_ok(src, "migrate_start_postcopy");
     g_free(test_vm_wait_status(dst, "postcopy-active", 30000));
     /* Running there at once, not after the last page. */
-    g_autofree char *st = test_vm_cmd(dst, "info status");
+    g_autofree char *st = test_vm_wait_run_state(dst, "VM status: running\n", 10000);
     ck_assert_str_eq(st, "VM status: running\n");
     g_autofree char *early = test_vm_cmd(dst, "info migrate");
     ck_assert_uint_gt(test_field_u64(early, "postcopy remaining"), 0);
@@ -189,7 +189,7 @@ START_TEST(cut_and_recover)
     g_autofree char *c = test_vm_cmd(src, "migrate_cancel");
     ck_assert_msg(g_str_has_prefix(c, "Error: migrate_cancel is refused in postcopy"),
                   "%s", c);
-    g_autofree char *st = test_vm_cmd(src, "info status");
+    g_autofree char *st = test_vm_wait_run_state(src, "VM status: paused (finish-migrate)\n", 10000);
     ck_assert_str_eq(st, "VM status: paused (finish-migrate)\n");
 
     int rport = test_free_port();
@@ -215,7 +215,7 @@ START_TEST(quit_while_paused)
     start_and_cut(&src, &dst, "10M");
     /* vCPUs waiting on missing pages park when they can: stop returns. */
     cmd_ok(dst, "stop");
-    g_autofree char *st = test_vm_cmd(dst, "info status");
+    g_autofree char *st = test_vm_wait_run_state(dst, "VM status: paused\n", 10000);
     ck_assert_str_eq(st, "VM status: paused\n");
     g_autofree char *save = test_vm_cmd(dst, "x-save-state %s/never", dir);
     ck_assert_msg(g_str_has_prefix(save, "Error: guest RAM is still arriving"), "%s", save);
@@ -260,7 +260,7 @@ START_TEST(source_gone_before_page_zero)
     ck_assert_str_eq(m, "");
     cmd_ok(src, "migrate_start_postcopy");
     g_free(test_vm_wait_status(dst, "postcopy-active", 30000));
-    g_autofree char *st0 = test_vm_cmd(dst, "info status");
+    g_autofree char *st0 = test_vm_wait_run_state(dst, "VM status: paused\n", 10000);
     ck_assert_str_eq(st0, "VM status: paused\n");
     ck_assert(proxy_wait_held(proxy, 30000));
     test_vm_kill(src);
@@ -268,13 +268,13 @@ START_TEST(source_gone_before_page_zero)
     g_autofree char *paused = test_vm_wait_status(dst, "postcopy-paused", 30000);
 
     cmd_ok(dst, "cont");                      /* returns: the vCPUs boot it */
-    g_autofree char *st1 = test_vm_cmd(dst, "info status");
+    g_autofree char *st1 = test_vm_wait_run_state(dst, "VM status: running\n", 10000);
     ck_assert_str_eq(st1, "VM status: running\n");
     g_autofree char *mi = test_vm_cmd(dst, "info migrate");
     ck_assert_msg(strstr(mi, "Migration status: postcopy-paused") &&
                   test_field_u64(mi, "postcopy remaining") > 0, "%s", mi);
     cmd_ok(dst, "stop");                      /* and stop, though a vCPU waits */
-    g_autofree char *st2 = test_vm_cmd(dst, "info status");
+    g_autofree char *st2 = test_vm_wait_run_state(dst, "VM status: paused\n", 10000);
     ck_assert_str_eq(st2, "VM status: paused\n");
     test_vm_quit(dst);                        /* exit 0 within 20 s */
 }
@@ -296,11 +296,11 @@ START_TEST(refused_switch_resumes_source)
     ck_assert_msg(strstr(s1, "virtio-balloon"), "%s", s1);
     g_autofree char *info = test_vm_cmd(src, "info migrate");
     ck_assert_msg(strstr(info, "postcopy remaining: "), "it never switched:\n%s", info);
-    g_autofree char *st = test_vm_cmd(src, "info status");
+    g_autofree char *st = test_vm_wait_run_state(src, "VM status: running\n", 10000);
     ck_assert_str_eq(st, "VM status: running\n");
     test_vm_assert_guest_ok(src);
     g_autofree char *d1 = test_vm_wait_status(dst, "failed", 30000);
-    g_autofree char *dst_st = test_vm_cmd(dst, "info status");
+    g_autofree char *dst_st = test_vm_wait_run_state(dst, "VM status: paused (inmigrate)\n", 10000);
     ck_assert_str_eq(dst_st, "VM status: paused (inmigrate)\n");
     test_vm_quit(dst);
     test_vm_quit(src);
@@ -330,7 +330,7 @@ START_TEST(refusals)
     ck_assert_str_eq(m, "");
     g_autofree char *s = test_vm_wait_status(src, "failed", 10000);
     ck_assert_msg(strstr(s, "lacks: postcopy"), "%s", s);
-    g_autofree char *st = test_vm_cmd(src, "info status");
+    g_autofree char *st = test_vm_wait_run_state(src, "VM status: running\n", 10000);
     ck_assert_str_eq(st, "VM status: running\n");
     g_autofree char *caps = test_vm_cmd(src, "info migrate_capabilities");
     ck_assert_ptr_nonnull(strstr(caps, "postcopy-ram: on\n"));

@@ -44,9 +44,10 @@ static TestVm *start_dest(const char *ram, const char *smp, const char *thp,
     return start("dst", args);
 }
 
+/* @vm runs, or does within 10 s: run states follow the migration's status. */
 static void assert_running(TestVm *vm)
 {
-    g_autofree char *st = test_vm_cmd(vm, "info status");
+    g_autofree char *st = test_vm_wait_run_state(vm, "VM status: running\n", 10000);
     ck_assert_str_eq(st, "VM status: running\n");
 }
 
@@ -62,7 +63,7 @@ static void migrate_ok(TestVm *src, const char *ram, const char *smp,
     ck_assert_msg(strstr(info, "Migration status: completed\n"), "%s", info);
     ck_assert_msg(strstr(info, "verify: OK ("), "%s", info);
     ck_assert_ptr_nonnull(strstr(info, "dirty tracking: "));
-    g_autofree char *st = test_vm_cmd(src, "info status");
+    g_autofree char *st = test_vm_wait_run_state(src, "VM status: paused (postmigrate)\n", 10000);
     ck_assert_str_eq(st, "VM status: paused (postmigrate)\n");
     g_autofree char *dinfo = test_vm_cmd(dst, "info migrate");
     ck_assert_msg(strstr(dinfo, "Migration status: completed\n"), "%s", dinfo);
@@ -193,7 +194,7 @@ START_TEST(cancel_while_active)
     ck_assert_str_eq(c, "");
     g_free(test_vm_wait_status(src, "cancelled", 10000));
     g_free(test_vm_wait_status(dst, "failed", 10000));
-    g_autofree char *dst_st = test_vm_cmd(dst, "info status");
+    g_autofree char *dst_st = test_vm_wait_run_state(dst, "VM status: paused (inmigrate)\n", 10000);
     ck_assert_str_eq(dst_st, "VM status: paused (inmigrate)\n");
     test_vm_quit(dst);
     assert_source_recovers(src, "256M", "cancelled");
@@ -208,7 +209,7 @@ START_TEST(cancel_in_stop_and_copy)
     FakeDest *f = fake_dest_start(port, FAKE_NO_COMPLETE_ACK);
     g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port));
     g_free(test_vm_wait_status(src, "device", 10000));
-    g_autofree char *st = test_vm_cmd(src, "info status");
+    g_autofree char *st = test_vm_wait_run_state(src, "VM status: paused (finish-migrate)\n", 10000);
     ck_assert_str_eq(st, "VM status: paused (finish-migrate)\n");
     for (int i = 0; i < 250 && !fake_dest_seen(f, WIRE_COMPLETE); i++) {
         g_usleep(20000);
@@ -360,7 +361,7 @@ START_TEST(incoming_defer)
 {
     TestVm *src, *dst;
     start_deferred_pair(&src, &dst);
-    g_autofree char *st = test_vm_cmd(dst, "info status");
+    g_autofree char *st = test_vm_wait_run_state(dst, "VM status: paused (inmigrate)\n", 10000);
     ck_assert_str_eq(st, "VM status: paused (inmigrate)\n");
     g_autofree char *c = test_vm_cmd(dst, "cont");
     ck_assert(g_str_has_prefix(c, "Error: an incoming migration has not completed"));
@@ -391,7 +392,7 @@ START_TEST(pause_before_switchover)
     ck_assert(strstr(caps, "pause-before-switchover: on"));
     g_free(test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port));
     g_free(test_vm_wait_status(src, "pre-switchover", 60000));
-    g_autofree char *st = test_vm_cmd(src, "info status");
+    g_autofree char *st = test_vm_wait_run_state(src, "VM status: paused (finish-migrate)\n", 10000);
     ck_assert_str_eq(st, "VM status: paused (finish-migrate)\n");
     g_autofree char *e1 = test_vm_cmd(src, "migrate_continue active");
     ck_assert(g_str_has_prefix(e1, "Error: migrate_continue: state 'active'"));

@@ -210,3 +210,15 @@ void test_vm_assert_guest_ok(TestVm *vm)
     g_autofree char *g = test_vm_cmd(vm, "info guest");
     ck_assert_msg(g_str_has_prefix(g, "guest memory check: OK ("), "%s", g);
 }
+
+char *test_vm_wait_run_state(TestVm *vm, const char *want, int timeout_ms)
+{
+    for (int t = 0;; t += 10) {
+        char *st = test_vm_cmd(vm, "info status");
+        if (!strcmp(st, want) || t >= timeout_ms) {
+            return st;
+        }
+        g_free(st);
+        g_usleep(10000);
+    }
+}

@@ -64,6 +64,13 @@ uint64_t test_field_u64(const char *text, const char *key);
  */
 char *test_vm_wait_status(TestVm *vm, const char *want, int timeout_ms);
 
+/*
+ * Polls "info status" until it is @want (a whole line, as "VM status:
+ * running\n") and returns the last answer, @want or not, after at most
+ * @timeout_ms: run states follow a migration's status on the main loop.
+ */
+char *test_vm_wait_run_state(TestVm *vm, const char *want, int timeout_ms);
+
 /* Asserts that the guest's own memory check passes. */
 void test_vm_assert_guest_ok(TestVm *vm);
 
