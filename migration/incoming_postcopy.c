@@ -282,15 +282,14 @@ bool in_postcopy_complete(Incoming *in, uint32_t seq, bool *final, GError **errp
     if (!in_check_ram(in, seq, errp)) {
         return false;
     }
-    g_autoptr(GError) lost = NULL;
-    if (!in_ack(in, seq, WIRE_OK, NULL, &lost)) {
-        /* The guest is whole and verified here; the source missed the ack
-         * and waits, paused: migrate_recover here tells it so. */
-        g_mutex_lock(&in->m->lock);
-        in->m->answer_session = in->session;
-        in->m->answer_code = WIRE_ERR_DONE;
-        g_mutex_unlock(&in->m->lock);
-    }
+    /* The guest is whole and verified here.  The source may never hear the
+     * ack (a send into a link it already gave up on can still succeed) and
+     * wait, paused: migrate_recover here tells it so. */
+    g_mutex_lock(&in->m->lock);
+    in->m->answer_session = in->session;
+    in->m->answer_code = WIRE_ERR_DONE;
+    g_mutex_unlock(&in->m->lock);
+    in_ack(in, seq, WIRE_OK, NULL, NULL);
     return true;
 }
 
