@@ -108,8 +108,9 @@ printf '%s\n' "${rows[@]}" | awk '
             best = t[i + 1] < t[i + 2] ? t[i + 1] : t[i + 2]
             for (j = i; j < i + 3; j++) {
                 floor = bps[j] ? w[j] * 8 * 1000 / bps[j] : 0
-                name = who[j] == "hintmig" ? "hintmig (zstd, verify)" :
-                       who[j] == "qemu-none" ? "QEMU multifd x2 none" : "QEMU multifd x2 zstd"
+                if (who[j] == "hintmig") name = "hintmig (zstd, verify)"
+                else if (who[j] == "qemu-none") name = "QEMU multifd x2 none"
+                else name = "QEMU multifd x2 zstd"
                 printf "%-8s %-22s %9d %14d %10s %12.2f %12s\n", rate[j], name, t[j], w[j],
                        floor ? sprintf("%.0f", floor) : "-", t[j] / best,
                        floor ? sprintf("%.2f", t[j] / floor) : "-"
