@@ -415,7 +415,7 @@ bool in_postcopy_recover(Incoming *in, const char *why)
  * the guest again) or WIRE_ERR_DONE (it completes).  Runs as the incoming
  * thread, on m->recover_fd.
  */
-gpointer in_refuse_recovery_thread(gpointer data)
+gpointer in_answer_recovery_thread(gpointer data)
 {
     Hintmig *m = data;
 

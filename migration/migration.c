@@ -692,8 +692,8 @@ bool hintmig_resume_fd(Hintmig *m, int fd, GError **errp)
     "ended while its source was cut off"
 
 /* An incoming postcopy whose source may wait, paused, without knowing how
- * it ended here: migrate_recover tells it (in_refuse_recovery_thread). */
-static bool never_ran_locked(Hintmig *m)
+ * it ended here: migrate_recover tells it (in_answer_recovery_thread). */
+static bool answer_waits_locked(Hintmig *m)
 {
     HintmigStatus want = m->answer_code == WIRE_ERR_DONE ? HINTMIG_STATUS_COMPLETED
                                                          : HINTMIG_STATUS_FAILED;
@@ -709,14 +709,14 @@ static bool recover_on(Hintmig *m, int fd, GError **errp)
     bool paused = m->stats.incoming &&
                   m->stats.status == HINTMIG_STATUS_POSTCOPY_PAUSED &&
                   m->recover_fd < 0;
-    bool never_ran = never_ran_locked(m);
-    if (paused || never_ran) {
+    bool answer = answer_waits_locked(m);
+    if (paused || answer) {
         m->recover_fd = fd;
         g_cond_broadcast(&m->state_cond);
     }
     g_mutex_unlock(&m->lock);
-    if (never_ran) {
-        m->in_thread = hm_thread_new("recover-refusal", in_refuse_recovery_thread,
+    if (answer) {
+        m->in_thread = hm_thread_new("recover-answer", in_answer_recovery_thread,
                                      m, errp);
         if (!m->in_thread) {
             g_mutex_lock(&m->lock);
@@ -740,7 +740,7 @@ bool hintmig_recover(Hintmig *m, const char *uri, GError **errp)
     g_mutex_lock(&m->lock);
     bool paused = (m->stats.incoming &&
                    m->stats.status == HINTMIG_STATUS_POSTCOPY_PAUSED) ||
-                  never_ran_locked(m);
+                  answer_waits_locked(m);
     g_mutex_unlock(&m->lock);
     if (!paused) {              /* say so before binding anything */
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_BUSY, RECOVER_REFUSED);

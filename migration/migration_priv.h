@@ -155,8 +155,9 @@ void hm_stats_from_uffd(HintmigStats *s, struct UffdPostcopy *pc);
 gpointer precopy_thread(gpointer data);
 gpointer incoming_thread(gpointer data);
 /* incoming_postcopy.c: the incoming thread after migrate_recover on a
- * destination that never ran the guest; tells the source so. */
-gpointer in_refuse_recovery_thread(gpointer data);
+ * destination whose postcopy ended while its source was cut off; tells
+ * the source how (never ran, or done). */
+gpointer in_answer_recovery_thread(gpointer data);
 
 /* Socket helpers (socket_uri.c).  Return -1 (or false) with @errp set on failure. */
 bool socket_uri_parse(const char *uri, char **host, char **port, GError **errp);
