@@ -54,6 +54,29 @@ quit_all() {
     done
 }
 
+# Stock QEMU, the precopy baseline: a paused source whose RAM is the image
+# $1 (size $2), a destination waiting with -incoming defer, monitors
+# $work/qs.sock and $work/qd.sock, multifd with 2 channels and compression
+# $3 (none or zstd), no bandwidth cap, downtime-limit 300.  $4 is the
+# accelerator; $5 and $6, when given, prefix each side's command (the link
+# emulator's in_src and in_dst).
+qemu_multifd_pair() {
+    local common=(-machine "pc,accel=$4" -m "$2" -S -display none -nodefaults -daemonize)
+    ${5:-} qemu-system-x86_64 "${common[@]}" \
+        -object "memory-backend-file,id=ram0,size=$2,mem-path=$1,share=off" \
+        -machine memory-backend=ram0 -monitor "unix:$work/qs.sock,server,nowait"
+    ${6:-} qemu-system-x86_64 "${common[@]}" \
+        -object "memory-backend-ram,id=ram0,size=$2" -machine memory-backend=ram0 \
+        -incoming defer -monitor "unix:$work/qd.sock,server,nowait"
+    for s in qs qd; do
+        "$hmp" "$work/$s.sock" "migrate_set_capability multifd on" \
+            "migrate_set_parameter multifd-channels 2" \
+            "migrate_set_parameter multifd-compression $3" >/dev/null
+    done
+    "$hmp" "$work/qs.sock" "migrate_set_parameter max-bandwidth 100G" \
+        "migrate_set_parameter downtime-limit 300" >/dev/null
+}
+
 # Stock QEMU on the fill-free shape: a 2 GiB, 2-vCPU Linux guest built by
 # bench/linux-guest/build.sh into $work/guest writes 1200 MiB into tmpfs,
 # deletes it and idles, then migrates on loopback.  TCG by default: on the

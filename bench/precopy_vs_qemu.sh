@@ -46,22 +46,10 @@ run_hintmig() {
     quit_all
 }
 
-qemu_common=(-machine pc,accel=kvm:tcg -m "$size" -S -display none -nodefaults -daemonize)
 run_qemu() {
     warm
     local p; p=$(port)
-    qemu-system-x86_64 "${qemu_common[@]}" \
-        -object "memory-backend-file,id=ram0,size=$size,mem-path=$img,share=off" \
-        -machine memory-backend=ram0 -monitor "unix:$work/qs.sock,server,nowait"
-    qemu-system-x86_64 "${qemu_common[@]}" \
-        -object "memory-backend-ram,id=ram0,size=$size" -machine memory-backend=ram0 \
-        -incoming defer -monitor "unix:$work/qd.sock,server,nowait"
-    for s in qs qd; do
-        "$hmp" "$work/$s.sock" "migrate_set_capability multifd on" \
-            "migrate_set_parameter multifd-channels 2" >/dev/null
-    done
-    "$hmp" "$work/qs.sock" "migrate_set_parameter max-bandwidth 100G" \
-        "migrate_set_parameter downtime-limit 300" >/dev/null
+    qemu_multifd_pair "$img" "$size" none kvm:tcg
     "$hmp" "$work/qd.sock" "migrate_incoming tcp:127.0.0.1:$p" >/dev/null
     local tx0; tx0=$(lo_tx)
     "$hmp" "$work/qs.sock" "migrate -d tcp:127.0.0.1:$p" >/dev/null

@@ -55,20 +55,7 @@ run_hintmig() {
 # run_qemu none|zstd -> "time_ms link_bytes"
 run_qemu() {
     warm
-    local common=(-machine pc,accel=tcg -m "$size" -S -display none -nodefaults -daemonize)
-    in_src qemu-system-x86_64 "${common[@]}" \
-        -object "memory-backend-file,id=ram0,size=$size,mem-path=$img,share=off" \
-        -machine memory-backend=ram0 -monitor "unix:$work/qs.sock,server,nowait"
-    in_dst qemu-system-x86_64 "${common[@]}" \
-        -object "memory-backend-ram,id=ram0,size=$size" -machine memory-backend=ram0 \
-        -incoming defer -monitor "unix:$work/qd.sock,server,nowait"
-    for s in qs qd; do
-        "$hmp" "$work/$s.sock" "migrate_set_capability multifd on" \
-            "migrate_set_parameter multifd-channels 2" \
-            "migrate_set_parameter multifd-compression $1" >/dev/null
-    done
-    "$hmp" "$work/qs.sock" "migrate_set_parameter max-bandwidth 100G" \
-        "migrate_set_parameter downtime-limit 300" >/dev/null
+    qemu_multifd_pair "$img" "$size" "$1" tcg in_src in_dst
     "$hmp" "$work/qd.sock" "migrate_incoming tcp:$LINK_DST_IP:$dst_port" >/dev/null
     local tx0; tx0=$(link_tx)
     "$hmp" "$work/qs.sock" "migrate -d tcp:$LINK_DST_IP:$dst_port" >/dev/null
