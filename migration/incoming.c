@@ -33,11 +33,29 @@
 
 static RxBuf stop_buf;
 
+/* A free receive buffer: one the decoders gave back, a new one while
+ * fewer than RX_BUFS exist, or else the next one given back. */
+static RxBuf *rx_buf_get(Incoming *in)
+{
+    RxBuf *b = g_async_queue_try_pop(in->rx_pool);
+
+    if (b) {
+        return b;
+    }
+    if (in->nbufs < RX_BUFS) {
+        b = &in->bufs[in->nbufs++];
+        b->data = g_malloc(MIGRATION_BUF_SIZE);
+        hm_mem_charge(in->m, MIGRATION_BUF_SIZE);
+        return b;
+    }
+    return g_async_queue_pop(in->rx_pool);
+}
+
 static gpointer decoder_thread(gpointer data)
 {
     Incoming *in = data;
     PageDecoder *d = page_decoder_new();
-    g_autofree uint8_t *staging = g_malloc((size_t)PAGE_BATCH_MAX * HM_PAGE_SIZE);
+    g_autofree uint8_t *staging = NULL;     /* postcopy's, made on its first batch */
     RxBuf *b;
     bool background = false;
 
@@ -52,6 +70,10 @@ static gpointer decoder_thread(gpointer data)
             background = true;
         }
         if (in->postcopy) {
+            if (!staging) {
+                staging = g_malloc((size_t)PAGE_BATCH_MAX * HM_PAGE_SIZE);
+                hm_mem_charge(in->m, (size_t)PAGE_BATCH_MAX * HM_PAGE_SIZE);
+            }
             ok = in_place_batch(in, d, staging, b->data, b->len, &st, &err);
         } else {
             ok = page_decode(d, in->ram, b->data, b->len, &round, &st, in->hinted,
@@ -69,7 +91,7 @@ static gpointer decoder_thread(gpointer data)
         g_mutex_unlock(&in->lock);
         g_async_queue_push(in->rx_pool, b);
     }
-    hm_mem_charge(in->m, page_decoder_sizeof(d) + (size_t)PAGE_BATCH_MAX * HM_PAGE_SIZE);
+    hm_mem_charge(in->m, page_decoder_sizeof(d));
     page_decoder_free(d);
     return NULL;
 }
@@ -351,7 +373,7 @@ static bool incoming_run(Incoming *in, bool resumed, bool *final, GError **errp)
                 return in_give_up(in, WIRE_ERR_PROTOCOL, errp,
                                "RAM batch of %u bytes is too large", h.len);
             }
-            RxBuf *b = g_async_queue_pop(in->rx_pool);
+            RxBuf *b = rx_buf_get(in);
             b->len = h.len;
             if (!wire_read_full(in->fd, b->data, h.len, errp)) {
                 g_async_queue_push(in->rx_pool, b);
@@ -485,14 +507,10 @@ gpointer incoming_thread(gpointer data)
 
     in.nchunks = ram_digest_nchunks(in.ram, RAM_DIGEST_CHUNK_PAGES);
     in.src_digests = g_new0(uint64_t, in.nchunks);
-    hm_mem_charge(m, in.nchunks * 8 + (uint64_t)RX_BUFS * MIGRATION_BUF_SIZE);
+    hm_mem_charge(m, in.nchunks * 8);
     g_mutex_init(&in.lock);
     g_cond_init(&in.idle);
     g_mutex_init(&in.send_lock);
-    for (unsigned i = 0; i < RX_BUFS; i++) {
-        in.bufs[i].data = g_malloc(MIGRATION_BUF_SIZE);
-        g_async_queue_push(in.rx_pool, &in.bufs[i]);
-    }
     in.dec = g_new0(GThread *, in.ndec);
     unsigned started = 0;
     while (started < in.ndec &&
@@ -565,7 +583,7 @@ gpointer incoming_thread(gpointer data)
         hm_set_status(m, HINTMIG_STATUS_FAILED, "%s", err->message);
     }
 
-    for (unsigned i = 0; i < RX_BUFS; i++) {
+    for (unsigned i = 0; i < in.nbufs; i++) {
         g_free(in.bufs[i].data);
     }
     g_free(in.dec);

@@ -13,6 +13,8 @@
 #include "migration/uffd_postcopy.h"
 #include "migration/wire.h"
 
+/* At most this many RAM batches read ahead of the decoders.  Buffers are
+ * made as the stream needs them: a short or slow stream uses few. */
 #define RX_BUFS 16
 /* Waits on the source; x-peer-timeout replaces them all when set. */
 #define HELLO_TIMEOUT_MS 30000
@@ -33,8 +35,9 @@ typedef struct Incoming {
     unsigned ndec;
     GThread **dec;
     GAsyncQueue *dec_q;           /* RxBuf * to apply, or &stop_buf */
-    GAsyncQueue *rx_pool;
+    GAsyncQueue *rx_pool;         /* buffers the decoders are done with */
     RxBuf bufs[RX_BUFS];
+    unsigned nbufs;               /* bufs[0..nbufs) have memory */
     GMutex lock;
     GCond idle;
     unsigned busy;

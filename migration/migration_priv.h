@@ -13,7 +13,7 @@
 
 /* Room for the largest message (wire.h: WIRE_MAX_PAYLOAD). */
 #define MIGRATION_BUF_SIZE (WIRE_HEADER_SIZE + WIRE_MAX_PAYLOAD)
-#define MIGRATION_TX_BUFS 32
+#define MIGRATION_TX_BUFS 16
 
 /* A hint that came while its id was not known yet (see hint_opening). */
 typedef struct HintEarly {

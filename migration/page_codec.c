@@ -72,6 +72,8 @@ uint64_t page_batch_check(const uint8_t *buf, size_t len)
                                 XXH3_64bits(buf, 16));
 }
 
+G_STATIC_ASSERT((1u << PAGE_BATCH_WINDOW_LOG) == PAGE_BATCH_MAX * HM_PAGE_SIZE);
+
 size_t page_batch_max_size(unsigned npages)
 {
     size_t raw = (size_t)npages * HM_PAGE_SIZE;
@@ -86,6 +88,10 @@ PageEncoder *page_encoder_new(bool zstd, int level)
         e->cctx = ZSTD_createCCtx();
         ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_compressionLevel, level);
         ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_checksumFlag, 0);
+        /* A frame never holds more than one batch: a window of one batch
+         * loses nothing, and the contexts on both sides (the decoder's
+         * window buffer too) shrink to a quarter of level 3's default. */
+        ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_windowLog, PAGE_BATCH_WINDOW_LOG);
     }
     return e;
 }
@@ -213,6 +219,9 @@ PageDecoder *page_decoder_new(void)
 {
     PageDecoder *d = g_new0(PageDecoder, 1);
     d->dctx = ZSTD_createDCtx();
+    /* A frame that claims a larger window than a batch is refused before
+     * zstd allocates it (its default bound is 128 MiB a frame). */
+    ZSTD_DCtx_setParameter(d->dctx, ZSTD_d_windowLogMax, PAGE_BATCH_WINDOW_LOG);
     return d;
 }
 

@@ -26,19 +26,21 @@
 #define WIRE_HEADER_SIZE 16
 /*
  * The one rule for message sizes: no payload is larger than
- * WIRE_MAX_PAYLOAD, the size of the largest RAM batch (128 pages, their
- * entries, and room for a zstd frame that did not shrink them).  Senders'
- * buffers hold a header and that much; anything sized by the guest (page
- * runs, digests, device state, page requests) is split to fit; receivers
- * refuse a larger length before allocating anything.
+ * WIRE_MAX_PAYLOAD, room for the largest RAM batch (128 pages of 4 KiB,
+ * their entries, and a zstd frame that did not shrink them: under 530 KiB,
+ * page_batch_max_size()).  Senders' buffers hold a header and that much;
+ * anything sized by the guest (page runs, digests, device state, page
+ * requests) is split to fit; receivers refuse a larger length before
+ * allocating anything.  It is no larger than a batch needs because every
+ * send and receive buffer is this size: the engine's own memory follows it.
  */
-#define WIRE_MAX_PAYLOAD ((64u << 10) + 128 * 8 + (1u << 20))
+#define WIRE_MAX_PAYLOAD (576u << 10)
 /*
  * Device state travels in parts of at most WIRE_STATE_PART bytes, each a
  * DEVICE_STATE message whose seq is the part's index, with WIRE_STATE_LAST
  * set on the last; a destination takes at most WIRE_MAX_STATE in all.
  */
-#define WIRE_STATE_PART (1u << 20)
+#define WIRE_STATE_PART (512u << 10)
 #define WIRE_STATE_LAST 0x80000000u
 #define WIRE_MAX_STATE (1u << 30)
 

@@ -264,6 +264,20 @@ START_TEST(hostile_batches_are_refused)
         ck_assert_msg(strstr(err->message, cases[c].msg), "%s: %s",
                       cases[c].what, err->message);
     }
+    /* A frame that claims a 128 MiB window (the window descriptor after
+     * the frame header descriptor) is refused, not allocated. */
+    {
+        static const uint8_t magic[4] = { 0x28, 0xb5, 0x2f, 0xfd };
+        g_autoptr(GError) err = NULL;
+        memcpy(bad, buf, len);
+        uint8_t *f = memmem(bad + PAGE_BATCH_HEADER, len - PAGE_BATCH_HEADER, magic, 4);
+        ck_assert_ptr_nonnull(f);
+        ck_assert(!(f[4] & 0x20));          /* not single-segment: f[5] is the window */
+        f[5] = (27 - 10) << 3;
+        reseal(bad, len);
+        ck_assert(!page_decode(d, dst, bad, len, &round, &st, NULL, NULL, &err));
+        ck_assert_msg(strstr(err->message, "memory"), "%s", err->message);
+    }
     /* A frame cut short, with the length field saying so. */
     g_autoptr(GError) err = NULL;
     memcpy(bad, buf, len);
