@@ -401,6 +401,8 @@ bool in_postcopy_recover(Incoming *in, const char *why)
         uffd_postcopy_link(in->pc, true);    /* waiting vCPUs: ask again */
         g_mutex_lock(&m->lock);
         hm_set_status_locked(m, HINTMIG_STATUS_POSTCOPY_ACTIVE);
+        /* The pause's reason is over: a later failure names its own. */
+        g_clear_pointer(&m->stats.error, g_free);
         m->stats.recoveries++;
         g_mutex_unlock(&m->lock);
         return true;
