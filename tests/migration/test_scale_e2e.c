@@ -28,12 +28,6 @@ static TestVm *start(const char *role, const char *const *args)
     return test_vm_start(dir, name, args);
 }
 
-static void cmd_ok(TestVm *vm, const char *cmd)
-{
-    g_autofree char *out = test_vm_cmd(vm, "%s", cmd);
-    ck_assert_msg(!strcmp(out, ""), "'%s' said: %s", cmd, out);
-}
-
 static TestVm *start_dest(const char *ram, bool postcopy, int *port)
 {
     *port = test_free_port();
@@ -41,7 +35,7 @@ static TestVm *start_dest(const char *ram, bool postcopy, int *port)
     const char *args[] = { "-m", ram, "-smp", "2", "-incoming", inc, NULL };
     TestVm *dst = start("dst", args);
     if (postcopy) {
-        cmd_ok(dst, "migrate_set_capability postcopy-ram on");
+        test_vm_cmd_ok(dst, "migrate_set_capability postcopy-ram on");
     }
     return dst;
 }
@@ -109,16 +103,15 @@ START_TEST(scattered_postcopy_in_the_bulk_pass)
     /* 3072 MiB less the 2 GiB working set and the page metadata; at
      * least 512 MiB of it. */
     wait_working_set(src, 1024, 2560, 60000, 600000);
-    cmd_ok(src, "migrate_set_capability postcopy-ram on");
-    cmd_ok(src, "migrate_set_parameter max-bandwidth 400M");
-    g_autofree char *m = test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port);
-    ck_assert_str_eq(m, "");
+    test_vm_cmd_ok(src, "migrate_set_capability postcopy-ram on");
+    test_vm_cmd_ok(src, "migrate_set_parameter max-bandwidth 400M");
+    test_vm_cmd_ok(src, "migrate -d tcp:127.0.0.1:%d", port);
     /* In the bulk pass, with most of the working set still to send. */
     wait_field_at_least(src, "info migrate", "transferred ram", 64 * 1024, 60000);
     g_autofree char *before = test_vm_cmd(src, "info migrate");
     ck_assert_msg(strstr(before, "Migration status: active"), "%s", before);
     ck_assert_uint_gt(test_field_u64(before, "remaining ram"), 256 * 1024);
-    cmd_ok(src, "migrate_start_postcopy");
+    test_vm_cmd_ok(src, "migrate_start_postcopy");
     g_free(test_vm_wait_status(dst, "postcopy-active", 60000));
     assert_done(src, dst, 300000);
     g_autofree char *di = test_vm_cmd(dst, "info migrate");
@@ -135,12 +128,11 @@ static void sparse_16g(bool postcopy)
     int port;
     TestVm *dst = start_dest("16G", postcopy, &port);
     if (postcopy) {
-        cmd_ok(src, "migrate_set_capability postcopy-ram on");
+        test_vm_cmd_ok(src, "migrate_set_capability postcopy-ram on");
     }
-    g_autofree char *m = test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port);
-    ck_assert_str_eq(m, "");
+    test_vm_cmd_ok(src, "migrate -d tcp:127.0.0.1:%d", port);
     if (postcopy) {
-        cmd_ok(src, "migrate_start_postcopy");
+        test_vm_cmd_ok(src, "migrate_start_postcopy");
     }
     assert_done(src, dst, 300000);
     g_autofree char *si = test_vm_cmd(src, "info migrate");

@@ -76,6 +76,16 @@ char *test_vm_cmd(TestVm *vm, const char *fmt, ...)
     return out;
 }
 
+void test_vm_cmd_ok(TestVm *vm, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *cmd = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_autofree char *out = test_vm_cmd(vm, "%s", cmd);
+    ck_assert_msg(!strcmp(out, ""), "'%s' said: %s", cmd, out);
+}
+
 static int wait_exit(GPid pid, int timeout_ms)
 {
     int status;

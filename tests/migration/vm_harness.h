@@ -28,6 +28,8 @@ TestVm *test_vm_start(const char *dir, const char *name,
 /* Runs a monitor command and returns its output (free with g_free). */
 char *test_vm_cmd(TestVm *vm, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
+/* Runs a monitor command and asserts that it printed nothing (success). */
+void test_vm_cmd_ok(TestVm *vm, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 /* Sends "quit" and asserts a clean exit 0; frees @vm. */
 void test_vm_quit(TestVm *vm);
 
