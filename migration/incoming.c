@@ -119,10 +119,32 @@ bool in_give_up(Incoming *in, WireRefusal code, GError **errp, const char *fmt, 
     gsize len;
     const void *d = g_bytes_get_data(b, &len);
     g_mutex_lock(&in->send_lock);
-    wire_send(in->fd, WIRE_ERROR, 0, d, len, NULL);
+    in->gave_up = wire_send(in->fd, WIRE_ERROR, 0, d, len, NULL);
     g_mutex_unlock(&in->send_lock);
     g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED, "%s", msg);
     return false;
+}
+
+/*
+ * After an ERROR: closing a socket with unread data sends a reset, which
+ * can overtake the ERROR and leave the source with "connection lost"
+ * instead of the reason.  Say we are done writing and read what is still
+ * coming until the source closes (it does once it has the reason), for at
+ * most a second.
+ */
+static void linger_after_error(int fd)
+{
+    uint8_t sink[16 << 10];
+    gint64 until = g_get_monotonic_time() + G_USEC_PER_SEC;
+
+    shutdown(fd, SHUT_WR);
+    for (gint64 now; (now = g_get_monotonic_time()) < until;) {
+        struct pollfd pfd = { fd, POLLIN, 0 };
+        if (poll(&pfd, 1, (int)((until - now) / 1000) + 1) <= 0 ||
+            read(fd, sink, sizeof(sink)) <= 0) {
+            break;
+        }
+    }
 }
 
 bool in_ack(Incoming *in, uint32_t seq, WireRefusal code, const char *msg,
@@ -161,7 +183,7 @@ static bool hello(Incoming *in, GError **errp)
     char uuid[37];
     wire_uuid_format(hi.uuid, uuid);
     HintmigCaps caps = hintmig_get_caps(in->m);
-    uint64_t supported = WIRE_FEAT_ZSTD | WIRE_FEAT_FREE_PAGE_HINT;
+    uint64_t supported = WIRE_FEAT_ZSTD | WIRE_FEAT_FREE_PAGE_HINT | WIRE_FEAT_SPARSE;
     if (caps.verify) {
         supported |= WIRE_FEAT_VERIFY;      /* as postcopy: both sides opt in */
     }
@@ -262,6 +284,39 @@ static bool apply_hinted(Incoming *in, const uint8_t *d, size_t len, GError **er
     in->poison = poison;
     g_mutex_lock(&in->m->lock);
     in->m->stats.hinted_pages += pages;
+    g_mutex_unlock(&in->m->lock);
+    return true;
+}
+
+/*
+ * Pages the source never touched: they read as zero there and will not be
+ * sent unless written.  Whatever this side holds there goes; on a fresh
+ * destination there is nothing, and dropping empty ranges costs nothing.
+ */
+static bool apply_untouched(Incoming *in, const uint8_t *d, size_t len, GError **errp)
+{
+    uint64_t npages = in->ram->npages, pages;
+    uint32_t word;
+    g_autoptr(GError) err = NULL;
+
+    if (!wire_runs_decode(d, len, npages, NULL, &word, &pages, &err)) {
+        return in_give_up(in, WIRE_ERR_PROTOCOL, errp, "untouched: %s", err->message);
+    }
+    uint64_t zd = page_zero_digest();
+    for (size_t off = WIRE_RUNS_HEADER; off < len; off += 16) {
+        uint64_t pfn = le_get64(d + off), n = le_get64(d + off + 8);
+        for (uint64_t at = pfn, k; at < pfn + n; at += k) {
+            k = hm_ram_contig(in->ram, at, pfn + n - at);
+            hm_ram_drop(in->ram, at, k);
+        }
+        if (in->digests) {          /* postcopy verifies from these */
+            for (uint64_t i = pfn; i < pfn + n; i++) {
+                in->digests[i] = zd;
+            }
+        }
+    }
+    g_mutex_lock(&in->m->lock);
+    in->m->stats.untouched_pages += pages;
     g_mutex_unlock(&in->m->lock);
     return true;
 }
@@ -426,6 +481,22 @@ static bool incoming_run(Incoming *in, bool resumed, bool *final, GError **errp)
                 return false;
             }
             break;
+        case WIRE_UNTOUCHED:
+            if (!(in->features & WIRE_FEAT_SPARSE) || in->postcopy) {
+                return in_give_up(in, WIRE_ERR_PROTOCOL, errp,
+                                  "unexpected untouched message");
+            }
+            {
+                /* Batches already queued may still write these pages. */
+                g_autoptr(GError) err = NULL;
+                if (!in_drain(in, &err)) {
+                    return in_give_up(in, WIRE_ERR_DATA, errp, "%s", err->message);
+                }
+            }
+            if (!apply_untouched(in, payload, h.len, errp)) {
+                return false;
+            }
+            break;
         case WIRE_STATE_DIGEST:
             if (!(in->features & WIRE_FEAT_VERIFY) || !in->state_whole ||
                 in->state_digest_seen || h.len != 8) {
@@ -534,6 +605,9 @@ gpointer incoming_thread(gpointer data)
     m->in_fd = -1;
     g_mutex_unlock(&m->lock);
     if (in.fd >= 0) {
+        if (in.gave_up) {
+            linger_after_error(in.fd);
+        }
         shutdown(in.fd, SHUT_RDWR);
         close(in.fd);
     }

@@ -39,6 +39,7 @@ typedef struct Incoming {
     GCond idle;
     unsigned busy;
     char *decode_error;           /* first batch that failed */
+    bool gave_up;                 /* an ERROR went to the source */
     PageCodecStats codec;
     uint64_t rx_bytes;
     uint64_t features;

@@ -347,7 +347,8 @@ bool out_handshake(Precopy *p, GError **errp)
         .session = (uint64_t)g_random_int() << 32 | g_random_int(),
         /* Verification is offered only when asked for: a destination
          * that accepted it would wait for digests that never come. */
-        .features_offered = WIRE_FEAT_ZSTD | (p->verify ? WIRE_FEAT_VERIFY : 0),
+        .features_offered = WIRE_FEAT_ZSTD | WIRE_FEAT_SPARSE |
+                            (p->verify ? WIRE_FEAT_VERIFY : 0),
         .features_required = p->verify ? WIRE_FEAT_VERIFY : 0,
         .page_size = HM_PAGE_SIZE,
         .ram_size = p->ram->size,

@@ -18,6 +18,7 @@
 #include "migration/bitmap.h"
 #include "migration/page_codec.h"
 #include "migration/ram_digest.h"
+#include "migration/ram_presence.h"
 #include "migration/wire.h"
 #include "migration/le.h"
 
@@ -32,11 +33,6 @@ static bool postcopy_wanted(Precopy *p)
     return want;
 }
 
-/*
- * Queues the pages set in @bitmap (every page if NULL) as round @round.
- * When postcopy is asked for, it stops early and sets *@stopped_at to the
- * first page not queued (else to the number of pages).
- */
 /* "remaining ram": what this pass still has to send, as QEMU means it. */
 static void set_remaining(Precopy *p, uint64_t pages)
 {
@@ -45,6 +41,31 @@ static void set_remaining(Precopy *p, uint64_t pages)
     g_mutex_unlock(&p->m->lock);
 }
 
+/* How many pages of @bitmap (every page if NULL) are not hinted. */
+static uint64_t count_unhinted(Precopy *p, const unsigned long *bitmap)
+{
+    uint64_t npages = p->ram->npages;
+    const unsigned long *h = p->hints ? hint_filter_set(p->hints) : NULL;
+
+    if (!h) {
+        return bitmap ? hm_bitmap_count(bitmap, npages) : npages;
+    }
+    if (!bitmap) {
+        return npages - hm_bitmap_count(h, npages);
+    }
+    uint64_t n = 0;
+    for (uint64_t w = 0; w < HM_BITMAP_LONGS(npages); w++) {
+        n += __builtin_popcountl(bitmap[w] & ~h[w]);   /* bits past the end are 0 */
+    }
+    return n;
+}
+
+/*
+ * Queues the pages set in @bitmap (every page if NULL), except hinted
+ * ones, as round @round.  When postcopy is asked for, it stops early and
+ * sets *@stopped_at to the first page not queued (else to the number of
+ * pages).
+ */
 static bool send_pages(Precopy *p, const unsigned long *bitmap, uint32_t round,
                        uint64_t *stopped_at, GError **errp)
 {
@@ -52,10 +73,7 @@ static bool send_pages(Precopy *p, const unsigned long *bitmap, uint32_t round,
     uint64_t pfns[PAGE_BATCH_MAX];
     unsigned n = 0;
     uint64_t batches = 0, queued = 0;
-    /* Dirty pages are never in the skip set (hint_filter_apply_dirty). */
-    uint64_t todo = bitmap ? hm_bitmap_count(bitmap, npages)
-                  : npages - (p->hints ? hm_bitmap_count(hint_filter_set(p->hints),
-                                                         npages) : 0);
+    uint64_t todo = count_unhinted(p, bitmap);
 
     *stopped_at = npages;
     set_remaining(p, todo);
@@ -287,6 +305,44 @@ bool out_dirty_sync(Precopy *p, GError **errp)
     return true;
 }
 
+/*
+ * Which pages the bulk pass must send: those backed by memory now that
+ * the trackers run.  A page that is not was never touched (or was
+ * dropped) and reads as zero; whatever backs it from now on is a write
+ * the trackers report (the uffd-wp backend protects backed pages only,
+ * and a page filled later shows as written; soft-dirty marks new pages
+ * dirty; a host's log sees every write).  Without a map, every page.
+ */
+static void find_backed(Precopy *p)
+{
+    g_autoptr(GError) err = NULL;
+
+    p->backed = ram_presence_scan(p->ram, &err);
+    if (p->backed) {
+        hm_mem_charge(p->m, hm_bitmap_bytes(p->ram->npages));
+    }
+}
+
+/* Tells the destination which pages were never touched (and not hinted). */
+static bool send_untouched(Precopy *p, GError **errp)
+{
+    uint64_t npages = p->ram->npages;
+    const unsigned long *h = p->hints ? hint_filter_set(p->hints) : NULL;
+    g_autofree unsigned long *untouched = hm_bitmap_new(npages);
+
+    for (uint64_t w = 0; w < HM_BITMAP_LONGS(npages); w++) {
+        untouched[w] = ~p->backed[w] & (h ? ~h[w] : ~0UL);
+    }
+    if (npages % HM_BITS_PER_LONG) {
+        untouched[npages / HM_BITS_PER_LONG] &= (1UL << (npages % HM_BITS_PER_LONG)) - 1;
+    }
+    uint64_t n = hm_bitmap_count(untouched, npages);
+    g_mutex_lock(&p->m->lock);
+    p->m->stats.untouched_pages = n;
+    g_mutex_unlock(&p->m->lock);
+    return !n || out_send_runs(p, WIRE_UNTOUCHED, untouched, 0, errp);
+}
+
 /* Ends round @round: a ROUND_END the destination acks once applied. */
 static bool end_round(Precopy *p, uint32_t round, GError **errp)
 {
@@ -372,6 +428,9 @@ static bool precopy_run(Precopy *p, GError **errp)
 
     p->dirty = hm_bitmap_new(p->ram->npages);
     hm_mem_charge(m, hm_bitmap_bytes(p->ram->npages));
+    if (p->features & WIRE_FEAT_SPARSE) {
+        find_backed(p);
+    }
     if (!out_encoders_start(p, errp)) {
         return false;
     }
@@ -379,18 +438,26 @@ static bool precopy_run(Precopy *p, GError **errp)
     if (p->hinting && !collect_hints(p, errp)) {
         return false;
     }
+    if (p->backed && !send_untouched(p, errp)) {
+        return false;
+    }
 
-    /* Bulk pass: every page, while tracking catches what changes behind it. */
+    /* Bulk pass: every backed page, while tracking catches what changes
+     * behind it (pages never touched before included). */
     uint32_t round = 1;
     gint64 round_start = g_get_monotonic_time(), last_sync = round_start;
     uint64_t bytes_at_start = 0, npages = p->ram->npages, stopped_at;
-    if (!send_pages(p, NULL, round, &stopped_at, errp)) {
+    if (!send_pages(p, p->backed, round, &stopped_at, errp)) {
         return false;
     }
     if (stopped_at < npages) {
         /* Postcopy now: the rest of the bulk pass is owed. */
         hm_bitmap_zero(p->dirty, npages);
         hm_bitmap_set_range(p->dirty, stopped_at, npages - stopped_at);
+        for (uint64_t w = stopped_at / HM_BITS_PER_LONG;
+             p->backed && w < HM_BITMAP_LONGS(npages); w++) {
+            p->dirty[w] &= p->backed[w];
+        }
         return postcopy_run(p, errp);
     }
     for (;;) {
@@ -578,6 +645,7 @@ static void precopy_cleanup(Precopy *p)
     g_mutex_unlock(&p->m->lock);
     hint_filter_free(p->hints);
     g_free(p->dirty);
+    g_free(p->backed);
     g_async_queue_unref(p->enc_q);
     g_async_queue_unref(p->job_pool);
     g_free(p->jobs);

@@ -57,6 +57,10 @@ void hintmig_stats_describe(const HintmigStats *s, GString *out)
                            s->normal_bytes ? 100.0 * s->compressed_bytes / s->normal_bytes
                                            : 0.0);
     g_string_append_printf(out, "rounds: %" G_GUINT64_FORMAT "\n", s->rounds);
+    if (s->untouched_pages) {
+        g_string_append_printf(out, "untouched: %" G_GUINT64_FORMAT " pages\n",
+                               s->untouched_pages);
+    }
     if (s->hinted_pages || s->hint_skipped_pages || s->hint_note[0]) {
         g_string_append_printf(out, "hinted: %" G_GUINT64_FORMAT " pages\n"
                                "hint-skipped: %" G_GUINT64_FORMAT " pages\n",

@@ -284,6 +284,7 @@ typedef struct HintmigStats {
                                     * migration (bitmaps, buffers, digest
                                     * tables, codec contexts), summed as
                                     * allocated: a bound on its peak */
+    uint64_t untouched_pages;      /* never touched on the source: not sent */
 } HintmigStats;
 
 typedef struct Hintmig Hintmig;
