@@ -186,6 +186,7 @@ static bool hello(Incoming *in, GError **errp)
     uint64_t supported = WIRE_FEAT_ZSTD | WIRE_FEAT_FREE_PAGE_HINT | WIRE_FEAT_SPARSE;
     if (caps.verify) {
         supported |= WIRE_FEAT_VERIFY;      /* as postcopy: both sides opt in */
+        supported |= WIRE_FEAT_PAGE_DIGESTS;   /* the source chooses */
     }
     g_mutex_lock(&in->m->lock);
     bool listening = in->m->listen_fd >= 0;  /* for the page channel */
@@ -242,6 +243,9 @@ static bool hello(Incoming *in, GError **errp)
     }
     in->features = r.features_accepted;
     in->session = hi.session;
+    if (in->features & WIRE_FEAT_PAGE_DIGESTS) {
+        in_page_digests_new(in);        /* the decoders record them */
+    }
     return true;
 }
 
@@ -302,17 +306,13 @@ static bool apply_untouched(Incoming *in, const uint8_t *d, size_t len, GError *
     if (!wire_runs_decode(d, len, npages, NULL, &word, &pages, &err)) {
         return in_give_up(in, WIRE_ERR_PROTOCOL, errp, "untouched: %s", err->message);
     }
-    uint64_t zd = page_zero_digest();
+    /* Their page digests are still 0 (a zero page): this comes before any
+     * batch. */
     for (size_t off = WIRE_RUNS_HEADER; off < len; off += 16) {
         uint64_t pfn = le_get64(d + off), n = le_get64(d + off + 8);
         for (uint64_t at = pfn, k; at < pfn + n; at += k) {
             k = hm_ram_contig(in->ram, at, pfn + n - at);
             hm_ram_drop(in->ram, at, k);
-        }
-        if (in->digests) {          /* postcopy verifies from these */
-            for (uint64_t i = pfn; i < pfn + n; i++) {
-                in->digests[i] = zd;
-            }
         }
     }
     g_mutex_lock(&in->m->lock);

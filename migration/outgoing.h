@@ -38,6 +38,10 @@ typedef struct Precopy {
     /* Pages backed by memory once tracking ran: the bulk pass sends these
      * only, the others were never touched (NULL: send every page). */
     unsigned long *backed;
+    /* With WIRE_FEAT_PAGE_DIGESTS: each page's digest as last sent, written
+     * by the encoders (0: never sent, a zero page). */
+    uint64_t *page_digests;
+    uint64_t hash_ns_per_page;    /* measured once, for the downtime estimate */
 
     /* encoders */
     unsigned nenc;

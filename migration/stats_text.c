@@ -75,6 +75,12 @@ void hintmig_stats_describe(const HintmigStats *s, GString *out)
     if (s->postcopy) {
         describe_postcopy(s, out);
     }
+    if (!s->incoming && s->expected_downtime_ms) {
+        g_string_append_printf(out, "downtime estimate: %" G_GUINT64_FORMAT " ms ram + %"
+                               G_GUINT64_FORMAT " ms verify + %" G_GUINT64_FORMAT
+                               " ms dirty sync\n", s->expected_ram_ms,
+                               s->expected_verify_ms, s->expected_sync_ms);
+    }
     if (!s->incoming && s->dirty_backend[0]) {
         g_string_append_printf(out, "dirty tracking: %s\n", s->dirty_backend);
     }

@@ -207,7 +207,8 @@ void wire_uuid_format(const uint8_t u[16], char out[37])
 char *wire_features_str(uint64_t mask)
 {
     static const char *const names[] = { "zstd", "verify", "free-page-hint",
-                                         "postcopy", "sparse" };
+                                         "postcopy", "sparse",
+                                         "page-digests" };
     GString *s = g_string_new(NULL);
     for (unsigned i = 0; i < 64; i++) {
         if (!(mask & (1ull << i))) {

@@ -90,7 +90,10 @@ typedef struct WireHeader {
 #define WIRE_FEAT_FREE_PAGE_HINT (1ull << 2)
 #define WIRE_FEAT_POSTCOPY    (1ull << 3)
 #define WIRE_FEAT_SPARSE      (1ull << 4)   /* WIRE_UNTOUCHED */
-#define WIRE_FEAT_KNOWN       ((1ull << 5) - 1)
+/* Verification compares digests of pages as sent and as applied, instead
+ * of hashing both sides' RAM at the end (without it: x-verify-full). */
+#define WIRE_FEAT_PAGE_DIGESTS (1ull << 5)
+#define WIRE_FEAT_KNOWN       ((1ull << 6) - 1)
 
 typedef struct WireHello {
     uint8_t uuid[16];         /* the VM's UUID */
