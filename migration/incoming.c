@@ -243,10 +243,8 @@ static bool hello(Incoming *in, GError **errp)
     }
     in->features = r.features_accepted;
     in->session = hi.session;
-    if (in->features & WIRE_FEAT_PAGE_DIGESTS) {
-        in_page_digests_new(in);        /* the decoders record them */
-    }
-    return true;
+    /* The decoders record them. */
+    return !(in->features & WIRE_FEAT_PAGE_DIGESTS) || in_page_digests_new(in, errp);
 }
 
 /*
@@ -645,7 +643,7 @@ gpointer incoming_thread(gpointer data)
     g_free(in.dec);
     g_free(in.src_digests);
     g_free(in.hinted);
-    g_free(in.digests);
+    ram_digest_table_free(in.digests, in.ram->npages);
     g_free(in.decode_error);
     g_mutex_clear(&in.send_lock);
     if (in.state) {

@@ -77,7 +77,7 @@ bool in_drain(Incoming *in, GError **errp);
 
 /* incoming_verify.c */
 /* Allocates in->digests (zeroed: every page a zero page) unless it exists. */
-void in_page_digests_new(Incoming *in);
+bool in_page_digests_new(Incoming *in, GError **errp);
 /* VERIFY: the source's chunk digests, @d (@len bytes). */
 bool in_store_digests(Incoming *in, const uint8_t *d, size_t len, GError **errp);
 /* Compares this side's RAM with the source's digests and acks @seq with the verdict. */

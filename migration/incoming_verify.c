@@ -11,14 +11,18 @@
 #include "migration/bitmap.h"
 #include "migration/ram_digest.h"
 
-void in_page_digests_new(Incoming *in)
+bool in_page_digests_new(Incoming *in, GError **errp)
 {
     if (!in->digests) {
-        /* Zeroed by the kernel, and written only for pages that arrive:
-         * the rest of the table never gets memory. */
-        in->digests = g_malloc0(in->ram->npages * sizeof(uint64_t));
+        in->digests = ram_digest_table_new(in->ram->npages);
+        if (!in->digests) {
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED,
+                        "no memory for the page digest table");
+            return false;
+        }
         hm_mem_charge(in->m, in->ram->npages * sizeof(uint64_t));
     }
+    return true;
 }
 
 bool in_store_digests(Incoming *in, const uint8_t *d, size_t len, GError **errp)

@@ -417,9 +417,12 @@ static bool precopy_run(Precopy *p, GError **errp)
     p->verify = p->verify && (p->features & WIRE_FEAT_VERIFY);
     p->postcopy = p->features & WIRE_FEAT_POSTCOPY;
     if (p->verify && (p->features & WIRE_FEAT_PAGE_DIGESTS)) {
-        /* Zeroed and mostly never written: only the parts that stand for
-         * pages in use get memory. */
-        p->page_digests = g_malloc0(p->ram->npages * sizeof(uint64_t));
+        p->page_digests = ram_digest_table_new(p->ram->npages);
+        if (!p->page_digests) {
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED,
+                        "no memory for the page digest table");
+            return false;
+        }
         hm_mem_charge(m, p->ram->npages * sizeof(uint64_t));
     }
     if (p->postcopy) {
@@ -710,7 +713,7 @@ static void precopy_cleanup(Precopy *p)
     hint_filter_free(p->hints);
     g_free(p->dirty);
     g_free(p->backed);
-    g_free(p->page_digests);
+    ram_digest_table_free(p->page_digests, p->ram->npages);
     g_async_queue_unref(p->enc_q);
     g_async_queue_unref(p->job_pool);
     g_free(p->jobs);

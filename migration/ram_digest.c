@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* RAM digests: see migration/ram_digest.h. */
 #include <string.h>
+#include <sys/mman.h>
 #include <glib.h>
 #include <xxhash.h>
 
@@ -16,6 +17,28 @@ uint64_t ram_digest(const void *p, size_t len, uint64_t seed)
 uint64_t ram_digest_bytes(const void *p, size_t len)
 {
     return XXH64(p, len, len);
+}
+
+uint64_t *ram_digest_table_new(uint64_t npages)
+{
+    size_t len = npages * sizeof(uint64_t);
+    void *t = mmap(NULL, MAX(len, 1), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (t == MAP_FAILED) {
+        return NULL;
+    }
+    /* Map the shared zero page everywhere now: reading the table's unused
+     * parts later (combining, in the downtime) then faults nothing, and
+     * only the entries written get memory.  Best effort. */
+    madvise(t, MAX(len, 1), MADV_POPULATE_READ);
+    return t;
+}
+
+void ram_digest_table_free(uint64_t *t, uint64_t npages)
+{
+    if (t) {
+        munmap(t, MAX(npages * sizeof(uint64_t), 1));
+    }
 }
 
 uint64_t ram_digest_nchunks(const HmRam *ram, uint32_t chunk_pages)

@@ -23,6 +23,13 @@ uint64_t ram_digest(const void *p, size_t len, uint64_t seed);
 /* Returns the digest of the device state (any @len), seeded with @len. */
 uint64_t ram_digest_bytes(const void *p, size_t len);
 
+/*
+ * A table of @npages page digests, all 0 (zero pages): only the entries
+ * written get memory.  NULL if it cannot be mapped.
+ */
+uint64_t *ram_digest_table_new(uint64_t npages);
+void ram_digest_table_free(uint64_t *t, uint64_t npages);
+
 /* Returns how many chunks of @chunk_pages cover @ram. */
 uint64_t ram_digest_nchunks(const HmRam *ram, uint32_t chunk_pages);
 
