@@ -7,6 +7,18 @@
  * to read the userfaultfd.  A page that lost its protection is "written";
  * PAGEMAP_SCAN with PM_SCAN_WP_MATCHING returns those pages and protects them
  * again in one pass under the page table lock.
+ *
+ * Only pages backed by memory (present or swapped) are protected, and only
+ * those are scanned.  A page never touched has no protection to lose, and
+ * the first write (or read) that backs it makes it a present page without
+ * protection: "written" at the next sync.  Protecting the whole range
+ * instead (UFFDIO_WRITEPROTECT with the markers WP_ASYNC implies) put a
+ * marker in every empty PTE: for a 16 GiB guest using 20 MB, 4 million
+ * markers, 32 MB of page tables, 80 ms to start, 20-25 ms a sync and
+ * 36 ms to unregister, and the markers made every page look swapped to
+ * the presence scans.  Now each costs what the backed pages cost (5 ms a
+ * sync for 5000 scattered pages in 16 GiB, less than 1 ms when they are
+ * together).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -67,7 +79,8 @@ static bool uffd_wp_open(DirtyTracker *t, GError **errp)
                     "uffd-wp: kernel lacks UFFD_FEATURE_WP_ASYNC (needs Linux 6.7)");
         return false;
     }
-    /* WP_UNPOPULATED (6.4) also protects pages never touched yet. */
+    /* WP_UNPOPULATED (6.4): a protected page that is dropped keeps its
+     * protection as a marker (WP_ASYNC turns it on anyway). */
     uint64_t want = UFFD_FEATURE_WP_ASYNC |
                     (avail & UFFD_FEATURE_WP_UNPOPULATED);
     fd = uffd_open(want, NULL, errp);
@@ -91,8 +104,12 @@ static bool uffd_wp_open(DirtyTracker *t, GError **errp)
 }
 
 /*
- * One PAGEMAP_SCAN walk over the range.  With @bitmap it reports written
- * pages; with PM_SCAN_WP_MATCHING it protects every matched page again.
+ * One PAGEMAP_SCAN walk over the backed pages of the range: every page
+ * that has all of @category_mask is protected (again), and with @bitmap
+ * reported.  Empty PTEs count as written to the kernel (nothing protects
+ * them), and so does the shared zero page a read maps in them: leaving
+ * both out of the match keeps them unprotected and unreported, and the
+ * first write gives a page of its own that is.
  */
 static bool uffd_wp_scan(DirtyTracker *t, unsigned long *bitmap,
                          uint64_t category_mask, GError **errp)
@@ -108,7 +125,9 @@ static bool uffd_wp_scan(DirtyTracker *t, unsigned long *bitmap,
             .end = end,
             .vec = (uintptr_t)s->vec,
             .vec_len = SCAN_REGIONS,
-            .category_mask = category_mask,
+            .category_inverted = PAGE_IS_PFNZERO,
+            .category_mask = category_mask | PAGE_IS_PFNZERO,
+            .category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
             .return_mask = PAGE_IS_WRITTEN | PAGE_IS_WPALLOWED,
         };
         long n = ioctl(s->pagemap_fd, PAGEMAP_SCAN, &arg);
@@ -150,14 +169,9 @@ static bool uffd_wp_start(DirtyTracker *t, GError **errp)
         return false;
     }
     s->registered = true;
-    /* Protect everything, present or not: from here on, all is clean. */
-    struct uffdio_writeprotect wp = {
-        .range = reg.range,
-        .mode = UFFDIO_WRITEPROTECT_MODE_WP,
-    };
-    if (ioctl(s->uffd, UFFDIO_WRITEPROTECT, &wp) < 0) {
-        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
-                    "uffd-wp: UFFDIO_WRITEPROTECT failed: %s", g_strerror(errno));
+    /* Protect every backed page: from here on, all is clean.  The rest is
+     * empty, and anything that fills it shows as written. */
+    if (!uffd_wp_scan(t, NULL, 0, errp)) {
         ioctl(s->uffd, UFFDIO_UNREGISTER, &reg.range);
         s->registered = false;
         return false;

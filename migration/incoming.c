@@ -141,10 +141,32 @@ bool in_give_up(Incoming *in, WireRefusal code, GError **errp, const char *fmt, 
     gsize len;
     const void *d = g_bytes_get_data(b, &len);
     g_mutex_lock(&in->send_lock);
-    wire_send(in->fd, WIRE_ERROR, 0, d, len, NULL);
+    in->gave_up = wire_send(in->fd, WIRE_ERROR, 0, d, len, NULL);
     g_mutex_unlock(&in->send_lock);
     g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED, "%s", msg);
     return false;
+}
+
+/*
+ * After an ERROR: closing a socket with unread data sends a reset, which
+ * can overtake the ERROR and leave the source with "connection lost"
+ * instead of the reason.  Say we are done writing and read what is still
+ * coming until the source closes (it does once it has the reason), for at
+ * most a second.
+ */
+static void linger_after_error(int fd)
+{
+    uint8_t sink[16 << 10];
+    gint64 until = g_get_monotonic_time() + G_USEC_PER_SEC;
+
+    shutdown(fd, SHUT_WR);
+    for (gint64 now; (now = g_get_monotonic_time()) < until;) {
+        struct pollfd pfd = { fd, POLLIN, 0 };
+        if (poll(&pfd, 1, (int)((until - now) / 1000) + 1) <= 0 ||
+            read(fd, sink, sizeof(sink)) <= 0) {
+            break;
+        }
+    }
 }
 
 bool in_ack(Incoming *in, uint32_t seq, WireRefusal code, const char *msg,
@@ -183,9 +205,10 @@ static bool hello(Incoming *in, GError **errp)
     char uuid[37];
     wire_uuid_format(hi.uuid, uuid);
     HintmigCaps caps = hintmig_get_caps(in->m);
-    uint64_t supported = WIRE_FEAT_ZSTD | WIRE_FEAT_FREE_PAGE_HINT;
+    uint64_t supported = WIRE_FEAT_ZSTD | WIRE_FEAT_FREE_PAGE_HINT | WIRE_FEAT_SPARSE;
     if (caps.verify) {
         supported |= WIRE_FEAT_VERIFY;      /* as postcopy: both sides opt in */
+        supported |= WIRE_FEAT_PAGE_DIGESTS;   /* the source chooses */
     }
     g_mutex_lock(&in->m->lock);
     bool listening = in->m->listen_fd >= 0;  /* for the page channel */
@@ -242,7 +265,8 @@ static bool hello(Incoming *in, GError **errp)
     }
     in->features = r.features_accepted;
     in->session = hi.session;
-    return true;
+    /* The decoders record them. */
+    return !(in->features & WIRE_FEAT_PAGE_DIGESTS) || in_page_digests_new(in, errp);
 }
 
 /* Fills @len bytes (a multiple of 4) at @p with @pattern: one word, then
@@ -296,6 +320,35 @@ static bool apply_hinted(Incoming *in, const uint8_t *d, size_t len, GError **er
     in->poison = poison;
     g_mutex_lock(&in->m->lock);
     in->m->stats.hinted_pages += pages;
+    g_mutex_unlock(&in->m->lock);
+    return true;
+}
+
+/*
+ * Pages the source never touched: they read as zero there and will not be
+ * sent unless written.  Whatever this side holds there goes; on a fresh
+ * destination there is nothing, and dropping empty ranges costs nothing.
+ */
+static bool apply_untouched(Incoming *in, const uint8_t *d, size_t len, GError **errp)
+{
+    uint64_t npages = in->ram->npages, pages;
+    uint32_t word;
+    g_autoptr(GError) err = NULL;
+
+    if (!wire_runs_decode(d, len, npages, NULL, &word, &pages, &err)) {
+        return in_give_up(in, WIRE_ERR_PROTOCOL, errp, "untouched: %s", err->message);
+    }
+    /* Their page digests are still 0 (a zero page): this comes before any
+     * batch. */
+    for (size_t off = WIRE_RUNS_HEADER; off < len; off += 16) {
+        uint64_t pfn = le_get64(d + off), n = le_get64(d + off + 8);
+        for (uint64_t at = pfn, k; at < pfn + n; at += k) {
+            k = hm_ram_contig(in->ram, at, pfn + n - at);
+            hm_ram_drop(in->ram, at, k);
+        }
+    }
+    g_mutex_lock(&in->m->lock);
+    in->m->stats.untouched_pages += pages;
     g_mutex_unlock(&in->m->lock);
     return true;
 }
@@ -460,6 +513,22 @@ static bool incoming_run(Incoming *in, bool resumed, bool *final, GError **errp)
                 return false;
             }
             break;
+        case WIRE_UNTOUCHED:
+            if (!(in->features & WIRE_FEAT_SPARSE) || in->postcopy) {
+                return in_give_up(in, WIRE_ERR_PROTOCOL, errp,
+                                  "unexpected untouched message");
+            }
+            {
+                /* Batches already queued may still write these pages. */
+                g_autoptr(GError) err = NULL;
+                if (!in_drain(in, &err)) {
+                    return in_give_up(in, WIRE_ERR_DATA, errp, "%s", err->message);
+                }
+            }
+            if (!apply_untouched(in, payload, h.len, errp)) {
+                return false;
+            }
+            break;
         case WIRE_STATE_DIGEST:
             if (!(in->features & WIRE_FEAT_VERIFY) || !in->state_whole ||
                 in->state_digest_seen || h.len != 8) {
@@ -564,6 +633,9 @@ gpointer incoming_thread(gpointer data)
     m->in_fd = -1;
     g_mutex_unlock(&m->lock);
     if (in.fd >= 0) {
+        if (in.gave_up) {
+            linger_after_error(in.fd);
+        }
         shutdown(in.fd, SHUT_RDWR);
         close(in.fd);
     }
@@ -601,7 +673,7 @@ gpointer incoming_thread(gpointer data)
     g_free(in.dec);
     g_free(in.src_digests);
     g_free(in.hinted);
-    g_free(in.digests);
+    ram_digest_table_free(in.digests, in.ram->npages);
     g_free(in.decode_error);
     g_mutex_clear(&in.send_lock);
     if (in.state) {

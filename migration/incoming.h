@@ -42,6 +42,7 @@ typedef struct Incoming {
     GCond idle;
     unsigned busy;
     char *decode_error;           /* first batch that failed */
+    bool gave_up;                 /* an ERROR went to the source */
     PageCodecStats codec;
     uint64_t rx_bytes;
     uint64_t features;
@@ -61,7 +62,8 @@ typedef struct Incoming {
     bool link_up;                 /* under send_lock */
     UffdPostcopy *pc;             /* set up once postcopy was negotiated */
     bool postcopy;                /* the guest runs here: place, do not write */
-    uint64_t *digests;            /* each page's digest as written or placed */
+    uint64_t *digests;            /* each page's digest as written or placed
+                                   * (page digests, or postcopy); 0: zero page */
     int ch_fd;                    /* the page channel, -1 when none */
     GThread *ch_thread;
 } Incoming;
@@ -77,6 +79,8 @@ bool in_ack(Incoming *in, uint32_t seq, WireRefusal code, const char *msg,
 bool in_drain(Incoming *in, GError **errp);
 
 /* incoming_verify.c */
+/* Allocates in->digests (zeroed: every page a zero page) unless it exists. */
+bool in_page_digests_new(Incoming *in, GError **errp);
 /* VERIFY: the source's chunk digests, @d (@len bytes). */
 bool in_store_digests(Incoming *in, const uint8_t *d, size_t len, GError **errp);
 /* Compares this side's RAM with the source's digests and acks @seq with the verdict. */

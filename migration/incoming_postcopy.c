@@ -189,10 +189,12 @@ bool in_accept_page_channel(Incoming *in, GError **errp)
         return false;
     }
     uffd_postcopy_set_urgent(in->pc, fault_thread_urgent, in->m);
-    in->digests = g_new(uint64_t, in->ram->npages);
-    /* A digest per page (postcopy verifies pages as placed) and the
-     * missing and requested maps. */
-    hm_mem_charge(in->m, in->ram->npages * 8 + 2 * hm_bitmap_bytes(in->ram->npages));
+    /* The missing and requested maps. */
+    hm_mem_charge(in->m, 2 * hm_bitmap_bytes(in->ram->npages));
+    if (!in_page_digests_new(in, errp)) {      /* postcopy verifies pages as placed */
+        close(fd);
+        return false;
+    }
     return channel_start(in, fd, errp);
 }
 

@@ -1,14 +1,29 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Verification on the destination: the source's chunk digests (VERIFY)
- * against digests of this side's RAM, computed independently of what was
- * received, or (postcopy) from each page's digest as it was placed.
+ * against this side's, combined from each page's digest as it was applied
+ * or placed (page digests, postcopy), or (x-verify-full) hashed from RAM
+ * at the end, independently of what was received.
  */
 #include <string.h>
 
 #include "incoming.h"
 #include "migration/bitmap.h"
 #include "migration/ram_digest.h"
+
+bool in_page_digests_new(Incoming *in, GError **errp)
+{
+    if (!in->digests) {
+        in->digests = ram_digest_table_new(in->ram->npages);
+        if (!in->digests) {
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED,
+                        "no memory for the page digest table");
+            return false;
+        }
+        hm_mem_charge(in->m, in->ram->npages * sizeof(uint64_t));
+    }
+    return true;
+}
 
 bool in_store_digests(Incoming *in, const uint8_t *d, size_t len, GError **errp)
 {
@@ -32,7 +47,8 @@ bool in_store_digests(Incoming *in, const uint8_t *d, size_t len, GError **errp)
 static char *verify_ram(Incoming *in)
 {
     g_autofree uint64_t *ours = g_new(uint64_t, in->nchunks);
-    hm_mem_charge(in->m, in->nchunks * 8 + hm_bitmap_bytes(in->ram->npages));
+    hm_mem_charge(in->m, in->nchunks * 8 + (in->digests ? 0
+                                            : hm_bitmap_bytes(in->ram->npages)));
     uint64_t bad = 0, first_bad = 0;
 
     if (in->digests_received != in->nchunks) {
@@ -41,7 +57,7 @@ static char *verify_ram(Incoming *in)
                                in->digests_received, in->nchunks);
     }
     gint64 t0 = g_get_monotonic_time();
-    if (in->postcopy) {
+    if (in->postcopy || (in->features & WIRE_FEAT_PAGE_DIGESTS)) {
         ram_digest_combine(in->digests, in->ram->npages, RAM_DIGEST_CHUNK_PAGES,
                            in->nchunks, ours, in->hinted);
     } else {

@@ -96,6 +96,13 @@ static gpointer encoder_thread(gpointer data)
         }
         size_t len = page_encode(e, p->ram, job->pfns, job->n, job->round,
                                  job->buf->data + WIRE_HEADER_SIZE, &st);
+        for (unsigned i = 0; p->page_digests && i < job->n; i++) {
+            /* The page is still in cache.  Should the guest write it after
+             * it was encoded, the digest may not be what was sent: then the
+             * page is dirty and goes again, and so does its digest. */
+            p->page_digests[job->pfns[i]] = ram_digest(hm_ram_page(p->ram, job->pfns[i]),
+                                                       HM_PAGE_SIZE, 0);
+        }
         wire_header_encode(job->buf->data, WIRE_RAM_BATCH, 0, len);
         job->buf->len = WIRE_HEADER_SIZE + len;
         uring_tx_send(p->tx, job->buf);
@@ -347,7 +354,10 @@ bool out_handshake(Precopy *p, GError **errp)
         .session = (uint64_t)g_random_int() << 32 | g_random_int(),
         /* Verification is offered only when asked for: a destination
          * that accepted it would wait for digests that never come. */
-        .features_offered = WIRE_FEAT_ZSTD | (p->verify ? WIRE_FEAT_VERIFY : 0),
+        .features_offered = WIRE_FEAT_ZSTD | WIRE_FEAT_SPARSE |
+                            (p->verify ? WIRE_FEAT_VERIFY : 0) |
+                            (p->verify && !hintmig_get_caps(p->m).x_verify_full
+                             ? WIRE_FEAT_PAGE_DIGESTS : 0),
         .features_required = p->verify ? WIRE_FEAT_VERIFY : 0,
         .page_size = HM_PAGE_SIZE,
         .ram_size = p->ram->size,

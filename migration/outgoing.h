@@ -35,6 +35,13 @@ typedef struct Precopy {
     unsigned long *region_dirty;  /* its bitmap for one region */
     uint64_t dirty_syncs;
     unsigned long *dirty;
+    /* Pages backed by memory once tracking ran: the bulk pass sends these
+     * only, the others were never touched (NULL: send every page). */
+    unsigned long *backed;
+    /* With WIRE_FEAT_PAGE_DIGESTS: each page's digest as last sent, written
+     * by the encoders (0: never sent, a zero page). */
+    uint64_t *page_digests;
+    uint64_t hash_ns_per_page;    /* measured once, for the downtime estimate */
 
     /* encoders */
     unsigned nenc;
@@ -117,7 +124,7 @@ uint32_t out_send_request(Precopy *p, WireType type, const void *payload, size_t
 bool out_wait_ack(Precopy *p, unsigned timeout_ms, uint32_t *status, char **msg,
                   bool *closed);
 bool out_send_device_state(Precopy *p, GError **errp);
-/* Queues the runs of @set as @type messages (WIRE_HINTED, WIRE_PENDING). */
+/* Queues the runs of @set as @type messages (WIRE_HINTED, WIRE_PENDING, ...). */
 bool out_send_runs(Precopy *p, WireType type, const unsigned long *set, uint32_t word,
                GError **errp);
 gpointer out_digest_task(gpointer data);

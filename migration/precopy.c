@@ -18,6 +18,7 @@
 #include "migration/bitmap.h"
 #include "migration/page_codec.h"
 #include "migration/ram_digest.h"
+#include "migration/ram_presence.h"
 #include "migration/wire.h"
 #include "migration/le.h"
 
@@ -32,11 +33,6 @@ static bool postcopy_wanted(Precopy *p)
     return want;
 }
 
-/*
- * Queues the pages set in @bitmap (every page if NULL) as round @round.
- * When postcopy is asked for, it stops early and sets *@stopped_at to the
- * first page not queued (else to the number of pages).
- */
 /* "remaining ram": what this pass still has to send, as QEMU means it. */
 static void set_remaining(Precopy *p, uint64_t pages)
 {
@@ -45,6 +41,31 @@ static void set_remaining(Precopy *p, uint64_t pages)
     g_mutex_unlock(&p->m->lock);
 }
 
+/* How many pages of @bitmap (every page if NULL) are not hinted. */
+static uint64_t count_unhinted(Precopy *p, const unsigned long *bitmap)
+{
+    uint64_t npages = p->ram->npages;
+    const unsigned long *h = p->hints ? hint_filter_set(p->hints) : NULL;
+
+    if (!h) {
+        return bitmap ? hm_bitmap_count(bitmap, npages) : npages;
+    }
+    if (!bitmap) {
+        return npages - hm_bitmap_count(h, npages);
+    }
+    uint64_t n = 0;
+    for (uint64_t w = 0; w < HM_BITMAP_LONGS(npages); w++) {
+        n += __builtin_popcountl(bitmap[w] & ~h[w]);   /* bits past the end are 0 */
+    }
+    return n;
+}
+
+/*
+ * Queues the pages set in @bitmap (every page if NULL), except hinted
+ * ones, as round @round.  When postcopy is asked for, it stops early and
+ * sets *@stopped_at to the first page not queued (else to the number of
+ * pages).
+ */
 static bool send_pages(Precopy *p, const unsigned long *bitmap, uint32_t round,
                        uint64_t *stopped_at, GError **errp)
 {
@@ -52,10 +73,7 @@ static bool send_pages(Precopy *p, const unsigned long *bitmap, uint32_t round,
     uint64_t pfns[PAGE_BATCH_MAX];
     unsigned n = 0;
     uint64_t batches = 0, queued = 0;
-    /* Dirty pages are never in the skip set (hint_filter_apply_dirty). */
-    uint64_t todo = bitmap ? hm_bitmap_count(bitmap, npages)
-                  : npages - (p->hints ? hm_bitmap_count(hint_filter_set(p->hints),
-                                                         npages) : 0);
+    uint64_t todo = count_unhinted(p, bitmap);
 
     *stopped_at = npages;
     set_remaining(p, todo);
@@ -287,6 +305,81 @@ bool out_dirty_sync(Precopy *p, GError **errp)
     return true;
 }
 
+/*
+ * Which pages the bulk pass must send: those backed by memory now that
+ * the trackers run.  A page that is not was never touched (or was
+ * dropped) and reads as zero; whatever backs it from now on is a write
+ * the trackers report (the uffd-wp backend protects backed pages only,
+ * and a page filled later shows as written; soft-dirty marks new pages
+ * dirty; a host's log sees every write).  Without a map, every page.
+ */
+static void find_backed(Precopy *p)
+{
+    g_autoptr(GError) err = NULL;
+
+    p->backed = ram_presence_scan(p->ram, &err);
+    if (p->backed) {
+        hm_mem_charge(p->m, hm_bitmap_bytes(p->ram->npages));
+    }
+}
+
+/* Tells the destination which pages were never touched (and not hinted). */
+static bool send_untouched(Precopy *p, GError **errp)
+{
+    uint64_t npages = p->ram->npages;
+    const unsigned long *h = p->hints ? hint_filter_set(p->hints) : NULL;
+    g_autofree unsigned long *untouched = hm_bitmap_new(npages);
+
+    for (uint64_t w = 0; w < HM_BITMAP_LONGS(npages); w++) {
+        untouched[w] = ~p->backed[w] & (h ? ~h[w] : ~0UL);
+    }
+    if (npages % HM_BITS_PER_LONG) {
+        untouched[npages / HM_BITS_PER_LONG] &= (1UL << (npages % HM_BITS_PER_LONG)) - 1;
+    }
+    uint64_t n = hm_bitmap_count(untouched, npages);
+    g_mutex_lock(&p->m->lock);
+    p->m->stats.untouched_pages = n;
+    g_mutex_unlock(&p->m->lock);
+    return !n || out_send_runs(p, WIRE_UNTOUCHED, untouched, 0, errp);
+}
+
+/*
+ * What verification adds to the downtime once the last batch is out.  With
+ * page digests both sides combine their tables into chunk digests (timed
+ * here on ours; the destination's is the same work) and hash only the
+ * pages of the last round, as they go; without, the destination hashes
+ * every page in use after the last batch (the source does it meanwhile),
+ * at the rate measured here on a few of them.
+ */
+static uint64_t verify_estimate_us(Precopy *p, uint64_t ndirty)
+{
+    uint64_t npages = p->ram->npages;
+
+    if (!p->verify) {
+        return 0;
+    }
+    if (p->page_digests) {
+        uint64_t n = ram_digest_nchunks(p->ram, RAM_DIGEST_CHUNK_PAGES);
+        g_autofree uint64_t *scratch = g_new(uint64_t, n);
+        gint64 t0 = g_get_monotonic_time();
+        ram_digest_combine(p->page_digests, npages, RAM_DIGEST_CHUNK_PAGES, n, scratch,
+                           p->hints ? hint_filter_set(p->hints) : NULL);
+        return 2 * (uint64_t)(g_get_monotonic_time() - t0);
+    }
+    if (!p->hash_ns_per_page) {
+        enum { SAMPLE = 256 };
+        uint64_t pfn = p->backed ? hm_bitmap_next_set(p->backed, npages, 0) : 0, done = 0;
+        gint64 t0 = g_get_monotonic_time();
+        for (; done < SAMPLE && pfn < npages; done++) {
+            (void)ram_digest(hm_ram_page(p->ram, pfn), HM_PAGE_SIZE, 0);
+            pfn = p->backed ? hm_bitmap_next_set(p->backed, npages, pfn + 1) : pfn + 1;
+        }
+        p->hash_ns_per_page = MAX(1, (g_get_monotonic_time() - t0) * 1000 / MAX(done, 1));
+    }
+    uint64_t in_use = (p->backed ? hm_bitmap_count(p->backed, npages) : npages) + ndirty;
+    return in_use * p->hash_ns_per_page / 1000 / MAX(p->params.compress_threads, 1u);
+}
+
 /* Ends round @round: a ROUND_END the destination acks once applied. */
 static bool end_round(Precopy *p, uint32_t round, GError **errp)
 {
@@ -323,6 +416,15 @@ static bool precopy_run(Precopy *p, GError **errp)
     }
     p->verify = p->verify && (p->features & WIRE_FEAT_VERIFY);
     p->postcopy = p->features & WIRE_FEAT_POSTCOPY;
+    if (p->verify && (p->features & WIRE_FEAT_PAGE_DIGESTS)) {
+        p->page_digests = ram_digest_table_new(p->ram->npages);
+        if (!p->page_digests) {
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_FAILED,
+                        "no memory for the page digest table");
+            return false;
+        }
+        hm_mem_charge(m, p->ram->npages * sizeof(uint64_t));
+    }
     if (p->postcopy) {
         /* Over a socket the host connected, the page channel goes where it goes. */
         g_autofree char *peer = m->uri ? NULL : socket_peer_uri(p->fd);
@@ -372,6 +474,9 @@ static bool precopy_run(Precopy *p, GError **errp)
 
     p->dirty = hm_bitmap_new(p->ram->npages);
     hm_mem_charge(m, hm_bitmap_bytes(p->ram->npages));
+    if (p->features & WIRE_FEAT_SPARSE) {
+        find_backed(p);
+    }
     if (!out_encoders_start(p, errp)) {
         return false;
     }
@@ -379,18 +484,26 @@ static bool precopy_run(Precopy *p, GError **errp)
     if (p->hinting && !collect_hints(p, errp)) {
         return false;
     }
+    if (p->backed && !send_untouched(p, errp)) {
+        return false;
+    }
 
-    /* Bulk pass: every page, while tracking catches what changes behind it. */
+    /* Bulk pass: every backed page, while tracking catches what changes
+     * behind it (pages never touched before included). */
     uint32_t round = 1;
     gint64 round_start = g_get_monotonic_time(), last_sync = round_start;
     uint64_t bytes_at_start = 0, npages = p->ram->npages, stopped_at;
-    if (!send_pages(p, NULL, round, &stopped_at, errp)) {
+    if (!send_pages(p, p->backed, round, &stopped_at, errp)) {
         return false;
     }
     if (stopped_at < npages) {
         /* Postcopy now: the rest of the bulk pass is owed. */
         hm_bitmap_zero(p->dirty, npages);
         hm_bitmap_set_range(p->dirty, stopped_at, npages - stopped_at);
+        for (uint64_t w = stopped_at / HM_BITS_PER_LONG;
+             p->backed && w < HM_BITMAP_LONGS(npages); w++) {
+            p->dirty[w] &= p->backed[w];
+        }
         return postcopy_run(p, errp);
     }
     for (;;) {
@@ -406,9 +519,11 @@ static bool precopy_run(Precopy *p, GError **errp)
         double bw = (double)(tx.bytes_sent - bytes_at_start) * G_USEC_PER_SEC /
                     MAX(now - round_start, 1);
         hm_bitmap_zero(p->dirty, p->ram->npages);
+        gint64 t_sync = g_get_monotonic_time();
         if (!out_dirty_sync(p, errp)) {
             return false;
         }
+        uint64_t sync_us = g_get_monotonic_time() - t_sync;   /* again after the stop */
         if (p->hints) {
             hint_filter_apply_dirty(p->hints, p->dirty);   /* written: send */
         }
@@ -421,13 +536,21 @@ static bool precopy_run(Precopy *p, GError **errp)
             ? (double)p->codec.payload_bytes / p->codec.data_pages + 8
             : HM_PAGE_SIZE;
         g_mutex_unlock(&p->lock);
-        uint64_t expected_ms = (uint64_t)(ndirty * per_page * 1000 / MAX(bw, 1.0));
+        /* The whole downtime, as it will be measured: the dirty pages on
+         * the wire, what verification still has to do, the last sync.
+         * (Not the device state: its size is known only once saved.) */
+        uint64_t ram_us = (uint64_t)(ndirty * per_page * G_USEC_PER_SEC / MAX(bw, 1.0));
+        uint64_t verify_us = verify_estimate_us(p, ndirty);
+        uint64_t expected_ms = (ram_us + verify_us + sync_us + 999) / 1000;
 
         g_mutex_lock(&m->lock);
         m->stats.rounds = round;
         m->stats.ram_remaining = ndirty * HM_PAGE_SIZE;
         m->stats.dirty_pages_rate = ndirty * G_USEC_PER_SEC / MAX(now - last_sync, 1);
         m->stats.expected_downtime_ms = expected_ms;
+        m->stats.expected_ram_ms = ram_us / 1000;
+        m->stats.expected_verify_ms = verify_us / 1000;
+        m->stats.expected_sync_ms = sync_us / 1000;
         uint64_t limit = m->params.downtime_limit_ms;
         g_mutex_unlock(&m->lock);
         last_sync = now;
@@ -463,15 +586,26 @@ static bool precopy_run(Precopy *p, GError **errp)
                       .exclude = p->hints ? hint_filter_set(p->hints) : NULL };
     g_autofree uint64_t *digests = dt.out = g_new(uint64_t, dt.n);
     if (p->verify) {        /* the table, and the hasher's map of backed pages */
-        hm_mem_charge(p->m, dt.n * 8 + hm_bitmap_bytes(p->ram->npages));
+        hm_mem_charge(p->m, dt.n * 8 +
+                      (p->page_digests ? 0 : hm_bitmap_bytes(p->ram->npages)));
     }
-    GThread *hasher = p->verify ? hm_thread_or_inline("digest", out_digest_task, &dt)
-                                : NULL;
+    /* With page digests the encoders hash the last round as they send it;
+     * else RAM is hashed whole while it goes. */
+    GThread *hasher = p->verify && !p->page_digests
+                      ? hm_thread_or_inline("digest", out_digest_task, &dt) : NULL;
     bool sent = send_pages(p, p->dirty, round, &stopped_at, errp) &&
-                end_round(p, round, errp) &&
-                out_send_device_state(p, errp);
+                end_round(p, round, errp);      /* the encoders are done */
+    if (sent && p->page_digests) {
+        gint64 t0 = g_get_monotonic_time();
+        ram_digest_combine(p->page_digests, p->ram->npages, RAM_DIGEST_CHUNK_PAGES,
+                           dt.n, digests, dt.exclude);
+        dt.us = g_get_monotonic_time() - t0;
+    }
+    sent = sent && out_send_device_state(p, errp);
     if (hasher) {
         g_thread_join(hasher);
+    }
+    if (p->verify) {
         g_mutex_lock(&m->lock);
         m->stats.verify_source_ms = dt.us / 1000;
         g_mutex_unlock(&m->lock);
@@ -578,6 +712,8 @@ static void precopy_cleanup(Precopy *p)
     g_mutex_unlock(&p->m->lock);
     hint_filter_free(p->hints);
     g_free(p->dirty);
+    g_free(p->backed);
+    ram_digest_table_free(p->page_digests, p->ram->npages);
     g_async_queue_unref(p->enc_q);
     g_async_queue_unref(p->job_pool);
     g_free(p->jobs);

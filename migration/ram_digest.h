@@ -23,6 +23,13 @@ uint64_t ram_digest(const void *p, size_t len, uint64_t seed);
 /* Returns the digest of the device state (any @len), seeded with @len. */
 uint64_t ram_digest_bytes(const void *p, size_t len);
 
+/*
+ * A table of @npages page digests, all 0 (zero pages): only the entries
+ * written get memory.  NULL if it cannot be mapped.
+ */
+uint64_t *ram_digest_table_new(uint64_t npages);
+void ram_digest_table_free(uint64_t *t, uint64_t npages);
+
 /* Returns how many chunks of @chunk_pages cover @ram. */
 uint64_t ram_digest_nchunks(const HmRam *ram, uint32_t chunk_pages);
 
@@ -30,7 +37,8 @@ uint64_t ram_digest_nchunks(const HmRam *ram, uint32_t chunk_pages);
  * Computes the digests of chunks [@first, @first + @n) of @ram into @out,
  * on @nthreads threads.  A chunk's digest is the digest of its pages'
  * digests in order, seeded with the chunk index, so a page or a chunk in the
- * wrong place does not match.  Pages that are not backed by memory (never
+ * wrong place does not match; a chunk of zero pages has digest 0.  Pages
+ * that are not backed by memory (never
  * touched) count as zero pages and are not read, and so do pages set in
  * @exclude (may be NULL): free pages the guest hinted, whose content does
  * not matter and differs between the two sides.
@@ -41,9 +49,10 @@ void ram_digest_chunks(const HmRam *ram, uint32_t chunk_pages, uint64_t first,
 
 /*
  * The same chunk digests from the digests of single pages (ram_digest() of
- * each page, seed 0), as a postcopy destination records them while placing
- * pages: by then the guest runs there and RAM itself has moved on.  Pages
- * in @exclude count as zero pages.
+ * each page, seed 0), as the source records them while sending and the
+ * destination while applying or placing pages.  An entry of 0 stands for
+ * a zero page (a table starts zeroed, and pages never sent are zero), and
+ * so do pages in @exclude.
  */
 void ram_digest_combine(const uint64_t *page_digests, uint64_t npages,
                         uint32_t chunk_pages, uint64_t nchunks, uint64_t *out,

@@ -23,6 +23,9 @@ static bool scan_ioctl(int fd, const HmRegion *r, unsigned long *map)
             .end = end,
             .vec = (uintptr_t)vec,
             .vec_len = REGIONS,
+            /* Backed, and not the shared zero page a read maps. */
+            .category_inverted = PAGE_IS_PFNZERO,
+            .category_mask = PAGE_IS_PFNZERO,
             .category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
             .return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
         };

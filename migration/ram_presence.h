@@ -2,7 +2,8 @@
 /*
  * Which guest pages are backed by memory at all.  A page that is neither
  * present nor swapped has never been touched and reads as zero, so it need
- * not be read (reading would fault in the zero page for nothing).
+ * not be read (reading would fault in the zero page for nothing); nor need
+ * a page that only maps the shared zero page (it was read, never written).
  */
 #ifndef HINTMIG_RAM_PRESENCE_H
 #define HINTMIG_RAM_PRESENCE_H

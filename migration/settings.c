@@ -30,10 +30,11 @@ bool hintmig_set_capability(Hintmig *m, const char *name, bool on,
                               GError **errp)
 {
     if (strcmp(name, "verify") && strcmp(name, "free-page-hint") &&
-        strcmp(name, "postcopy-ram") && strcmp(name, "pause-before-switchover")) {
+        strcmp(name, "postcopy-ram") && strcmp(name, "pause-before-switchover") &&
+        strcmp(name, "x-verify-full")) {
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "unknown capability '%s' (known: verify, free-page-hint, "
-                    "postcopy-ram, pause-before-switchover)", name);
+                    "postcopy-ram, pause-before-switchover, x-verify-full)", name);
         return false;
     }
     if (!strcmp(name, "free-page-hint") && on) {
@@ -66,6 +67,8 @@ bool hintmig_set_capability(Hintmig *m, const char *name, bool on,
         m->caps.postcopy_ram = on;
     } else if (!strcmp(name, "pause-before-switchover")) {
         m->caps.pause_before_switchover = on;
+    } else if (!strcmp(name, "x-verify-full")) {
+        m->caps.x_verify_full = on;
     } else {
         m->caps.free_page_hint = on;
     }

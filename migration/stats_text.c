@@ -57,6 +57,10 @@ void hintmig_stats_describe(const HintmigStats *s, GString *out)
                            s->normal_bytes ? 100.0 * s->compressed_bytes / s->normal_bytes
                                            : 0.0);
     g_string_append_printf(out, "rounds: %" G_GUINT64_FORMAT "\n", s->rounds);
+    if (s->untouched_pages) {
+        g_string_append_printf(out, "untouched: %" G_GUINT64_FORMAT " pages\n",
+                               s->untouched_pages);
+    }
     if (s->hinted_pages || s->hint_skipped_pages || s->hint_note[0]) {
         g_string_append_printf(out, "hinted: %" G_GUINT64_FORMAT " pages\n"
                                "hint-skipped: %" G_GUINT64_FORMAT " pages\n",
@@ -70,6 +74,12 @@ void hintmig_stats_describe(const HintmigStats *s, GString *out)
     }
     if (s->postcopy) {
         describe_postcopy(s, out);
+    }
+    if (!s->incoming && s->expected_downtime_ms) {
+        g_string_append_printf(out, "downtime estimate: %" G_GUINT64_FORMAT " ms ram + %"
+                               G_GUINT64_FORMAT " ms verify + %" G_GUINT64_FORMAT
+                               " ms dirty sync\n", s->expected_ram_ms,
+                               s->expected_verify_ms, s->expected_sync_ms);
     }
     if (!s->incoming && s->dirty_backend[0]) {
         g_string_append_printf(out, "dirty tracking: %s\n", s->dirty_backend);

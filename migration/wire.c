@@ -35,6 +35,7 @@ const char *wire_type_str(uint16_t type)
     case WIRE_POSTCOPY_RUN: return "postcopy-run";
     case WIRE_RESUME: return "resume";
     case WIRE_STATE_DIGEST: return "state-digest";
+    case WIRE_UNTOUCHED: return "untouched";
     case WIRE_PAGE_REQUEST: return "page-request";
     case WIRE_MISSING: return "missing";
     case WIRE_HELLO_REPLY: return "hello-reply";
@@ -206,7 +207,8 @@ void wire_uuid_format(const uint8_t u[16], char out[37])
 char *wire_features_str(uint64_t mask)
 {
     static const char *const names[] = { "zstd", "verify", "free-page-hint",
-                                         "postcopy" };
+                                         "postcopy", "sparse",
+                                         "page-digests" };
     GString *s = g_string_new(NULL);
     for (unsigned i = 0; i < 64; i++) {
         if (!(mask & (1ull << i))) {
@@ -342,7 +344,9 @@ bool wire_runs_decode(const void *p, size_t len, uint64_t npages,
                         npages);
             return false;
         }
-        hm_bitmap_set_range(set, pfn, n);
+        if (set) {
+            hm_bitmap_set_range(set, pfn, n);
+        }
         *pages += n;
     }
     return true;

@@ -65,6 +65,10 @@ typedef enum WireType {
     WIRE_STATE_DIGEST = 13,  /* u64 XXH64 of the whole device state, seeded
                               * with its length: after its last part, when
                               * verify is on */
+    WIRE_UNTOUCHED = 14,     /* u32 0, u32 count, count x (u64 pfn, u64 pages):
+                              * pages never touched on the source, which
+                              * will not be sent unless written: they read
+                              * as zero */
     /* destination -> source (the return path) */
     WIRE_HELLO_REPLY = 16,   /* WireHelloReply */
     WIRE_ACK = 17,           /* u32 status (0 = ok), then a message if not ok */
@@ -87,7 +91,11 @@ typedef struct WireHeader {
 #define WIRE_FEAT_VERIFY      (1ull << 1)   /* RAM digests after completion */
 #define WIRE_FEAT_FREE_PAGE_HINT (1ull << 2)
 #define WIRE_FEAT_POSTCOPY    (1ull << 3)
-#define WIRE_FEAT_KNOWN       ((1ull << 4) - 1)
+#define WIRE_FEAT_SPARSE      (1ull << 4)   /* WIRE_UNTOUCHED */
+/* Verification compares digests of pages as sent and as applied, instead
+ * of hashing both sides' RAM at the end (without it: x-verify-full). */
+#define WIRE_FEAT_PAGE_DIGESTS (1ull << 5)
+#define WIRE_FEAT_KNOWN       ((1ull << 6) - 1)
 
 typedef struct WireHello {
     uint8_t uuid[16];         /* the VM's UUID */
@@ -173,12 +181,14 @@ bool wire_recv(int fd, WireHeader *h, GBytes **payload, GError **errp);
 
 /*
  * Page runs (u32 word, u32 count, count x (u64 pfn, u64 pages)), the payload
- * of WIRE_HINTED, WIRE_PENDING and WIRE_MISSING.  wire_runs_encode returns
+ * of WIRE_HINTED, WIRE_PENDING, WIRE_MISSING and WIRE_UNTOUCHED.  wire_runs_encode returns
  * one payload per WIRE_MAX_PAYLOAD bytes of runs of @set (GBytes *
  * each), with @word in the first field; the last payload's word is
  * @last_word.  wire_runs_decode checks every run against @npages and sets
- * them in @set.
+ * them in @set (unless NULL: the caller walks the runs itself, at
+ * WIRE_RUNS_HEADER + 16 * i).
  */
+#define WIRE_RUNS_HEADER 8
 GPtrArray *wire_runs_encode(const unsigned long *set, uint64_t npages,
                             uint32_t word, uint32_t last_word);
 bool wire_runs_decode(const void *p, size_t len, uint64_t npages,

@@ -201,6 +201,8 @@ typedef struct HintmigCaps {
     bool free_page_hint;           /* leave guest-reported free pages off the wire */
     bool postcopy_ram;             /* may switch to postcopy (both sides) */
     bool pause_before_switchover;  /* stop in pre-switchover until hintmig_continue() */
+    bool x_verify_full;            /* source: verify by hashing both sides' RAM at
+                                    * the end, not from pages as sent and applied */
 } HintmigCaps;
 
 /*
@@ -284,6 +286,10 @@ typedef struct HintmigStats {
                                     * migration (bitmaps, buffers, digest
                                     * tables, codec contexts), summed as
                                     * allocated: a bound on its peak */
+    uint64_t untouched_pages;      /* never touched on the source: not sent */
+    /* The parts of expected_downtime_ms: sending the dirty pages, finishing
+     * verification on both sides, the tracker's last sync. */
+    uint64_t expected_ram_ms, expected_verify_ms, expected_sync_ms;
 } HintmigStats;
 
 typedef struct Hintmig Hintmig;

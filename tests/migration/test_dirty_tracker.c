@@ -109,6 +109,48 @@ START_TEST(reports_exactly_the_written_pages)
 }
 END_TEST
 
+/*
+ * Pages empty when tracking starts are not protected (uffd-wp): whatever
+ * fills them later must still show as a write: a first write, a write
+ * after a read (which maps the shared zero page), a write to a page
+ * dropped since.  A read alone is not a write.
+ */
+START_TEST(first_touch_is_reported)
+{
+    volatile uint8_t sink = 0;
+    g_autofree unsigned long *want = hm_bitmap_new(NPAGES);
+
+    map_mem(MADV_NOHUGEPAGE);
+    memset(mem, 0x22, LEN / 4);          /* the first quarter is backed */
+    start_tracker();
+    for (unsigned p = NPAGES / 2; p < NPAGES; p += 7) {
+        sink += mem[(size_t)p * GUEST_PAGE_SIZE];     /* read only */
+    }
+    (void)sink;
+    sync_into_map();
+    g_autofree unsigned long *none = hm_bitmap_new(NPAGES);
+    assert_map_equals(none, "reads of empty pages");
+
+    ck_assert_int_eq(madvise(mem, 64 * GUEST_PAGE_SIZE, MADV_DONTNEED), 0);
+    for (unsigned p = 0; p < 64; p += 2) {           /* dropped, then written */
+        mem[(size_t)p * GUEST_PAGE_SIZE] = 1;
+        hm_bitmap_set_bit(want, p);
+    }
+    for (unsigned p = NPAGES / 4 + 3; p < NPAGES; p += 101) {   /* never touched */
+        mem[(size_t)p * GUEST_PAGE_SIZE + 9] = 2;
+        hm_bitmap_set_bit(want, p);
+    }
+    for (unsigned p = NPAGES / 2; p < NPAGES; p += 7 * 13) {    /* read, then written */
+        mem[(size_t)p * GUEST_PAGE_SIZE] = 3;
+        hm_bitmap_set_bit(want, p);
+    }
+    sync_into_map();
+    assert_map_equals(want, "first writes");
+    sync_into_map();
+    assert_map_equals(none, "first writes, synced again");
+}
+END_TEST
+
 START_TEST(every_page_once)
 {
     map_mem(MADV_NOHUGEPAGE);
@@ -210,6 +252,7 @@ static TCase *backend_case(HintmigDirtyBackend kind)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, reports_exactly_the_written_pages);
     tcase_add_test(tc, every_page_once);
+    tcase_add_test(tc, first_touch_is_reported);
     tcase_add_test(tc, thp_backed_memory_loses_no_write);
     tcase_add_test(tc, restart_after_stop);
     tcase_add_test(tc, sync_before_start_is_an_error);
