@@ -132,7 +132,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     WireHello hello = {
         .session = 0x1234,
-        .features_offered = WIRE_FEAT_ZSTD | WIRE_FEAT_VERIFY | WIRE_FEAT_FREE_PAGE_HINT,
+        .features_offered = WIRE_FEAT_ZSTD | WIRE_FEAT_SPARSE | WIRE_FEAT_VERIFY |
+                            WIRE_FEAT_PAGE_DIGESTS | WIRE_FEAT_FREE_PAGE_HINT,
         .page_size = HM_PAGE_SIZE,
         .ram_size = RAM_SIZE,
         .nvcpus = 1,
