@@ -408,7 +408,11 @@ void compress_chooser_describe(CompressChooser *c, char *choice, size_t choice_l
                                    100 * plan.frac_a, compress_option_name(plan.b),
                                    100 * (1 - plan.frac_a));
         }
-        const char *why = c->link <= 0 ? "the link not measured yet, the encoders are the bound"
+        const char *why = c->link <= 0 ? "the link not measured yet"
+                          : c->avail <= 0 ? "the host's CPU not measured yet"
+                          : plan.a == 0 && plan.b == 0
+                          ? "no level compresses faster than the link sends raw "
+                            "with the CPU free for the encoders"
                           : plan.link_use > 0.99 && plan.cpu_use > 0.99
                           ? "the link and the encoders both busy"
                           : plan.link_use > 0.99 ? "the link is the bottleneck"
