@@ -52,7 +52,8 @@ struct CompressChooser {
     double link_peak;             /* the fastest it showed lately, decaying */
     uint64_t link_bytes, link_busy_ns, link_t_ns;
     /* the CPU the encoders may use: their own use plus the host's idle */
-    double cores, avail;          /* avail 0: not measured */
+    double cores, avail;          /* AVAIL_MIN until the first sample */
+    bool host_sampled;
     uint64_t enc_cpu_ns;          /* the encoders' CPU time so far */
     uint64_t host_t_ns, host_idle_ns, host_enc_ns;
     /* following the plan */
@@ -153,13 +154,16 @@ uint64_t compress_host_idle_ns(void)
     return (idle + iowait) * (1000000000ull / sysconf(_SC_CLK_TCK));
 }
 
-CompressChooser *compress_chooser_new(bool zstd, unsigned threads, unsigned cores)
+CompressChooser *compress_chooser_new(bool zstd, unsigned threads, unsigned cores,
+                                      uint64_t link_cap)
 {
     CompressChooser *c = g_new0(CompressChooser, 1);
     g_mutex_init(&c->lock);
     c->zstd = zstd;
     c->threads = MAX(threads, 1u);
     c->cores = MAX(cores, 1u);
+    c->link = c->link_peak = link_cap;
+    c->avail = AVAIL_MIN;             /* until the host is sampled */
     return c;
 }
 
@@ -190,7 +194,7 @@ static CompressPlan plan_locked(CompressChooser *c, CompressEstimate *est)
     }
     CompressResources r = {
         .link = c->link_peak, .threads = c->threads,
-        .cores = c->avail,      /* not measured yet: no compression */
+        .cores = c->avail,
     };
     return compress_plan(est, COMPRESS_OPTIONS, &r);
 }
@@ -341,7 +345,8 @@ void compress_chooser_host(CompressChooser *c, uint64_t now_ns, uint64_t (*idle_
                          ENC_KEEP * (c->enc_cpu_ns - c->host_enc_ns)) / wall;
         sample = MIN(sample, c->cores);
         sample = MAX(sample, AVAIL_MIN);
-        c->avail = c->avail > 0 ? c->avail + HOST_WEIGHT * (sample - c->avail) : sample;
+        c->avail = c->host_sampled ? c->avail + HOST_WEIGHT * (sample - c->avail) : sample;
+        c->host_sampled = true;
     }
     c->host_t_ns = now_ns;
     c->host_idle_ns = idle;
@@ -409,7 +414,6 @@ void compress_chooser_describe(CompressChooser *c, char *choice, size_t choice_l
                                    100 * (1 - plan.frac_a));
         }
         const char *why = c->link <= 0 ? "the link not measured yet"
-                          : c->avail <= 0 ? "the host's CPU not measured yet"
                           : plan.a == 0 && plan.b == 0
                           ? "no level compresses faster than the link sends raw "
                             "with the CPU free for the encoders"

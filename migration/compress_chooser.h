@@ -73,8 +73,11 @@ typedef struct CompressChooser CompressChooser;
 /*
  * A chooser for @threads encoder threads on a host of @cores CPUs; with
  * @zstd false (the destination cannot decompress zstd) every batch is raw.
+ * @link_cap, when not 0, is max-bandwidth: the link's rate until the
+ * sender measures it (its first chain, paced as a whole, may take a second).
  */
-CompressChooser *compress_chooser_new(bool zstd, unsigned threads, unsigned cores);
+CompressChooser *compress_chooser_new(bool zstd, unsigned threads, unsigned cores,
+                                      uint64_t link_cap);
 void compress_chooser_free(CompressChooser *c);
 
 /* The option for the next batch: an index into compress_ladder.  Thread-safe. */

@@ -527,7 +527,8 @@ bool out_encoders_start(Precopy *p, GError **errp)
     switch (p->params.compress_method) {
     case HINTMIG_COMPRESS_AUTO:
         p->chooser = compress_chooser_new(zstd, p->params.compress_threads,
-                                          g_get_num_processors());
+                                          g_get_num_processors(),
+                                          p->params.max_bandwidth);
         g_strlcpy(s->compress_choice, "auto: measuring", sizeof(s->compress_choice));
         break;
     case HINTMIG_COMPRESS_ZSTD:

@@ -153,7 +153,7 @@ static void feed(CompressChooser *c, Feed *f, unsigned n)
 static void run_chooser(double link, double idle_cores, unsigned expect_min_option,
                         bool expect_raw)
 {
-    CompressChooser *c = compress_chooser_new(true, 2, 2);
+    CompressChooser *c = compress_chooser_new(true, 2, 2, 0);
     Feed f = { .now = 1, .link = link, .idle_cores = idle_cores };
     for (unsigned k = 0; k < 40; k++) {
         feed(c, &f, 50);
@@ -208,7 +208,7 @@ END_TEST
 
 START_TEST(chooser_without_zstd_is_raw)
 {
-    CompressChooser *c = compress_chooser_new(false, 2, 2);
+    CompressChooser *c = compress_chooser_new(false, 2, 2, 0);
     Feed f = { .now = 1, .link = 1e6, .idle_cores = 2 };
     feed(c, &f, 200);
     ck_assert_uint_eq(f.per_option[0], 200);
