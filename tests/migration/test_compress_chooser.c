@@ -220,6 +220,33 @@ START_TEST(chooser_without_zstd_is_raw)
 }
 END_TEST
 
+/* max-bandwidth stands for the link until the sender has measured it. */
+START_TEST(max_bandwidth_is_the_link_until_measured)
+{
+    CompressChooser *c = compress_chooser_new(true, 2, 2, 16 << 20);
+    ck_assert(compress_chooser_link_rate(c) == 16 << 20);
+    double cand = CAND * PAGE_BATCH_MAX * HM_PAGE_SIZE;
+    for (unsigned o = 0; o < COMPRESS_OPTIONS; o++) {
+        for (unsigned k = 0; k < 2; k++) {
+            PageEncodeCost cost = {
+                .pages = PAGE_BATCH_MAX, .candidates = CAND * PAGE_BATCH_MAX,
+                .random = RANDOM * PAGE_BATCH_MAX, .candidate_out = cand * ratio[o],
+                .candidate_ns = cand * ns_per_byte[o],
+            };
+            cost.total_ns = cost.candidate_ns + FIXED_NS * PAGE_BATCH_MAX * HM_PAGE_SIZE;
+            compress_chooser_record(c, o, &cost);
+        }
+    }
+    /* no link sample, no host sample: a quarter of a core and 16 MiB/s */
+    CompressEstimate est[COMPRESS_OPTIONS];
+    CompressPlan p = compress_chooser_plan(c, est);
+    ck_assert_msg(p.a != 0 && p.b != 0, "%s / %s", compress_option_name(p.a),
+                  compress_option_name(p.b));
+    ck_assert(p.link_use > 0.99);
+    compress_chooser_free(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("compress_chooser");
@@ -235,6 +262,7 @@ int main(void)
     tcase_add_test(ch, chooser_compresses_on_a_slow_link);
     tcase_add_test(ch, chooser_stays_raw_without_idle_cpu);
     tcase_add_test(ch, chooser_without_zstd_is_raw);
+    tcase_add_test(ch, max_bandwidth_is_the_link_until_measured);
     suite_add_tcase(s, ch);
     return test_run(s);
 }
