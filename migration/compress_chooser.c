@@ -199,13 +199,23 @@ static CompressPlan plan_locked(CompressChooser *c, CompressEstimate *est)
     return compress_plan(est, COMPRESS_OPTIONS, &r);
 }
 
-/* Every few dozen batches, one at an option next to the plan's, at most ~2% of the time. */
+/*
+ * Every few dozen batches, one at an option next to the plan's, or raw
+ * (the fallback, and the cheapest to probe), at most ~2% of the time.
+ */
 static bool probe_locked(CompressChooser *c, const CompressPlan *plan,
                          const CompressEstimate *est, unsigned *option)
 {
-    unsigned near[4], n = 0;
-    int cand[4] = { (int)plan->a - 1, (int)plan->a + 1, (int)plan->b - 1, (int)plan->b + 1 };
-    for (unsigned i = 0; i < 4; i++) {
+    unsigned near[5], n = 0;
+    int cand[5] = { (int)plan->a - 1, (int)plan->a + 1, (int)plan->b - 1, (int)plan->b + 1, 0 };
+    for (unsigned i = 0; i < 5; i++) {
+        bool seen = false;
+        for (unsigned j = 0; j < n; j++) {
+            seen |= (int)near[j] == cand[i];
+        }
+        if (seen) {
+            continue;
+        }
         if (cand[i] >= 0 && cand[i] < COMPRESS_OPTIONS && (unsigned)cand[i] != plan->a &&
             (unsigned)cand[i] != plan->b) {
             near[n++] = cand[i];
@@ -292,8 +302,14 @@ void compress_chooser_record(CompressChooser *c, unsigned option,
     c->fixed_ns = ewma(c->fixed_ns, fixed / guest, MIX_WEIGHT, n);
     c->mix_known = true;
     if (cost->candidates) {
-        o->ns_per_byte = ewma(o->ns_per_byte, cost->candidate_ns / cand, OPTION_WEIGHT,
-                              o->samples);
+        /* A batch can take many times its due (a page fault storm, a
+         * preempted clock read): one such sample counts as at most 4x the
+         * estimate, or an option nobody picks any more keeps it for good. */
+        double ns = cost->candidate_ns / cand;
+        if (o->samples >= INITIAL_SAMPLES) {
+            ns = MIN(ns, 4 * o->ns_per_byte);
+        }
+        o->ns_per_byte = ewma(o->ns_per_byte, ns, OPTION_WEIGHT, o->samples);
         o->ratio = ewma(o->ratio, cost->candidate_out / cand, OPTION_WEIGHT, o->samples);
         o->samples++;
     }

@@ -220,6 +220,32 @@ START_TEST(chooser_without_zstd_is_raw)
 }
 END_TEST
 
+/* One raw batch that took 1000x its due does not keep the chooser off raw. */
+START_TEST(an_odd_raw_batch_does_not_stick)
+{
+    CompressChooser *c = compress_chooser_new(true, 2, 2, 0);
+    Feed f = { .now = 1, .link = 20e9, .idle_cores = 2 };
+    feed(c, &f, 1000);
+    for (unsigned k = 0; k < 3; k++) {
+        PageEncodeCost odd = {
+            .pages = PAGE_BATCH_MAX, .candidates = CAND * PAGE_BATCH_MAX,
+            .random = RANDOM * PAGE_BATCH_MAX,
+            .candidate_out = CAND * PAGE_BATCH_MAX * HM_PAGE_SIZE,
+            .candidate_ns = 1000 * ns_per_byte[0] * CAND * PAGE_BATCH_MAX * HM_PAGE_SIZE,
+        };
+        odd.total_ns = odd.candidate_ns;
+        compress_chooser_record(c, 0, &odd);
+    }
+    feed(c, &f, 2000);
+    memset(f.per_option, 0, sizeof(f.per_option));
+    feed(c, &f, 1000);
+    char choice[512], mix[256];
+    compress_chooser_describe(c, choice, sizeof(choice), mix, sizeof(mix));
+    ck_assert_msg(f.per_option[0] >= 950, "%s / %s", choice, mix);
+    compress_chooser_free(c);
+}
+END_TEST
+
 /* max-bandwidth stands for the link until the sender has measured it. */
 START_TEST(max_bandwidth_is_the_link_until_measured)
 {
@@ -263,6 +289,7 @@ int main(void)
     tcase_add_test(ch, chooser_stays_raw_without_idle_cpu);
     tcase_add_test(ch, chooser_without_zstd_is_raw);
     tcase_add_test(ch, max_bandwidth_is_the_link_until_measured);
+    tcase_add_test(ch, an_odd_raw_batch_does_not_stick);
     suite_add_tcase(s, ch);
     return test_run(s);
 }
