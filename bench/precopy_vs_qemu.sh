@@ -37,6 +37,9 @@ run_hintmig() {
     "$vm" -m "$size" --mem-path "$img" -S -monitor "unix:$work/hs.sock,server,nowait" -daemonize
     "$vm" -m "$size" -S -incoming "tcp:127.0.0.1:$p" \
           -monitor "unix:$work/hd.sock,server,nowait" -daemonize
+    # zstd forced: this benchmark's wire target (half of QEMU's) needs it;
+    # shaped_link_vs_qemu.sh measures auto, the default.
+    "$hmp" "$work/hs.sock" "migrate_set_parameter compress-method zstd" >/dev/null
     local tx0; tx0=$(lo_tx)
     "$hmp" "$work/hs.sock" "migrate -d tcp:127.0.0.1:$p" >/dev/null
     local out; out=$(wait_done "$work/hs.sock")

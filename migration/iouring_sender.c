@@ -84,6 +84,7 @@ static gpointer tx_thread(gpointer data)
         uint64_t rate = tx->rate;
         g_mutex_unlock(&tx->lock);
 
+        gint64 t0 = g_get_monotonic_time();
         if (rate) {
             rate_wait(tx, bytes);
         }
@@ -129,7 +130,9 @@ static gpointer tx_thread(gpointer data)
             g_async_queue_push(tx->free_q, chain[i]);
         }
 
+        gint64 busy_us = g_get_monotonic_time() - t0;
         g_mutex_lock(&tx->lock);
+        tx->stats.busy_ns += (uint64_t)busy_us * 1000;
         tx->stats.bytes_sent += sent;
         tx->stats.sends += n;
         tx->stats.chains++;

@@ -33,6 +33,8 @@ typedef struct UringTxStats {
     uint64_t sends;          /* completed sends */
     uint64_t chains;         /* io_uring_submit calls */
     uint64_t max_in_flight;  /* longest chain */
+    uint64_t busy_ns;        /* time spent sending (or pacing) chains: bytes_sent
+                              * over it is the link's rate while it was used */
 } UringTxStats;
 
 /*

@@ -73,7 +73,7 @@ Hintmig *hintmig_new(const HintmigHost *host, GError **errp)
     m->params = (HintmigParams) {
         .downtime_limit_ms = 300,
         .max_bandwidth = 0,
-        .compress_method = HINTMIG_COMPRESS_ZSTD,
+        .compress_method = HINTMIG_COMPRESS_AUTO,
         .compress_level = 3,   /* as fast as 1 here, 5% smaller (bench/) */
         .compress_threads = 2,
     };

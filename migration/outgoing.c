@@ -74,6 +74,11 @@ void out_publish(Precopy *p)
                        h.kept_bytes >> 10, h.kept_why);
         }
     }
+    if (p->chooser) {
+        compress_chooser_describe(p->chooser, s->compress_choice,
+                                  sizeof(s->compress_choice), s->compress_mix,
+                                  sizeof(s->compress_mix));
+    }
     uint64_t ms = (g_get_monotonic_time() - m->t_start) / 1000;
     s->throughput_mbps = ms ? (tx.bytes_sent + ch_bytes) * 8.0 / ms / 1000.0 : 0;
     g_mutex_unlock(&m->lock);
@@ -82,17 +87,25 @@ void out_publish(Precopy *p)
 static gpointer encoder_thread(gpointer data)
 {
     Precopy *p = data;
-    PageEncoder *e = page_encoder_new(p->params.compress_method == HINTMIG_COMPRESS_ZSTD &&
-                                      (p->features & WIRE_FEAT_ZSTD),
-                                      p->params.compress_level);
+    bool zstd = p->params.compress_method != HINTMIG_COMPRESS_NONE &&
+                (p->features & WIRE_FEAT_ZSTD);
+    PageEncoder *e = page_encoder_new(zstd, p->chooser ? compress_ladder[1]
+                                                       : p->params.compress_level);
     EncodeJob *job;
     bool background = false;
 
     while ((job = g_async_queue_pop(p->enc_q)) != &stop_job) {
         PageCodecStats st = { 0 };
+        unsigned option = 0;
         if (!background && __atomic_load_n(&p->pending, __ATOMIC_RELAXED)) {
             hm_thread_role(p->m, HINTMIG_THREAD_BULK);   /* postcopy: requests first */
             background = true;
+        }
+        if (p->chooser) {
+            option = compress_chooser_next(p->chooser);
+            if (zstd) {
+                page_encoder_set_level(e, compress_ladder[option]);
+            }
         }
         size_t len = page_encode(e, p->ram, job->pfns, job->n, job->round,
                                  job->buf->data + WIRE_HEADER_SIZE, &st);
@@ -106,6 +119,14 @@ static gpointer encoder_thread(gpointer data)
         wire_header_encode(job->buf->data, WIRE_RAM_BATCH, 0, len);
         job->buf->len = WIRE_HEADER_SIZE + len;
         uring_tx_send(p->tx, job->buf);
+        if (p->chooser) {
+            PageEncodeCost cost = page_encoder_cost(e);
+            UringTxStats tx = uring_tx_stats(p->tx);
+            compress_chooser_record(p->chooser, option, &cost);
+            uint64_t now = g_get_monotonic_time() * 1000;
+            compress_chooser_link(p->chooser, now, tx.bytes_sent, tx.busy_ns);
+            compress_chooser_host(p->chooser, now, compress_host_idle_ns);
+        }
 
         g_mutex_lock(&p->lock);
         page_codec_stats_add(&p->codec, &st);
@@ -365,7 +386,7 @@ bool out_handshake(Precopy *p, GError **errp)
         .layout = hm_ram_layout_digest(p->ram),
     };
     if (p->params.compress_method == HINTMIG_COMPRESS_ZSTD) {
-        hello.features_required |= WIRE_FEAT_ZSTD;
+        hello.features_required |= WIRE_FEAT_ZSTD;   /* auto falls back to raw */
     }
     if (hintmig_get_caps(p->m).postcopy_ram) {
         /* As QEMU: postcopy-ram is set on both sides, or it is an error. */
@@ -508,6 +529,29 @@ bool out_send_runs(Precopy *p, WireType type, const unsigned long *set, uint32_t
 
 bool out_encoders_start(Precopy *p, GError **errp)
 {
+    bool zstd = p->features & WIRE_FEAT_ZSTD;
+
+    g_mutex_lock(&p->m->lock);
+    HintmigStats *s = &p->m->stats;
+    s->compress_mix[0] = 0;
+    switch (p->params.compress_method) {
+    case HINTMIG_COMPRESS_AUTO:
+        p->chooser = compress_chooser_new(zstd, p->params.compress_threads,
+                                          g_get_num_processors(),
+                                          p->params.max_bandwidth);
+        g_strlcpy(s->compress_choice, "auto: measuring", sizeof(s->compress_choice));
+        break;
+    case HINTMIG_COMPRESS_ZSTD:
+        g_snprintf(s->compress_choice, sizeof(s->compress_choice),
+                   "zstd %d (compress-method zstd)", p->params.compress_level);
+        break;
+    case HINTMIG_COMPRESS_NONE:
+        g_strlcpy(s->compress_choice, "none (compress-method none)",
+                  sizeof(s->compress_choice));
+        break;
+    }
+    g_mutex_unlock(&p->m->lock);
+
     p->enc = g_new0(GThread *, p->params.compress_threads);
     for (p->nenc = 0; p->nenc < p->params.compress_threads; p->nenc++) {
         p->enc[p->nenc] = hm_thread_new("encoder", encoder_thread, p, errp);
@@ -530,4 +574,14 @@ void out_encoders_stop(Precopy *p)
         g_thread_join(p->enc[i]);
     }
     g_clear_pointer(&p->enc, g_free);
+    if (p->chooser) {
+        /* Its last word stays in info migrate. */
+        g_mutex_lock(&p->m->lock);
+        compress_chooser_describe(p->chooser, p->m->stats.compress_choice,
+                                  sizeof(p->m->stats.compress_choice),
+                                  p->m->stats.compress_mix,
+                                  sizeof(p->m->stats.compress_mix));
+        g_mutex_unlock(&p->m->lock);
+        g_clear_pointer(&p->chooser, compress_chooser_free);
+    }
 }

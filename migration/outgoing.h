@@ -9,6 +9,7 @@
 #define HINTMIG_OUTGOING_H
 
 #include "migration_priv.h"
+#include "migration/compress_chooser.h"
 #include "migration/page_codec.h"
 #include "migration/wire.h"
 
@@ -52,6 +53,7 @@ typedef struct Precopy {
     GMutex lock;
     GCond idle;
     unsigned busy;                /* jobs queued or being encoded */
+    CompressChooser *chooser;     /* compress-method auto */
     PageCodecStats codec;
     uint64_t ram_bytes;           /* RAM messages put on the wire */
 

@@ -2,6 +2,7 @@
 /* RAM page batch encoding and decoding: see include/migration/page_codec.h. */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <xxhash.h>
 #include <zstd.h>
@@ -16,7 +17,17 @@
 struct PageEncoder {
     ZSTD_CCtx *cctx;
     bool zstd;
+    int level;                /* PAGE_LEVEL_RAW: this batch raw */
+    PageEncodeCost last;
 };
+
+/* The calling thread's CPU time: what a batch costs, not how long it was preempted. */
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+}
 
 struct PageDecoder {
     ZSTD_DCtx *dctx;
@@ -86,14 +97,28 @@ PageEncoder *page_encoder_new(bool zstd, int level)
     e->zstd = zstd;
     if (zstd) {
         e->cctx = ZSTD_createCCtx();
-        ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_compressionLevel, level);
         ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_checksumFlag, 0);
         /* A frame never holds more than one batch: a window of one batch
          * loses nothing, and the contexts on both sides (the decoder's
          * window buffer too) shrink to a quarter of level 3's default. */
         ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_windowLog, PAGE_BATCH_WINDOW_LOG);
+        page_encoder_set_level(e, level);
     }
     return e;
+}
+
+void page_encoder_set_level(PageEncoder *e, int level)
+{
+    g_assert(e->zstd);
+    if (level != PAGE_LEVEL_RAW && level != e->level) {
+        ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_compressionLevel, level);
+    }
+    e->level = level;
+}
+
+PageEncodeCost page_encoder_cost(const PageEncoder *e)
+{
+    return e->last;
 }
 
 size_t page_encoder_sizeof(const PageEncoder *e)
@@ -122,7 +147,14 @@ static size_t compress_pages(PageEncoder *e, const HmRam *ram,
     ZSTD_outBuffer out = { dst, cap, 0 };
     unsigned last = n;
 
+    unsigned nframe = 0;
+    for (unsigned i = 0; i < n; i++) {
+        nframe += kind[i] == PAGE_FRAME;
+    }
     ZSTD_CCtx_reset(e->cctx, ZSTD_reset_session_only);
+    /* Known in advance, the size keeps every level's tables (and the
+     * engine's memory) sized for one batch, not for an endless stream. */
+    ZSTD_CCtx_setPledgedSrcSize(e->cctx, (unsigned long long)nframe * HM_PAGE_SIZE);
     while (last > 0 && kind[last - 1] != PAGE_FRAME) {
         last--;
     }
@@ -151,6 +183,7 @@ size_t page_encode(PageEncoder *e, const HmRam *ram, const uint64_t *pfns,
     unsigned nframe = 0, nraw = 0;
     uint8_t *entries = out + PAGE_BATCH_HEADER;
     uint8_t *payload = entries + (size_t)n * 8;
+    uint64_t t0 = now_ns(), t_cand = 0;
 
     g_assert(n <= PAGE_BATCH_MAX);
     for (unsigned i = 0; i < n; i++) {
@@ -165,12 +198,21 @@ size_t page_encode(PageEncoder *e, const HmRam *ram, const uint64_t *pfns,
             nraw++;
         }
     }
+    unsigned ncand = nframe;
     size_t frame_len = 0;
-    if (nframe) {
+    if (nframe && e->level == PAGE_LEVEL_RAW) {
+        for (unsigned i = 0; i < n; i++) {
+            kind[i] = kind[i] == PAGE_FRAME ? PAGE_RAW : kind[i];
+        }
+        nraw += nframe;
+        nframe = 0;
+    } else if (nframe) {
         /* Keep the frame only if it saves an eighth: below that the
          * receiver's decompression costs more than the bytes saved. */
         size_t raw = (size_t)nframe * HM_PAGE_SIZE;
+        uint64_t tc = now_ns();
         frame_len = compress_pages(e, ram, pfns, kind, n, payload, raw - raw / 8);
+        t_cand = now_ns() - tc;
         if (!frame_len) {
             for (unsigned i = 0; i < n; i++) {
                 if (kind[i] == PAGE_FRAME) {
@@ -182,6 +224,7 @@ size_t page_encode(PageEncoder *e, const HmRam *ram, const uint64_t *pfns,
         }
     }
     uint8_t *p = payload + frame_len;
+    uint64_t tr = now_ns();
     for (unsigned i = 0; i < n; i++) {
         le_put64(entries + (size_t)i * 8, pfns[i] << 2 | kind[i]);
         if (kind[i] == PAGE_RAW) {
@@ -189,6 +232,7 @@ size_t page_encode(PageEncoder *e, const HmRam *ram, const uint64_t *pfns,
             p += HM_PAGE_SIZE;
         }
     }
+    uint64_t t_raw = now_ns() - tr;
     size_t len = frame_len + (size_t)nraw * HM_PAGE_SIZE;
     unsigned ndata = nframe + nraw;
     le_put32(out, round);
@@ -212,6 +256,17 @@ size_t page_encode(PageEncoder *e, const HmRam *ram, const uint64_t *pfns,
             stats->raw_batches++;
         }
     }
+    /* Candidates sent raw cost their share of the copy loop (and a frame
+     * that did not pay, its time). */
+    unsigned nrandom = nraw - (ncand - nframe);
+    e->last = (PageEncodeCost) {
+        .pages = n,
+        .candidates = ncand,
+        .random = nrandom,
+        .candidate_out = nframe ? frame_len : (uint64_t)ncand * HM_PAGE_SIZE,
+        .candidate_ns = t_cand + (nraw ? t_raw * (ncand - nframe) / nraw : 0),
+        .total_ns = now_ns() - t0,
+    };
     return PAGE_BATCH_HEADER + (size_t)n * 8 + len;
 }
 

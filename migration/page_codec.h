@@ -70,10 +70,34 @@ size_t page_batch_max_size(unsigned npages);
 
 /*
  * Creates an encoder; with @zstd false every batch is raw.  @level is the
- * zstd level (1 to 19).
+ * zstd level (ZSTD_minCLevel() to 19, never 0).
  */
 PageEncoder *page_encoder_new(bool zstd, int level);
 void page_encoder_free(PageEncoder *e);
+
+/* page_encoder_set_level()'s "no compression": zstd's own 0 means its default. */
+#define PAGE_LEVEL_RAW 0
+
+/*
+ * Sets the zstd level of the batches @e encodes from now on (a zstd
+ * encoder only), or PAGE_LEVEL_RAW: their data pages go raw, still sorted
+ * into zero, random-looking and compressible (the last are the
+ * candidates page_encoder_cost() measures).
+ */
+void page_encoder_set_level(PageEncoder *e, int level);
+
+/* What the last batch cost, for adaptive compression (compress_chooser.h). */
+typedef struct PageEncodeCost {
+    unsigned pages;           /* in the batch */
+    unsigned candidates;      /* data pages that did not look random */
+    unsigned random;          /* data pages that looked random: always raw */
+    uint64_t candidate_out;   /* bytes the candidates took: frame, or raw */
+    uint64_t candidate_ns;    /* CPU time compressing (or copying) the candidates */
+    uint64_t total_ns;        /* CPU time of the whole batch */
+} PageEncodeCost;
+
+/* Returns the cost of the last batch @e encoded. */
+PageEncodeCost page_encoder_cost(const PageEncoder *e);
 /* Bytes @e holds, its zstd context as it has grown so far included. */
 size_t page_encoder_sizeof(const PageEncoder *e);
 

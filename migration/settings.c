@@ -121,9 +121,11 @@ bool hintmig_set_parameter(Hintmig *m, const char *name, const char *value,
             p.compress_method = HINTMIG_COMPRESS_NONE;
         } else if (!strcmp(value, "zstd")) {
             p.compress_method = HINTMIG_COMPRESS_ZSTD;
+        } else if (!strcmp(value, "auto")) {
+            p.compress_method = HINTMIG_COMPRESS_AUTO;
         } else {
             g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
-                        "%s: '%s' is not none or zstd", name, value);
+                        "%s: '%s' is not auto, none or zstd", name, value);
             return false;
         }
     } else if (!strcmp(name, "compress-level")) {

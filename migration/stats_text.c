@@ -56,6 +56,12 @@ void hintmig_stats_describe(const HintmigStats *s, GString *out)
                            s->normal_bytes >> 10, s->compressed_bytes >> 10,
                            s->normal_bytes ? 100.0 * s->compressed_bytes / s->normal_bytes
                                            : 0.0);
+    if (!s->incoming && s->compress_choice[0]) {
+        g_string_append_printf(out, "compression: %s\n", s->compress_choice);
+    }
+    if (!s->incoming && s->compress_mix[0]) {
+        g_string_append_printf(out, "compression batches: %s\n", s->compress_mix);
+    }
     g_string_append_printf(out, "rounds: %" G_GUINT64_FORMAT "\n", s->rounds);
     if (s->untouched_pages) {
         g_string_append_printf(out, "untouched: %" G_GUINT64_FORMAT " pages\n",

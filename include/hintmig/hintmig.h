@@ -182,15 +182,17 @@ typedef struct HintmigHost {
 } HintmigHost;
 
 typedef enum HintmigCompress {
-    HINTMIG_COMPRESS_NONE,
-    HINTMIG_COMPRESS_ZSTD,
+    HINTMIG_COMPRESS_NONE,         /* every batch raw */
+    HINTMIG_COMPRESS_ZSTD,         /* every batch zstd at compress_level */
+    HINTMIG_COMPRESS_AUTO,         /* per batch, raw or a zstd level, as the
+                                    * measured link and encoders allow (default) */
 } HintmigCompress;
 
 typedef struct HintmigParams {
     uint64_t downtime_limit_ms;    /* default 300 */
     uint64_t max_bandwidth;        /* bytes/s, 0 = unlimited */
     HintmigCompress compress_method;
-    int compress_level;            /* zstd level, 1..19 */
+    int compress_level;            /* zstd level, 1..19, for HINTMIG_COMPRESS_ZSTD */
     unsigned compress_threads;     /* encoder (source) and decoder (destination) threads */
     uint64_t x_peer_timeout_ms;    /* how long to wait on a silent peer; 0 = the
                                     * built-in waits (10 s to 120 s, by step) */
@@ -290,6 +292,9 @@ typedef struct HintmigStats {
     /* The parts of expected_downtime_ms: sending the dirty pages, finishing
      * verification on both sides, the tracker's last sync. */
     uint64_t expected_ram_ms, expected_verify_ms, expected_sync_ms;
+    char compress_choice[384];     /* source: the compression used, and with
+                                    * auto what it chose and why */
+    char compress_mix[192];        /* source, auto: batches per choice */
 } HintmigStats;
 
 typedef struct Hintmig Hintmig;

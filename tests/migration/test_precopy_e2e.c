@@ -148,6 +148,34 @@ START_TEST(raw_when_compression_is_off)
     g_autofree char *info = test_vm_cmd(src, "info migrate");
     g_autofree char *c = test_field(info, "compressed");
     ck_assert_msg(strstr(c, "(100.0%)"), "%s", c);
+    g_autofree char *how = test_field(info, "compression");
+    ck_assert_str_eq(how, "none (compress-method none)");
+    test_vm_quit(src);
+}
+END_TEST
+
+/*
+ * compress-method auto (the default) over a link held to 16 MiB/s: the
+ * source measures it and compresses, and info migrate says what it chose,
+ * why, and how many batches went each way.
+ */
+START_TEST(auto_compression_says_what_and_why)
+{
+    TestVm *src = start_src("256M", "1", "off", "churn,wss=32M,rate=1M");
+    g_autofree char *params = test_vm_cmd(src, "info migrate_parameters");
+    ck_assert_msg(strstr(params, "compress-method: auto\n"), "%s", params);
+    g_free(test_vm_cmd(src, "migrate_set_parameter max-bandwidth 16M"));
+    migrate_ok(src, "256M", "1", "off");
+    g_autofree char *info = test_vm_cmd(src, "info migrate");
+    g_autofree char *how = test_field(info, "compression");
+    ck_assert_msg(g_str_has_prefix(how, "auto: ") && strstr(how, "zstd") &&
+                  strstr(how, "(link "), "%s", how);
+    g_autofree char *mix = test_field(info, "compression batches");
+    ck_assert_msg(strstr(mix, "zstd") && strstr(mix, "(probes "), "%s", mix);
+    /* most of the data went compressed: well under the raw size */
+    g_autofree char *c = test_field(info, "compressed");
+    const char *pct = strrchr(c, '(');
+    ck_assert_msg(pct && g_ascii_strtod(pct + 1, NULL) < 70, "%s", c);
     test_vm_quit(src);
 }
 END_TEST
@@ -442,6 +470,7 @@ int main(void)
     tcase_add_test(ok, churn_guest_thp_on);
     tcase_add_test(ok, fill_free_guest);
     tcase_add_test(ok, raw_when_compression_is_off);
+    tcase_add_test(ok, auto_compression_says_what_and_why);
     tcase_add_test(ok, monitor_commands);
     tcase_add_test(ok, incoming_defer);
     tcase_add_test(ok, over_unix_socket);

@@ -187,6 +187,56 @@ START_TEST(incompressible_batch_goes_raw)
 }
 END_TEST
 
+/* Adaptive compression's per-batch level: raw, negative, and the cost it reports. */
+START_TEST(level_per_batch_and_its_cost)
+{
+    HmRam *src = ram_new(), *dst = ram_new();
+    PageEncoder *e = page_encoder_new(true, 3);
+    PageDecoder *d = page_decoder_new();
+    g_autofree uint8_t *buf = g_malloc(page_batch_max_size(PAGE_BATCH_MAX));
+    uint64_t pfns[PAGE_BATCH_MAX];
+    uint32_t round;
+
+    fill(src);
+    for (unsigned i = 0; i < PAGE_BATCH_MAX; i++) {
+        pfns[i] = i;
+    }
+    size_t sizes[3];
+    const int levels[3] = { PAGE_LEVEL_RAW, -32, 3 };
+    for (unsigned k = 0; k < 3; k++) {
+        PageCodecStats st = { 0 }, ds = { 0 };
+        g_autoptr(GError) err = NULL;
+        page_encoder_set_level(e, levels[k]);
+        sizes[k] = page_encode(e, src, pfns, PAGE_BATCH_MAX, 1, buf, &st);
+        ck_assert_uint_eq(buf[6], k ? PAGE_ENC_ZSTD : PAGE_ENC_RAW);
+        PageEncodeCost c = page_encoder_cost(e);
+        ck_assert_uint_eq(c.pages, PAGE_BATCH_MAX);
+        /* a quarter zero (fill()), the rest random-looking or candidates */
+        ck_assert_uint_eq(c.candidates + c.random, PAGE_BATCH_MAX - PAGE_BATCH_MAX / 4);
+        ck_assert_uint_gt(c.candidates, 0);
+        ck_assert_uint_gt(c.random, 0);
+        ck_assert(c.total_ns >= c.candidate_ns);
+        if (k == 0) {
+            ck_assert_uint_eq(c.candidate_out, (uint64_t)c.candidates * HM_PAGE_SIZE);
+        } else {
+            ck_assert_uint_lt(c.candidate_out, (uint64_t)c.candidates * HM_PAGE_SIZE / 2);
+        }
+        ck_assert_msg(page_decode(d, dst, buf, sizes[k], &round, &ds, NULL, NULL, &err),
+                      "%s", err ? err->message : "");
+        for (unsigned i = 0; i < PAGE_BATCH_MAX; i++) {
+            ck_assert(!memcmp(hm_ram_page(src, i), hm_ram_page(dst, i), HM_PAGE_SIZE));
+        }
+    }
+    /* level 3 packs tighter than -32, which packs tighter than raw */
+    ck_assert_uint_lt(sizes[2], sizes[1]);
+    ck_assert_uint_lt(sizes[1], sizes[0]);
+    page_decoder_free(d);
+    page_encoder_free(e);
+    test_ram_free(src);
+    test_ram_free(dst);
+}
+END_TEST
+
 START_TEST(random_pages_stay_out_of_the_frame)
 {
     HmRam *src = ram_new(), *dst = ram_new();
@@ -264,19 +314,47 @@ START_TEST(hostile_batches_are_refused)
         ck_assert_msg(strstr(err->message, cases[c].msg), "%s: %s",
                       cases[c].what, err->message);
     }
-    /* A frame that claims a 128 MiB window (the window descriptor after
-     * the frame header descriptor) is refused, not allocated. */
+    /* A frame that claims a 128 MiB window is refused, not allocated.
+     * Frames declare their size (single segment, no window byte): the
+     * header is rebuilt without the size, with a window byte instead. */
     {
         static const uint8_t magic[4] = { 0x28, 0xb5, 0x2f, 0xfd };
+        static const size_t did_size[4] = { 0, 1, 2, 4 };
         g_autoptr(GError) err = NULL;
-        memcpy(bad, buf, len);
-        uint8_t *f = memmem(bad + PAGE_BATCH_HEADER, len - PAGE_BATCH_HEADER, magic, 4);
-        ck_assert_ptr_nonnull(f);
-        ck_assert(!(f[4] & 0x20));          /* not single-segment: f[5] is the window */
-        f[5] = (27 - 10) << 3;
-        reseal(bad, len);
-        ck_assert(!page_decode(d, dst, bad, len, &round, &st, NULL, NULL, &err));
+        size_t fo = PAGE_BATCH_HEADER + PAGE_BATCH_MAX * 8;
+        const uint8_t *f = buf + fo;
+        ck_assert(!memcmp(f, magic, 4));
+        uint8_t fhd = f[4];
+        bool ss = fhd & 0x20;
+        unsigned fcs_flag = fhd >> 6;
+        size_t fcs = fcs_flag ? 1u << fcs_flag : ss;
+        size_t did = did_size[fhd & 3];
+        size_t old_hdr = 5 + !ss + did + fcs;
+        uint8_t hdr[10];
+        memcpy(hdr, magic, 4);
+        hdr[4] = fhd & 0x1f;                /* no size, not single-segment */
+        hdr[5] = (27 - 10) << 3;            /* window: 2^27 */
+        memcpy(hdr + 6, f + 5 + !ss, did);
+        size_t new_hdr = 6 + did;
+        memcpy(bad, buf, fo);
+        memcpy(bad + fo, hdr, new_hdr);
+        memcpy(bad + fo + new_hdr, f + old_hdr, len - fo - old_hdr);
+        size_t blen = len - old_hdr + new_hdr;
+        uint32_t v;
+        for (unsigned at = 8; at <= 12; at += 4) {        /* data_len, frame_len */
+            memcpy(&v, bad + at, 4);
+            v = v - old_hdr + new_hdr;
+            memcpy(bad + at, &v, 4);
+        }
+        reseal(bad, blen);
+        ck_assert(!page_decode(d, dst, bad, blen, &round, &st, NULL, NULL, &err));
         ck_assert_msg(strstr(err->message, "memory"), "%s", err->message);
+        /* The same rebuilt header with a one-batch window decodes. */
+        bad[fo + 5] = (PAGE_BATCH_WINDOW_LOG - 10) << 3;
+        reseal(bad, blen);
+        g_clear_error(&err);
+        ck_assert_msg(page_decode(d, dst, bad, blen, &round, &st, NULL, NULL, &err), "%s",
+                      err ? err->message : "");
     }
     /* A frame cut short, with the length field saying so. */
     g_autoptr(GError) err = NULL;
@@ -494,6 +572,7 @@ int main(void)
     tcase_add_test(tc, incompressible_batch_goes_raw);
     tcase_add_test(tc, hostile_batches_are_refused);
     tcase_add_test(tc, random_pages_stay_out_of_the_frame);
+    tcase_add_test(tc, level_per_batch_and_its_cost);
     tcase_add_test(tc, digests_catch_flips_and_misplacement);
     tcase_add_test(tc, presence_and_zero_pages);
     tcase_add_test(tc, page_runs_roundtrip_and_rejects);
