@@ -20,10 +20,7 @@ trap quit_all EXIT
 
 # run SIZE 0|1(postcopy) -> "src_kib src_pct dst_kib dst_pct"
 run() {
-    local p; p=$(port)
-    "$vm" -m "$1" --workload idle -monitor "unix:$work/es.sock,server,nowait" -daemonize
-    "$vm" -m "$1" -incoming "tcp:127.0.0.1:$p" \
-        -monitor "unix:$work/ed.sock,server,nowait" -daemonize
+    local p; p=$(idle_pair "$1" es ed)
     if [ "$2" = 1 ]; then
         "$hmp" "$work/ed.sock" "migrate_set_capability postcopy-ram on" >/dev/null
         "$hmp" "$work/es.sock" "migrate_set_capability postcopy-ram on" \

@@ -21,10 +21,7 @@ trap quit_all EXIT
 
 # run SIZE -> "total_ms downtime_ms wire_kib src_mem_kib dst_mem_kib"
 run() {
-    local p; p=$(port)
-    "$vm" -m "$1" --workload idle -monitor "unix:$work/is.sock,server,nowait" -daemonize
-    "$vm" -m "$1" -incoming "tcp:127.0.0.1:$p" \
-        -monitor "unix:$work/id.sock,server,nowait" -daemonize
+    local p; p=$(idle_pair "$1" is id)
     "$hmp" "$work/is.sock" "migrate -d tcp:127.0.0.1:$p" >/dev/null
     local s d
     s=$(wait_done "$work/is.sock")

@@ -46,6 +46,17 @@ field() { sed -n "s/^$1: \([0-9.]*\).*/\1/p" | head -1; }
 # Median of the numbers given as arguments.
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
+# Starts an idle hintmig-vm guest of RAM $1 (monitor $work/$2.sock) and a
+# destination for it (monitor $work/$3.sock) listening on a free port of
+# 127.0.0.1; prints the port.
+idle_pair() {
+    local p; p=$(port)
+    "$vm" -m "$1" --workload idle -monitor "unix:$work/$2.sock,server,nowait" -daemonize
+    "$vm" -m "$1" -incoming "tcp:127.0.0.1:$p" \
+        -monitor "unix:$work/$3.sock,server,nowait" -daemonize
+    echo "$p"
+}
+
 # Sends quit to every monitor socket in $work (hintmig-vm or QEMU).
 quit_all() {
     for s in "$work"/*.sock; do

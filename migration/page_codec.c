@@ -5,6 +5,8 @@
 #include <time.h>
 #include <sys/mman.h>
 #include <xxhash.h>
+/* ZSTD_getCParams: the tables a level would use, to cap them. */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
 #include "migration/bitmap.h"
@@ -111,7 +113,14 @@ void page_encoder_set_level(PageEncoder *e, int level)
 {
     g_assert(e->zstd);
     if (level != PAGE_LEVEL_RAW && level != e->level) {
+        ZSTD_compressionParameters c =
+            ZSTD_getCParams(level, (size_t)PAGE_BATCH_MAX * HM_PAGE_SIZE, 0);
         ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_compressionLevel, level);
+        /* Levels above 3 keep their search but not their tables: level 9's
+         * are 6.5 MiB an encoder (the engine's memory then passed 1% of a
+         * 2 GiB guest), capped they are 1.5 MiB, level 3's 1.2 MiB. */
+        ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_hashLog, MIN(c.hashLog, PAGE_BATCH_TABLE_LOG));
+        ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_chainLog, MIN(c.chainLog, PAGE_BATCH_TABLE_LOG));
     }
     e->level = level;
 }

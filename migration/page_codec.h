@@ -34,6 +34,7 @@
 #define PAGE_BATCH_MAX 128                 /* pages per batch */
 #define PAGE_BATCH_HEADER 24
 #define PAGE_BATCH_WINDOW_LOG 19            /* 2^19 = PAGE_BATCH_MAX pages */
+#define PAGE_BATCH_TABLE_LOG 17             /* zstd's hash and chain tables, at most */
 
 /* The checksum of a batch's @len bytes at @buf (its own field skipped). */
 uint64_t page_batch_check(const uint8_t *buf, size_t len);

@@ -274,6 +274,32 @@ START_TEST(random_pages_stay_out_of_the_frame)
 }
 END_TEST
 
+/* Every level auto may pick keeps its encoder near level 3's size: the
+ * engine's memory stays under 1% of a 2 GiB guest with two of them. */
+START_TEST(encoder_memory_is_bounded_at_every_level)
+{
+    static const int levels[] = { -32, 1, 3, 6, 9 };
+    HmRam *src = ram_new();
+    g_autofree uint8_t *buf = g_malloc(page_batch_max_size(PAGE_BATCH_MAX));
+    PageCodecStats st = { 0 };
+    uint64_t pfns[PAGE_BATCH_MAX];
+
+    fill(src);
+    for (unsigned i = 0; i < PAGE_BATCH_MAX; i++) {
+        pfns[i] = i;
+    }
+    for (size_t l = 0; l < G_N_ELEMENTS(levels); l++) {
+        PageEncoder *e = page_encoder_new(true, 3);
+        page_encoder_set_level(e, levels[l]);
+        ck_assert_uint_gt(page_encode(e, src, pfns, PAGE_BATCH_MAX, 1, buf, &st), 0);
+        ck_assert_msg(page_encoder_sizeof(e) < 2 * 1024 * 1024, "level %d: %zu bytes",
+                      levels[l], page_encoder_sizeof(e));
+        page_encoder_free(e);
+    }
+    test_ram_free(src);
+}
+END_TEST
+
 START_TEST(hostile_batches_are_refused)
 {
     HmRam *src = ram_new(), *dst = ram_new();
@@ -567,6 +593,7 @@ int main(void)
     tcase_add_test(tc, header_roundtrip_and_rejects);
     tcase_add_test(tc, digest_known_answers);
     tcase_add_test(tc, hello_roundtrip);
+    tcase_add_test(tc, encoder_memory_is_bounded_at_every_level);
     tcase_add_test(tc, batch_roundtrip_zstd);
     tcase_add_test(tc, batch_roundtrip_raw);
     tcase_add_test(tc, incompressible_batch_goes_raw);
