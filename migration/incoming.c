@@ -470,8 +470,16 @@ static bool incoming_run(Incoming *in, bool resumed, bool *final, GError **errp)
             g_mutex_lock(&in->m->lock);
             in->m->stats.rounds++;
             g_mutex_unlock(&in->m->lock);
-            if (!in_ack(in, h.seq, WIRE_OK, NULL, errp)) {
-                return false;
+            g_autoptr(GError) lost = NULL;
+            if (!in_ack(in, h.seq, WIRE_OK, NULL, &lost)) {
+                /* With postcopy the source may have switched without this
+                 * ack, and its POSTCOPY_RUN may be in our socket already:
+                 * read on, and let the stream's end decide (a guest that
+                 * runs here then pauses; one that never got RUN fails). */
+                if (!in->pc) {
+                    g_propagate_error(errp, g_steal_pointer(&lost));
+                    return false;
+                }
             }
             break;
         }
