@@ -213,12 +213,14 @@ static bool hmp_info_params(void *opaque, int argc, char **argv, GString *out,
                            "compress-method: %s\n"
                            "compress-level: %d\n"
                            "compress-threads: %u\n"
+                           "multifd-channels: %u\n"
                            "x-peer-timeout: %" G_GUINT64_FORMAT " ms%s\n",
                            p.downtime_limit_ms, p.max_bandwidth,
                            p.max_bandwidth ? "" : " (unlimited)",
                            p.compress_method == HINTMIG_COMPRESS_ZSTD ? "zstd"
                            : p.compress_method == HINTMIG_COMPRESS_AUTO ? "auto" : "none",
-                           p.compress_level, p.compress_threads, p.x_peer_timeout_ms,
+                           p.compress_level, p.compress_threads, p.multifd_channels,
+                           p.x_peer_timeout_ms,
                            p.x_peer_timeout_ms ? "" : " (built-in waits)");
     return true;
 }

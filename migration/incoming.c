@@ -35,20 +35,37 @@ static RxBuf stop_buf;
 
 /* A free receive buffer: one the decoders gave back, a new one while
  * fewer than RX_BUFS exist, or else the next one given back. */
-static RxBuf *rx_buf_get(Incoming *in)
+RxBuf *in_rx_buf_get(Incoming *in)
 {
     RxBuf *b = g_async_queue_try_pop(in->rx_pool);
 
     if (b) {
         return b;
     }
+    g_mutex_lock(&in->lock);        /* multifd readers take them too */
     if (in->nbufs < RX_BUFS) {
         b = &in->bufs[in->nbufs++];
+    }
+    g_mutex_unlock(&in->lock);
+    if (b) {
         b->data = g_malloc(MIGRATION_BUF_SIZE);
         hm_mem_charge(in->m, MIGRATION_BUF_SIZE);
         return b;
     }
     return g_async_queue_pop(in->rx_pool);
+}
+
+bool in_queue_batch(Incoming *in, RxBuf *b, GError **errp)
+{
+    g_mutex_lock(&in->lock);
+    in->busy++;
+    bool failed = in->decode_error;
+    g_mutex_unlock(&in->lock);
+    g_async_queue_push(in->dec_q, b);
+    if (failed) {
+        return in_drain(in, errp);
+    }
+    return true;
 }
 
 static gpointer decoder_thread(gpointer data)
@@ -116,6 +133,8 @@ static void in_publish(Incoming *in)
     g_mutex_lock(&in->lock);
     PageCodecStats c = in->codec;
     uint64_t rx = in->rx_bytes;
+    uint64_t conn_rx[WIRE_MULTIFD_MAX];
+    memcpy(conn_rx, in->conn_rx, sizeof(conn_rx));
     g_mutex_unlock(&in->lock);
     g_mutex_lock(&in->m->lock);
     HintmigStats *s = &in->m->stats;
@@ -125,6 +144,9 @@ static void in_publish(Incoming *in)
     s->compressed_bytes = c.payload_bytes;
     s->wire_bytes_received = rx;
     s->transferred_ram = rx;
+    for (unsigned i = 0; i < s->multifd_channels && i < WIRE_MULTIFD_MAX; i++) {
+        s->multifd_bytes[i] = conn_rx[i];
+    }
     uint64_t ms = (g_get_monotonic_time() - in->m->t_start) / 1000;
     s->throughput_mbps = ms ? rx * 8.0 / ms / 1000.0 : 0;
     g_mutex_unlock(&in->m->lock);
@@ -211,10 +233,13 @@ static bool hello(Incoming *in, GError **errp)
         supported |= WIRE_FEAT_PAGE_DIGESTS;   /* the source chooses */
     }
     g_mutex_lock(&in->m->lock);
-    bool listening = in->m->listen_fd >= 0;  /* for the page channel */
+    bool listening = in->m->listen_fd >= 0;  /* for further connections */
     g_mutex_unlock(&in->m->lock);
     if (caps.postcopy_ram && listening) {
         supported |= WIRE_FEAT_POSTCOPY;    /* as QEMU: both sides opt in */
+    }
+    if (listening) {
+        supported |= WIRE_FEAT_MULTIFD;     /* the source decides how many */
     }
     r.features_accepted = hi.features_offered & supported;
     if (hi.page_size != HM_PAGE_SIZE || hi.ram_size != in->ram->size ||
@@ -407,10 +432,11 @@ static bool incoming_run(Incoming *in, bool resumed, bool *final, GError **errp)
         if (!hello(in, errp)) {
             return false;
         }
-        if ((in->features & WIRE_FEAT_POSTCOPY) && !in_accept_page_channel(in, errp)) {
+        if ((in->features & (WIRE_FEAT_POSTCOPY | WIRE_FEAT_MULTIFD)) &&
+            !in_accept_connections(in, errp)) {
             return false;
         }
-        if (!(in->features & WIRE_FEAT_POSTCOPY)) {
+        if (!(in->features & (WIRE_FEAT_POSTCOPY | WIRE_FEAT_MULTIFD))) {
             g_mutex_lock(&in->m->lock);
             if (in->m->listen_fd >= 0) {
                 close(in->m->listen_fd);
@@ -431,6 +457,7 @@ static bool incoming_run(Incoming *in, bool resumed, bool *final, GError **errp)
         }
         g_mutex_lock(&in->lock);
         in->rx_bytes += WIRE_HEADER_SIZE + h.len;
+        in->conn_rx[0] += WIRE_HEADER_SIZE + h.len;
         g_mutex_unlock(&in->lock);
 
         if (h.type == WIRE_RAM_BATCH) {
@@ -438,20 +465,14 @@ static bool incoming_run(Incoming *in, bool resumed, bool *final, GError **errp)
                 return in_give_up(in, WIRE_ERR_PROTOCOL, errp,
                                "RAM batch of %u bytes is too large", h.len);
             }
-            RxBuf *b = rx_buf_get(in);
+            RxBuf *b = in_rx_buf_get(in);
             b->len = h.len;
             if (!wire_read_full(in->fd, b->data, h.len, errp)) {
                 g_async_queue_push(in->rx_pool, b);
                 return false;
             }
-            g_mutex_lock(&in->lock);
-            in->busy++;
-            bool failed = in->decode_error;
-            g_mutex_unlock(&in->lock);
-            g_async_queue_push(in->dec_q, b);
-            if (failed) {
-                g_autoptr(GError) err = NULL;
-                in_drain(in, &err);
+            g_autoptr(GError) err = NULL;
+            if (!in_queue_batch(in, b, &err)) {
                 return in_give_up(in, WIRE_ERR_DATA, errp, "%s", err->message);
             }
             continue;
@@ -461,6 +482,21 @@ static bool incoming_run(Incoming *in, bool resumed, bool *final, GError **errp)
             return false;
         }
         switch (h.type) {
+        case WIRE_MULTIFD_SYNC: {
+            g_autoptr(GError) err = NULL;
+            if (!(in->features & WIRE_FEAT_MULTIFD)) {
+                return in_give_up(in, WIRE_ERR_PROTOCOL, errp,
+                                  "multifd sync without the multifd feature");
+            }
+            if (!in_multifd_sync(in, 0, payload, h.len, &err)) {
+                if (err->code == HINTMIG_ERROR_IO) {
+                    g_propagate_error(errp, g_steal_pointer(&err));
+                    return false;
+                }
+                return in_give_up(in, WIRE_ERR_PROTOCOL, errp, "%s", err->message);
+            }
+            break;
+        }
         case WIRE_ROUND_END: {
             g_autoptr(GError) err = NULL;
             if (!in_drain(in, &err)) {
@@ -591,9 +627,14 @@ gpointer incoming_thread(gpointer data)
         .rx_pool = g_async_queue_new(),
         .ch_fd = -1,
         .link_up = true,
+        .nconns = 1,
     };
     g_autoptr(GError) err = NULL;
 
+    for (unsigned c = 0; c < WIRE_MULTIFD_MAX; c++) {
+        in.conn_fds[c] = -1;
+    }
+    g_cond_init(&in.sync_cond);
     in.nchunks = ram_digest_nchunks(in.ram, RAM_DIGEST_CHUNK_PAGES);
     in.src_digests = g_new0(uint64_t, in.nchunks);
     hm_mem_charge(m, in.nchunks * 8);
@@ -628,6 +669,12 @@ gpointer incoming_thread(gpointer data)
         resumed = true;
     }
     in_channel_stop(&in);
+    in_multifd_stop(&in);
+    if (err && in.conn_error) {
+        /* The main connection was broken because of a multifd one. */
+        g_clear_error(&err);
+        g_set_error(&err, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL, "%s", in.conn_error);
+    }
 
     for (unsigned i = 0; i < in.ndec; i++) {
         g_async_queue_push(in.dec_q, &stop_buf);
@@ -683,6 +730,8 @@ gpointer incoming_thread(gpointer data)
     g_free(in.hinted);
     ram_digest_table_free(in.digests, in.ram->npages);
     g_free(in.decode_error);
+    g_free(in.conn_error);
+    g_cond_clear(&in.sync_cond);
     g_mutex_clear(&in.send_lock);
     if (in.state) {
         g_byte_array_unref(in.state);

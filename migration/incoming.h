@@ -66,6 +66,18 @@ typedef struct Incoming {
                                    * (page digests, or postcopy); 0: zero page */
     int ch_fd;                    /* the page channel, -1 when none */
     GThread *ch_thread;
+
+    /* multifd (incoming_multifd.c) */
+    unsigned nconns;              /* RAM connections, the main one included */
+    int conn_fds[WIRE_MULTIFD_MAX];       /* [1, nconns) */
+    GThread *conn_threads[WIRE_MULTIFD_MAX];
+    uint32_t conn_epoch[WIRE_MULTIFD_MAX];   /* the last sync each reached */
+    uint64_t conn_rx[WIRE_MULTIFD_MAX];   /* bytes read on each (under lock) */
+    bool conns_stop;              /* under lock: the readers are stopped */
+    bool conn_ended;              /* under lock: a reader ended, no sync can
+                                   * complete */
+    char *conn_error;             /* under lock: why a further connection failed */
+    GCond sync_cond;              /* under lock: a reader reached a sync or ended */
 } Incoming;
 
 /* incoming.c */
@@ -94,8 +106,18 @@ bool in_check_state(Incoming *in, uint32_t seq, GError **errp);
 bool in_place_batch(Incoming *in, PageDecoder *d, uint8_t *staging,
                     const uint8_t *buf, size_t len, PageCodecStats *st,
                     GError **errp);
-/* After the hello: accepts the source's page channel and sets up userfaultfd. */
-bool in_accept_page_channel(Incoming *in, GError **errp);
+/* After the hello: the source's page channel @fd came (taken, closed on
+ * failure); sets up userfaultfd and the channel's thread. */
+bool in_page_channel_start(Incoming *in, int fd, GError **errp);
+/* Accepts one connection on @lfd, waiting at most @timeout_ms. */
+int in_accept_one(Hintmig *m, int lfd, int timeout_ms, GError **errp);
+/*
+ * Reads the first message of a new connection of session @want:
+ * PAGE_CHANNEL, RESUME, or (with @mf) MULTIFD, decoded into @mf.  Returns
+ * the type, or 0 with @errp set.
+ */
+uint16_t in_read_intro(Hintmig *m, uint64_t want, int fd, WireMultifd *mf,
+                       GError **errp);
 void in_channel_stop(Incoming *in);
 /* PENDING: the pages the source still owes. */
 bool in_apply_pending(Incoming *in, const uint8_t *d, size_t len, GError **errp);
@@ -105,5 +127,21 @@ bool in_postcopy_run(Incoming *in, uint32_t seq, GError **errp);
 bool in_postcopy_complete(Incoming *in, uint32_t seq, bool *final, GError **errp);
 /* The link broke in postcopy: pause until a recovery, or false if abandoned. */
 bool in_postcopy_recover(Incoming *in, const char *why);
+
+/* incoming_multifd.c */
+/* After the hello: accepts the source's further connections (the page
+ * channel, multifd connections) and starts what reads them. */
+bool in_accept_connections(Incoming *in, GError **errp);
+/* MULTIFD_SYNC (@d, @len) read on connection @conn (0: the main one):
+ * waits for every connection to reach it and the decoders to drain. */
+bool in_multifd_sync(Incoming *in, unsigned conn, const uint8_t *d, size_t len,
+                     GError **errp);
+/* Stops the further connections' readers and closes them. */
+void in_multifd_stop(Incoming *in);
+/* A free receive buffer (any reader thread). */
+RxBuf *in_rx_buf_get(Incoming *in);
+/* Queues @b, a RAM batch of @len bytes read off a connection, for the
+ * decoders; false with the first decode error. */
+bool in_queue_batch(Incoming *in, RxBuf *b, GError **errp);
 
 #endif

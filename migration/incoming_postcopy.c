@@ -38,15 +38,13 @@ static bool request_pages(void *opaque, const uint64_t *pfns, unsigned n)
     return ok;
 }
 
-/*
- * Reads the first message of a new connection: @type with the session id.
- * Returns the type, or 0 with @errp set.
- */
-static uint16_t read_intro(Hintmig *m, uint64_t want, int fd, GError **errp)
+uint16_t in_read_intro(Hintmig *m, uint64_t want, int fd, WireMultifd *mf,
+                       GError **errp)
 {
     WireHeader h;
     g_autoptr(GBytes) payload = NULL;
     uint64_t session;
+    WireMultifd w;
 
     hm_set_rcvtimeo(fd, hm_peer_timeout_ms(m, CHANNEL_TIMEOUT_MS));
     if (!wire_recv(fd, &h, &payload, errp)) {
@@ -55,11 +53,17 @@ static uint16_t read_intro(Hintmig *m, uint64_t want, int fd, GError **errp)
     hm_set_rcvtimeo(fd, 0);
     gsize len;
     const void *d = g_bytes_get_data(payload, &len);
-    if ((h.type != WIRE_PAGE_CHANNEL && h.type != WIRE_RESUME) ||
-        !wire_session_decode(d, len, &session)) {
+    if (h.type == WIRE_MULTIFD && mf) {
+        if (!wire_multifd_decode(d, len, &w, errp)) {
+            return 0;
+        }
+        session = w.session;
+        *mf = w;
+    } else if ((h.type != WIRE_PAGE_CHANNEL && h.type != WIRE_RESUME) ||
+               !wire_session_decode(d, len, &session)) {
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
-                    "expected a page-channel or resume message, got %s",
-                    wire_type_str(h.type));
+                    "expected a page-channel%s or resume message, got %s",
+                    mf ? ", multifd" : "", wire_type_str(h.type));
         return 0;
     }
     if (session != want) {
@@ -72,8 +76,7 @@ static uint16_t read_intro(Hintmig *m, uint64_t want, int fd, GError **errp)
     return h.type;
 }
 
-/* Accepts one connection on @lfd, waiting at most @timeout_ms. */
-static int accept_one(Hintmig *m, int lfd, int timeout_ms, GError **errp)
+int in_accept_one(Hintmig *m, int lfd, int timeout_ms, GError **errp)
 {
     struct pollfd pfd = { lfd, POLLIN, 0 };
     int r = poll(&pfd, 1, timeout_ms);
@@ -159,30 +162,9 @@ void in_channel_stop(Incoming *in)
     }
 }
 
-/* After the hello: the source's page channel, on the listening socket. */
-bool in_accept_page_channel(Incoming *in, GError **errp)
+/* After the hello: the source's page channel @fd came; userfaultfd is set up. */
+bool in_page_channel_start(Incoming *in, int fd, GError **errp)
 {
-    Hintmig *m = in->m;
-    g_mutex_lock(&m->lock);
-    int lfd = m->listen_fd;
-    m->listen_fd = -1;
-    g_mutex_unlock(&m->lock);
-
-    int fd = lfd >= 0 ? accept_one(in->m, lfd, hm_peer_timeout_ms(in->m, CHANNEL_TIMEOUT_MS), errp) : -1;
-    if (lfd < 0) {
-        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
-                    "postcopy: no listening socket for the page channel");
-    }
-    if (lfd >= 0) {
-        close(lfd);
-    }
-    if (fd < 0 || read_intro(in->m, in->session, fd, errp) != WIRE_PAGE_CHANNEL) {
-        if (fd >= 0) {
-            close(fd);
-        }
-        g_prefix_error(errp, "postcopy page channel: ");
-        return false;
-    }
     in->pc = uffd_postcopy_new(in->ram, errp);
     if (!in->pc) {
         close(fd);
@@ -309,6 +291,7 @@ bool in_postcopy_recover(Incoming *in, const char *why)
     g_mutex_unlock(&in->send_lock);
     uffd_postcopy_link(in->pc, false);
     in_channel_stop(in);
+    in_multifd_stop(in);       /* a recovery reconnects the main connection only */
     g_autoptr(GError) ignored = NULL;
     in_drain(in, &ignored);
     g_mutex_lock(&in->lock);
@@ -343,8 +326,8 @@ bool in_postcopy_recover(Incoming *in, const char *why)
         g_autoptr(GError) err = NULL;
         int fds[2] = { -1, -1 };
         for (int i = 0; i < 2 && !err; i++) {
-            int fd = accept_one(m, lfd, hm_peer_timeout_ms(m, RECOVER_TIMEOUT_MS), &err);
-            uint16_t t = fd >= 0 ? read_intro(in->m, in->session, fd, &err) : 0;
+            int fd = in_accept_one(m, lfd, hm_peer_timeout_ms(m, RECOVER_TIMEOUT_MS), &err);
+            uint16_t t = fd >= 0 ? in_read_intro(in->m, in->session, fd, NULL, &err) : 0;
             int slot = t == WIRE_RESUME ? 0 : t == WIRE_PAGE_CHANNEL ? 1 : -1;
             if (slot < 0 || fds[slot] >= 0) {
                 if (!err) {
@@ -437,11 +420,11 @@ gpointer in_answer_recovery_thread(gpointer data)
     int fds[2] = { -1, -1 }, resume = -1;
     for (int i = 0; i < 2; i++) {
         g_autoptr(GError) err = NULL;
-        fds[i] = accept_one(m, lfd, hm_peer_timeout_ms(m, RECOVER_TIMEOUT_MS), &err);
+        fds[i] = in_accept_one(m, lfd, hm_peer_timeout_ms(m, RECOVER_TIMEOUT_MS), &err);
         if (fds[i] < 0) {
             break;
         }
-        if (read_intro(m, session, fds[i], &err) == WIRE_RESUME && resume < 0) {
+        if (in_read_intro(m, session, fds[i], NULL, &err) == WIRE_RESUME && resume < 0) {
             resume = fds[i];
         }
     }

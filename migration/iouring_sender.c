@@ -2,24 +2,45 @@
 /* The io_uring sender: see include/migration/iouring_sender.h. */
 #include <errno.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <liburing.h>
 
 #include "migration/iouring_sender.h"
 
-struct UringTx {
+#define CHAIN_MAX 256
+
+typedef struct TxConn {
     int fd;
+    GQueue pending;          /* queued, not yet submitted */
+    unsigned in_flight;      /* sends of its chain not yet completed */
+    uint64_t backlog;        /* bytes queued or in flight: for spreading */
+} TxConn;
+
+struct UringTx {
     struct io_uring ring;
+    unsigned nconns;
+    TxConn conns[URING_TX_MAX_CONNS];
     unsigned nbufs;
     UringTxBuf *bufs;
     uint8_t *mem;
     GAsyncQueue *free_q;     /* UringTxBuf * ready for a producer */
     GThread *thread;
+    /* Producers write it to wake the thread while it waits on the ring;
+     * the thread keeps a read of it there (wake_armed). */
+    int wake_fd;
+    uint64_t wake_val;
+    bool wake_armed;         /* thread only */
+    gint64 busy_since;       /* thread only: when chains went in flight */
 
     GMutex lock;
     GCond cond;              /* queued, completed, stop or error changed */
-    GQueue pending;          /* queued, not yet submitted */
+    unsigned in_flight;      /* sends submitted, not yet completed */
+    bool in_ring;            /* the thread waits on completions */
+    bool woken;              /* wake_fd written since the thread last looked */
     uint64_t queued, done;   /* buffers queued / completed (sent or dropped) */
+    unsigned next_spread;
     bool stop;
     int error;               /* first failure, as a positive errno */
     uint64_t rate;           /* bytes/s, 0 = unlimited */
@@ -28,12 +49,12 @@ struct UringTx {
     UringTxStats stats;
 };
 
+/* Marks the wake-up read among the completions. */
+static char wake_tag;
+
 /* Sleeps as long as the rate limit asks before sending @next more bytes. */
 static void rate_wait(UringTx *tx, uint64_t next)
 {
-    if (!tx->rate) {
-        return;
-    }
     gint64 now = g_get_monotonic_time();
     if (!tx->rate_t0 || now - tx->rate_t0 > G_USEC_PER_SEC) {
         tx->rate_t0 = now;
@@ -50,96 +71,178 @@ static void rate_wait(UringTx *tx, uint64_t next)
 /* Gives the buffers of a failed sender back so no producer waits forever. */
 static void drop_pending(UringTx *tx)
 {
-    UringTxBuf *b;
-    while ((b = g_queue_pop_head(&tx->pending))) {
-        g_async_queue_push(tx->free_q, b);
-        tx->done++;
+    for (unsigned c = 0; c < tx->nconns; c++) {
+        UringTxBuf *b;
+        while ((b = g_queue_pop_head(&tx->conns[c].pending))) {
+            tx->conns[c].backlog -= b->len;
+            g_async_queue_push(tx->free_q, b);
+            tx->done++;
+        }
     }
+}
+
+/* Wakes the thread if it waits on the ring and @conn has no chain out. */
+static void wake_locked(UringTx *tx, const TxConn *conn)
+{
+    g_cond_broadcast(&tx->cond);
+    if (tx->in_ring && !tx->woken && (!conn || !conn->in_flight)) {
+        uint64_t one = 1;
+        tx->woken = true;
+        if (write(tx->wake_fd, &one, sizeof(one)) < 0) {
+            /* Cannot fail on an eventfd below its limit; the chain in
+             * flight ends the wait anyway. */
+        }
+    }
+}
+
+/* Takes the next chain of every idle connection into @chains; returns the
+ * number of buffers and their bytes in *@bytes. */
+static unsigned take_chains(UringTx *tx, UringTxBuf **chains, unsigned *len,
+                            uint64_t *bytes)
+{
+    unsigned total = 0;
+
+    *bytes = 0;
+    for (unsigned c = 0; c < tx->nconns; c++) {
+        TxConn *conn = &tx->conns[c];
+        len[c] = 0;
+        if (conn->in_flight) {
+            continue;
+        }
+        while (len[c] < CHAIN_MAX && !g_queue_is_empty(&conn->pending)) {
+            UringTxBuf *b = g_queue_pop_head(&conn->pending);
+            chains[total++] = b;
+            len[c]++;
+            *bytes += b->len;
+        }
+        conn->in_flight = len[c];
+        tx->in_flight += len[c];
+        tx->stats.max_in_flight = MAX(tx->stats.max_in_flight, len[c]);
+        tx->stats.chains += len[c] != 0;
+    }
+    return total;
+}
+
+static void submit(UringTx *tx, UringTxBuf **chains, const unsigned *len)
+{
+    unsigned at = 0;
+
+    for (unsigned c = 0; c < tx->nconns; c++) {
+        for (unsigned i = 0; i < len[c]; i++, at++) {
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&tx->ring);
+            io_uring_prep_send(sqe, tx->conns[c].fd, chains[at]->data, chains[at]->len,
+                               MSG_WAITALL | MSG_NOSIGNAL);
+            io_uring_sqe_set_data(sqe, chains[at]);
+            if (i + 1 < len[c]) {
+                sqe->flags |= IOSQE_IO_LINK;
+            }
+        }
+    }
+    if (!tx->wake_armed) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&tx->ring);
+        io_uring_prep_read(sqe, tx->wake_fd, &tx->wake_val, sizeof(tx->wake_val), 0);
+        io_uring_sqe_set_data(sqe, &wake_tag);
+        tx->wake_armed = true;
+    }
+}
+
+/* Accounts one completion, with tx->lock held. */
+static void complete_locked(UringTx *tx, UringTxBuf *b, int res)
+{
+    TxConn *conn = &tx->conns[b->conn];
+    int err = 0;
+
+    if (res < 0) {
+        /* The first failure matters; linked sends after it are cancelled. */
+        err = res == -ECANCELED ? 0 : -res;
+    } else {
+        tx->stats.bytes_sent += res;
+        tx->stats.conn_bytes[b->conn] += res;
+        if ((size_t)res != b->len) {
+            err = EPIPE;            /* short despite MSG_WAITALL */
+        }
+    }
+    if (err && !tx->error) {
+        tx->error = err;
+    }
+    conn->in_flight--;
+    conn->backlog -= b->len;
+    tx->in_flight--;
+    tx->stats.sends++;
+    tx->done++;
+    g_async_queue_push(tx->free_q, b);
 }
 
 static gpointer tx_thread(gpointer data)
 {
     UringTx *tx = data;
-    UringTxBuf *chain[256];
+    UringTxBuf *chains[URING_TX_MAX_CONNS * CHAIN_MAX];
+    unsigned len[URING_TX_MAX_CONNS];
 
     g_mutex_lock(&tx->lock);
     for (;;) {
-        while (!tx->stop && g_queue_is_empty(&tx->pending)) {
-            g_cond_wait(&tx->cond, &tx->lock);
-        }
         if (tx->error) {
             drop_pending(tx);
             g_cond_broadcast(&tx->cond);
         }
-        if (g_queue_is_empty(&tx->pending)) {
-            break;          /* stop requested and nothing left */
-        }
-        unsigned n = 0;
-        uint64_t bytes = 0;
-        while (n < G_N_ELEMENTS(chain) && n < tx->nbufs &&
-               !g_queue_is_empty(&tx->pending)) {
-            chain[n] = g_queue_pop_head(&tx->pending);
-            bytes += chain[n++]->len;
-        }
-        uint64_t rate = tx->rate;
-        g_mutex_unlock(&tx->lock);
-
-        gint64 t0 = g_get_monotonic_time();
-        if (rate) {
-            rate_wait(tx, bytes);
-        }
-        for (unsigned i = 0; i < n; i++) {
-            struct io_uring_sqe *sqe = io_uring_get_sqe(&tx->ring);
-            io_uring_prep_send(sqe, tx->fd, chain[i]->data, chain[i]->len,
-                               MSG_WAITALL | MSG_NOSIGNAL);
-            io_uring_sqe_set_data(sqe, chain[i]);
-            if (i + 1 < n) {
-                sqe->flags |= IOSQE_IO_LINK;
-            }
-        }
-        int ret = io_uring_submit(&tx->ring);
-        int err = ret < 0 ? -ret : 0;
-        uint64_t sent = 0;
-        for (unsigned i = 0; i < n && ret >= 0; i++) {
-            struct io_uring_cqe *cqe;
-            int w = io_uring_wait_cqe(&tx->ring, &cqe);
-            if (w == -EINTR) {
-                i--;
-                continue;
-            }
-            if (w < 0) {
-                err = -w;
+        uint64_t bytes;
+        unsigned n = take_chains(tx, chains, len, &bytes);
+        if (!n && !tx->in_flight) {
+            if (tx->stop) {
                 break;
             }
-            UringTxBuf *b = io_uring_cqe_get_data(cqe);
-            if (cqe->res < 0) {
-                /* The first failure matters; linked sends after it are
-                 * cancelled. */
-                if (!err && cqe->res != -ECANCELED) {
-                    err = -cqe->res;
-                }
-            } else {
-                sent += cqe->res;
-                if ((size_t)cqe->res != b->len && !err) {
-                    err = EPIPE;     /* short despite MSG_WAITALL */
-                }
-            }
-            io_uring_cqe_seen(&tx->ring, cqe);
+            g_cond_wait(&tx->cond, &tx->lock);
+            continue;
         }
-        for (unsigned i = 0; i < n; i++) {
-            g_async_queue_push(tx->free_q, chain[i]);
+        bool was_idle = tx->in_flight == n;
+        uint64_t rate = tx->rate;
+        tx->in_ring = true;
+        tx->woken = false;
+        g_mutex_unlock(&tx->lock);
+
+        if (was_idle) {
+            tx->busy_since = g_get_monotonic_time();    /* pacing counts as busy */
+        }
+        if (n && rate) {
+            rate_wait(tx, bytes);
+        }
+        submit(tx, chains, len);
+        int ret = io_uring_submit(&tx->ring);
+        struct io_uring_cqe *cqe = NULL;
+        if (ret >= 0) {
+            do {
+                ret = io_uring_wait_cqe(&tx->ring, &cqe);
+            } while (ret == -EINTR);
         }
 
-        gint64 busy_us = g_get_monotonic_time() - t0;
         g_mutex_lock(&tx->lock);
-        tx->stats.busy_ns += (uint64_t)busy_us * 1000;
-        tx->stats.bytes_sent += sent;
-        tx->stats.sends += n;
-        tx->stats.chains++;
-        tx->stats.max_in_flight = MAX(tx->stats.max_in_flight, n);
-        tx->done += n;
-        if (err && !tx->error) {
-            tx->error = err;
+        tx->in_ring = false;
+        if (ret < 0) {
+            /* The ring itself failed: nothing in flight can be trusted to
+             * complete, so fail and leave the buffers in flight alone. */
+            tx->error = tx->error ? tx->error : -ret;
+            tx->in_flight = 0;
+            for (unsigned c = 0; c < tx->nconns; c++) {
+                tx->conns[c].in_flight = 0;
+            }
+            g_cond_broadcast(&tx->cond);
+            continue;
+        }
+        while (cqe) {
+            void *tag = io_uring_cqe_get_data(cqe);
+            int res = cqe->res;
+            io_uring_cqe_seen(&tx->ring, cqe);
+            if (tag == &wake_tag) {
+                tx->wake_armed = false;
+            } else {
+                complete_locked(tx, tag, res);
+            }
+            if (io_uring_peek_cqe(&tx->ring, &cqe) < 0) {
+                cqe = NULL;
+            }
+        }
+        if (!tx->in_flight) {
+            tx->stats.busy_ns += (uint64_t)(g_get_monotonic_time() - tx->busy_since) * 1000;
         }
         g_cond_broadcast(&tx->cond);
     }
@@ -147,26 +250,46 @@ static gpointer tx_thread(gpointer data)
     return NULL;
 }
 
-UringTx *uring_tx_new(int fd, unsigned nbufs, size_t buf_size, GError **errp)
+UringTx *uring_tx_new(const int *fds, unsigned nfds, unsigned nbufs, size_t buf_size,
+                      GError **errp)
 {
+    if (!nfds || nfds > URING_TX_MAX_CONNS) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
+                    "the sender takes 1 to %u connections, not %u",
+                    URING_TX_MAX_CONNS, nfds);
+        return NULL;
+    }
     UringTx *tx = g_new0(UringTx, 1);
-    int ret = io_uring_queue_init(MAX(nbufs, 8u), &tx->ring, 0);
+    /* Every buffer may be in flight at once, and the wake-up read. */
+    int ret = io_uring_queue_init(MAX(nbufs + 1, 8u), &tx->ring, 0);
     if (ret < 0) {
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
                     "io_uring setup failed: %s", g_strerror(-ret));
         g_free(tx);
         return NULL;
     }
-    tx->fd = fd;
+    tx->wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (tx->wake_fd < 0) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_IO,
+                    "eventfd for the io_uring sender: %s", g_strerror(errno));
+        io_uring_queue_exit(&tx->ring);
+        g_free(tx);
+        return NULL;
+    }
+    tx->nconns = nfds;
+    tx->stats.nconns = nfds;
+    for (unsigned c = 0; c < nfds; c++) {
+        tx->conns[c].fd = fds[c];
+        g_queue_init(&tx->conns[c].pending);
+    }
     tx->nbufs = nbufs;
     tx->bufs = g_new0(UringTxBuf, nbufs);
     tx->mem = g_malloc((size_t)nbufs * buf_size);
     tx->free_q = g_async_queue_new();
     g_mutex_init(&tx->lock);
     g_cond_init(&tx->cond);
-    g_queue_init(&tx->pending);
     for (unsigned i = 0; i < nbufs; i++) {
-        tx->bufs[i] = (UringTxBuf) { tx->mem + (size_t)i * buf_size, buf_size, 0 };
+        tx->bufs[i] = (UringTxBuf) { tx->mem + (size_t)i * buf_size, buf_size, 0, 0 };
         g_async_queue_push(tx->free_q, &tx->bufs[i]);
     }
     g_autoptr(GError) err = NULL;
@@ -187,12 +310,13 @@ void uring_tx_free(UringTx *tx)
     }
     g_mutex_lock(&tx->lock);
     tx->stop = true;
-    g_cond_broadcast(&tx->cond);
+    wake_locked(tx, NULL);
     g_mutex_unlock(&tx->lock);
     if (tx->thread) {
         g_thread_join(tx->thread);
     }
     io_uring_queue_exit(&tx->ring);
+    close(tx->wake_fd);
     g_async_queue_unref(tx->free_q);
     g_mutex_clear(&tx->lock);
     g_cond_clear(&tx->cond);
@@ -224,13 +348,47 @@ void uring_tx_buf_put(UringTx *tx, UringTxBuf *b)
     g_async_queue_push(tx->free_q, b);
 }
 
-void uring_tx_send(UringTx *tx, UringTxBuf *b)
+static void queue_locked(UringTx *tx, unsigned conn, UringTxBuf *b)
+{
+    TxConn *c = &tx->conns[conn];
+    b->conn = conn;
+    g_queue_push_tail(&c->pending, b);
+    c->backlog += b->len;
+    tx->queued++;
+    wake_locked(tx, c);
+}
+
+void uring_tx_send_on(UringTx *tx, unsigned conn, UringTxBuf *b)
 {
     g_mutex_lock(&tx->lock);
-    g_queue_push_tail(&tx->pending, b);
-    tx->queued++;
-    g_cond_broadcast(&tx->cond);
+    queue_locked(tx, conn < tx->nconns ? conn : 0, b);
     g_mutex_unlock(&tx->lock);
+}
+
+void uring_tx_send(UringTx *tx, UringTxBuf *b)
+{
+    uring_tx_send_on(tx, 0, b);
+}
+
+unsigned uring_tx_send_spread(UringTx *tx, UringTxBuf *b)
+{
+    g_mutex_lock(&tx->lock);
+    unsigned best = tx->next_spread % tx->nconns;
+    for (unsigned i = 1; i < tx->nconns; i++) {
+        unsigned c = (tx->next_spread + i) % tx->nconns;
+        if (tx->conns[c].backlog < tx->conns[best].backlog) {
+            best = c;
+        }
+    }
+    tx->next_spread = best + 1;
+    queue_locked(tx, best, b);
+    g_mutex_unlock(&tx->lock);
+    return best;
+}
+
+unsigned uring_tx_nconns(UringTx *tx)
+{
+    return tx->nconns;
 }
 
 bool uring_tx_wait_idle(UringTx *tx, GError **errp)

@@ -76,6 +76,7 @@ Hintmig *hintmig_new(const HintmigHost *host, GError **errp)
         .compress_method = HINTMIG_COMPRESS_AUTO,
         .compress_level = 3,   /* as fast as 1 here, 5% smaller (bench/) */
         .compress_threads = 2,
+        .multifd_channels = 1,
     };
     m->caps.verify = true;
     g_hook_list_init(&m->notifiers, sizeof(GHook));
@@ -488,16 +489,11 @@ static gboolean incoming_accept(gint fd, GIOCondition cond, gpointer data)
     if (cfd < 0) {
         return G_SOURCE_CONTINUE;
     }
-    /* One migration per listen, as QEMU: stop listening, unless postcopy's
-     * page channel is still to come (the receiver accepts it, then closes). */
+    /* One migration per listen, as QEMU: the receiver accepts the source's
+     * further connections (postcopy's page channel, multifd), if its hello
+     * asks for them, and closes the socket. */
     g_source_unref(m->listen_src);
     m->listen_src = NULL;
-    g_mutex_lock(&m->lock);
-    if (!m->caps.postcopy_ram) {
-        close(m->listen_fd);
-        m->listen_fd = -1;
-    }
-    g_mutex_unlock(&m->lock);
     incoming_begin(m, cfd);
     return G_SOURCE_REMOVE;
 }

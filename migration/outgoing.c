@@ -38,6 +38,8 @@ void out_publish(Precopy *p)
     PageCodecStats c = p->codec;
     uint64_t ram_bytes = p->ram_bytes, ch_bytes = p->ch_bytes + p->tx_bytes_done;
     uint64_t requests = p->requests, urgent = p->urgent_pages;
+    uint64_t conn_done[WIRE_MULTIFD_MAX];
+    memcpy(conn_done, p->conn_bytes_done, sizeof(conn_done));
     g_mutex_unlock(&p->lock);
     g_mutex_lock(&p->rp_lock);
     uint64_t rx = p->rx_bytes;
@@ -79,6 +81,9 @@ void out_publish(Precopy *p)
                                   sizeof(s->compress_choice), s->compress_mix,
                                   sizeof(s->compress_mix));
     }
+    if (p->tx) {
+        out_multifd_publish(&tx, conn_done, s);
+    }
     uint64_t ms = (g_get_monotonic_time() - m->t_start) / 1000;
     s->throughput_mbps = ms ? (tx.bytes_sent + ch_bytes) * 8.0 / ms / 1000.0 : 0;
     g_mutex_unlock(&m->lock);
@@ -118,7 +123,7 @@ static gpointer encoder_thread(gpointer data)
         }
         wire_header_encode(job->buf->data, WIRE_RAM_BATCH, 0, len);
         job->buf->len = WIRE_HEADER_SIZE + len;
-        uring_tx_send(p->tx, job->buf);
+        unsigned conn = uring_tx_send_spread(p->tx, job->buf);
         if (p->chooser) {
             PageEncodeCost cost = page_encoder_cost(e);
             UringTxStats tx = uring_tx_stats(p->tx);
@@ -129,6 +134,7 @@ static gpointer encoder_thread(gpointer data)
         }
 
         g_mutex_lock(&p->lock);
+        p->spread |= conn != 0;
         page_codec_stats_add(&p->codec, &st);
         p->ram_bytes += WIRE_HEADER_SIZE + len;
         if (--p->busy == 0) {
@@ -217,6 +223,9 @@ bool out_send_msg(Precopy *p, WireType type, uint32_t seq, const void *payload,
         return false;
     }
     out_encoders_wait_idle(p);
+    if (!out_multifd_sync(p, errp)) {
+        return false;
+    }
     if (!(b = uring_tx_buf_get(p->tx))) {
         out_stream_error(p, errp, "connection lost");
         return false;
@@ -368,6 +377,19 @@ gpointer out_return_path_thread(gpointer data)
     return NULL;
 }
 
+int out_connect(const char *uri, int fd, WireType type, const void *intro, size_t len,
+                GError **errp)
+{
+    if (fd < 0) {
+        fd = socket_connect(uri, 10000, errp);
+    }
+    if (fd >= 0 && !wire_send(fd, type, 0, intro, len, errp)) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 bool out_handshake(Precopy *p, GError **errp)
 {
     HintmigHost *host = &p->m->host;
@@ -392,6 +414,11 @@ bool out_handshake(Precopy *p, GError **errp)
         /* As QEMU: postcopy-ram is set on both sides, or it is an error. */
         hello.features_offered |= WIRE_FEAT_POSTCOPY;
         hello.features_required |= WIRE_FEAT_POSTCOPY;
+    }
+    if (p->params.multifd_channels > 1 && p->dial_uri) {
+        /* Offered, not required: a destination that cannot take more
+         * connections gets one. */
+        hello.features_offered |= WIRE_FEAT_MULTIFD;
     }
     if (p->hinting) {
         /* Pages left off the wire must be known as such over there. */
@@ -445,6 +472,15 @@ bool out_handshake(Precopy *p, GError **errp)
     }
     p->features = r.features_accepted;
     p->session = hello.session;
+    if (p->params.multifd_channels > 1 && !(p->features & WIRE_FEAT_MULTIFD)) {
+        g_mutex_lock(&p->m->lock);
+        g_snprintf(p->m->stats.multifd_note, sizeof(p->m->stats.multifd_note),
+                   "%u asked for; %s", p->params.multifd_channels,
+                   !p->dial_uri ? "the socket the host gave has no address to dial"
+                   : "the destination takes one connection (it was given a "
+                     "connected socket, not an address to listen on)");
+        g_mutex_unlock(&p->m->lock);
+    }
     return true;
 }
 

@@ -29,8 +29,16 @@ typedef struct Precopy {
     bool hints_started;           /* a device was asked for hints: DONE owed */
     HintFilter *hints;
     int fd;
+    char *dial_uri;               /* where further connections go, or NULL */
     uint64_t features;
     UringTx *tx;
+    /* multifd (outgoing_multifd.c) */
+    unsigned nconns;              /* RAM connections open, the main one included */
+    int conn_fds[WIRE_MULTIFD_MAX];   /* [1, nconns): the further ones */
+    bool spread;                  /* a batch went on another connection since
+                                   * the last sync (under lock) */
+    uint32_t sync_epoch;
+    uint64_t conn_bytes_done[WIRE_MULTIFD_MAX];   /* by senders of broken links */
     DirtyTracker **trackers;      /* one per RAM region, or: */
     bool host_log;                /* the host's dirty log (HINTMIG_DIRTY_HOST) */
     unsigned long *region_dirty;  /* its bitmap for one region */
@@ -102,6 +110,13 @@ typedef struct DigestTask {
 } DigestTask;
 
 /* outgoing.c: the connection under both phases */
+/*
+ * Connects to @uri, or takes @fd (connected by the host) when it is not -1,
+ * and sends @type with @intro (@len bytes): which migration the connection
+ * belongs to.  Returns the socket, or -1 with @errp set.
+ */
+int out_connect(const char *uri, int fd, WireType type, const void *intro, size_t len,
+                GError **errp);
 bool out_handshake(Precopy *p, GError **errp);
 /* Starts compress-threads encoders; false with @errp (stop those started). */
 bool out_encoders_start(Precopy *p, GError **errp);
@@ -147,6 +162,19 @@ bool out_dirty_sync(Precopy *p, GError **errp);
  * hints are done.
  */
 bool out_stop_and_sync(Precopy *p, gint64 *t_down, GError **errp);
+
+/* outgoing_multifd.c: further connections that carry RAM batches */
+/* After the handshake: opens connections up to multifd-channels. */
+bool out_multifd_open(Precopy *p, const char *uri, GError **errp);
+/* Before a message on the main connection: a sync on every connection,
+ * if a batch went on another since the last (encoders idle). */
+bool out_multifd_sync(Precopy *p, GError **errp);
+void out_multifd_shutdown(Precopy *p);
+/* Closes the further connections: the main one carries everything after. */
+void out_multifd_close(Precopy *p);
+/* Fills @s's multifd lines from @tx's counters and the bytes @done by
+ * senders before it (@s locked). */
+void out_multifd_publish(const UringTxStats *tx, const uint64_t *done, HintmigStats *s);
 
 /* postcopy_source.c */
 /* After the handshake: opens the page channel and serves page requests on it. */

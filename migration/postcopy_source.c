@@ -35,24 +35,14 @@
 #define COMPLETE_ACK_TIMEOUT_MS 120000
 #define MISSING_TIMEOUT_MS 30000   /* for the destination's list after a recovery */
 
-/*
- * Connects to @uri, or takes @fd (connected by the host) when it is not -1,
- * and says which migration the connection belongs to.
- */
+/* Connects a postcopy connection (@type: PAGE_CHANNEL or RESUME). */
 static int connect_as(const char *uri, int fd, WireType type, uint64_t session,
                       GError **errp)
 {
     uint8_t s[8];
 
-    if (fd < 0) {
-        fd = socket_connect(uri, 10000, errp);
-    }
     wire_session_encode(s, session);
-    if (fd >= 0 && !wire_send(fd, type, 0, s, 8, errp)) {
-        close(fd);
-        fd = -1;
-    }
-    return fd;
+    return out_connect(uri, fd, type, s, sizeof(s), errp);
 }
 
 static void serve_request(Precopy *p, const uint8_t *d, size_t len);
@@ -237,6 +227,7 @@ static void drop_link(Precopy *p)
         shutdown(p->ch_fd, SHUT_RDWR);
     }
     g_mutex_unlock(&p->ch_lock);
+    out_multifd_shutdown(p);
     out_encoders_wait_idle(p);
     g_mutex_lock(&m->lock);
     m->tx = NULL;
@@ -244,13 +235,20 @@ static void drop_link(Precopy *p)
     g_mutex_unlock(&m->lock);
     out_publish(p);
     g_mutex_lock(&p->lock);
-    p->tx_bytes_done += uring_tx_stats(p->tx).bytes_sent;   /* the next tx counts from 0 */
+    UringTxStats tx = uring_tx_stats(p->tx);
+    p->tx_bytes_done += tx.bytes_sent;   /* the next tx counts from 0 */
+    for (unsigned c = 0; c < tx.nconns; c++) {
+        p->conn_bytes_done[c] += tx.conn_bytes[c];
+    }
     g_mutex_unlock(&p->lock);
     uring_tx_free(p->tx);
     p->tx = NULL;
     g_thread_join(p->rp);
     p->rp = NULL;
     close_sockets(p);
+    /* A recovery reconnects the main connection and the page channel:
+     * from then on the push goes on the main one. */
+    out_multifd_close(p);
 }
 
 /* "migrate -r": new connections, and the pages the destination still lacks. */
@@ -308,7 +306,7 @@ static bool reconnect(Precopy *p, const char *uri, int given_fd, GError **errp)
     }
     hm_set_rcvtimeo(fd, 0);
 
-    p->tx = uring_tx_new(fd, MIGRATION_TX_BUFS, MIGRATION_BUF_SIZE, errp);
+    p->tx = uring_tx_new(&fd, 1, MIGRATION_TX_BUFS, MIGRATION_BUF_SIZE, errp);
     if (!p->tx) {
         goto fail;
     }

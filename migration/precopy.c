@@ -412,6 +412,9 @@ static bool precopy_run(Precopy *p, GError **errp)
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_CANCELLED, "cancelled by the user");
         return false;
     }
+    /* Further connections (postcopy's page channel, multifd) go where the
+     * URI says, or over a socket the host connected, to its peer. */
+    p->dial_uri = m->uri ? g_strdup(m->uri) : socket_peer_uri(p->fd);
     if (!out_handshake(p, errp)) {
         return false;
     }
@@ -427,25 +430,28 @@ static bool precopy_run(Precopy *p, GError **errp)
         hm_mem_charge(m, p->ram->npages * sizeof(uint64_t));
     }
     if (p->postcopy) {
-        /* Over a socket the host connected, the page channel goes where it goes. */
-        g_autofree char *peer = m->uri ? NULL : socket_peer_uri(p->fd);
-        if (!m->uri && !peer) {
+        if (!p->dial_uri) {
             g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_UNSUPPORTED,
                         "postcopy needs a second connection, and the socket the "
                         "host gave has no address to dial");
             return false;
         }
-        if (!postcopy_open_channel(p, m->uri ? m->uri : peer, errp)) {
+        if (!postcopy_open_channel(p, p->dial_uri, errp)) {
             return false;
         }
         if (!m->uri) {
             g_mutex_lock(&m->lock);
-            m->uri = g_steal_pointer(&peer);
+            m->uri = g_strdup(p->dial_uri);     /* for a recovery */
             g_mutex_unlock(&m->lock);
         }
     }
+    if ((p->features & WIRE_FEAT_MULTIFD) && !out_multifd_open(p, p->dial_uri, errp)) {
+        return false;
+    }
 
-    p->tx = uring_tx_new(p->fd, MIGRATION_TX_BUFS, MIGRATION_BUF_SIZE, errp);
+    p->conn_fds[0] = p->fd;
+    p->tx = uring_tx_new(p->conn_fds, p->nconns, MIGRATION_TX_BUFS, MIGRATION_BUF_SIZE,
+                         errp);
     if (!p->tx) {
         return false;
     }
@@ -679,6 +685,7 @@ static void precopy_cleanup(Precopy *p)
     if (p->ch_fd >= 0) {
         shutdown(p->ch_fd, SHUT_RDWR);
     }
+    out_multifd_shutdown(p);
     if (p->tx) {
         out_publish(p);
         g_mutex_lock(&p->m->lock);
@@ -698,6 +705,8 @@ static void precopy_cleanup(Precopy *p)
     if (p->ch_fd >= 0) {
         close(p->ch_fd);
     }
+    out_multifd_close(p);
+    g_free(p->dial_uri);
     page_encoder_free(p->urgent_enc);
     g_free(p->urgent_buf);
     g_free(p->pending);
@@ -740,6 +749,7 @@ gpointer precopy_thread(gpointer data)
         .hinting = hintmig_get_caps(m).free_page_hint,
         .fd = -1,
         .ch_fd = -1,
+        .nconns = 1,
         .enc_q = g_async_queue_new(),
         .job_pool = g_async_queue_new(),
         .jobs = g_new0(EncodeJob, MIGRATION_TX_BUFS),

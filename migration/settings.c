@@ -138,6 +138,11 @@ bool hintmig_set_parameter(Hintmig *m, const char *name, const char *value,
             return false;
         }
         p.compress_threads = v;
+    } else if (!strcmp(name, "multifd-channels")) {
+        if (!parse_range(name, value, 1, WIRE_MULTIFD_MAX, &v, errp)) {
+            return false;
+        }
+        p.multifd_channels = v;
     } else if (!strcmp(name, "x-peer-timeout")) {
         if (!parse_range(name, value, 0, 3600000, &v, errp)) {
             return false;
@@ -147,7 +152,7 @@ bool hintmig_set_parameter(Hintmig *m, const char *name, const char *value,
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "unknown parameter '%s' (known: downtime-limit, "
                     "max-bandwidth, compress-method, compress-level, "
-                    "compress-threads, x-peer-timeout)", name);
+                    "compress-threads, multifd-channels, x-peer-timeout)", name);
         return false;
     }
     g_mutex_lock(&m->lock);

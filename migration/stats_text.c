@@ -62,6 +62,16 @@ void hintmig_stats_describe(const HintmigStats *s, GString *out)
     if (!s->incoming && s->compress_mix[0]) {
         g_string_append_printf(out, "compression batches: %s\n", s->compress_mix);
     }
+    if (s->multifd_channels > 1 || s->multifd_note[0]) {
+        g_string_append_printf(out, "multifd channels: %u", MAX(s->multifd_channels, 1u));
+        for (unsigned i = 0; i < s->multifd_channels && i < G_N_ELEMENTS(s->multifd_bytes);
+             i++) {
+            g_string_append_printf(out, "%s%" G_GUINT64_FORMAT, i ? ", " : " (kbytes: ",
+                                   s->multifd_bytes[i] >> 10);
+        }
+        g_string_append_printf(out, "%s%s%s\n", s->multifd_channels > 1 ? ")" : "",
+                               s->multifd_note[0] ? "; " : "", s->multifd_note);
+    }
     g_string_append_printf(out, "rounds: %" G_GUINT64_FORMAT "\n", s->rounds);
     if (s->untouched_pages) {
         g_string_append_printf(out, "untouched: %" G_GUINT64_FORMAT " pages\n",

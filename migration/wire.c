@@ -36,6 +36,8 @@ const char *wire_type_str(uint16_t type)
     case WIRE_RESUME: return "resume";
     case WIRE_STATE_DIGEST: return "state-digest";
     case WIRE_UNTOUCHED: return "untouched";
+    case WIRE_MULTIFD: return "multifd";
+    case WIRE_MULTIFD_SYNC: return "multifd-sync";
     case WIRE_PAGE_REQUEST: return "page-request";
     case WIRE_MISSING: return "missing";
     case WIRE_HELLO_REPLY: return "hello-reply";
@@ -208,7 +210,7 @@ char *wire_features_str(uint64_t mask)
 {
     static const char *const names[] = { "zstd", "verify", "free-page-hint",
                                          "postcopy", "sparse",
-                                         "page-digests" };
+                                         "page-digests", "multifd" };
     GString *s = g_string_new(NULL);
     for (unsigned i = 0; i < 64; i++) {
         if (!(mask & (1ull << i))) {
@@ -373,6 +375,33 @@ bool wire_session_decode(const void *p, size_t len, uint64_t *session)
         return false;
     }
     *session = le_get64(p);
+    return true;
+}
+
+void wire_multifd_encode(uint8_t out[16], const WireMultifd *w)
+{
+    le_put64(out, w->session);
+    le_put32(out + 8, w->index);
+    le_put32(out + 12, w->count);
+}
+
+bool wire_multifd_decode(const void *p, size_t len, WireMultifd *w, GError **errp)
+{
+    if (len != 16) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
+                    "multifd message of %zu bytes, not 16", len);
+        return false;
+    }
+    w->session = le_get64(p);
+    w->index = le_get32((const uint8_t *)p + 8);
+    w->count = le_get32((const uint8_t *)p + 12);
+    if (w->count < 2 || w->count > WIRE_MULTIFD_MAX || !w->index ||
+        w->index >= w->count) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
+                    "multifd connection %u of %u: want 2 to %u connections, "
+                    "this one from 1", w->index, w->count, WIRE_MULTIFD_MAX);
+        return false;
+    }
     return true;
 }
 

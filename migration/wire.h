@@ -69,6 +69,11 @@ typedef enum WireType {
                               * pages never touched on the source, which
                               * will not be sent unless written: they read
                               * as zero */
+    WIRE_MULTIFD = 15,       /* WireMultifd: first message of each further
+                              * connection that carries RAM batches */
+    WIRE_MULTIFD_SYNC = 21,  /* u32 epoch: on every RAM connection, before a
+                              * message on the main one whenever a batch went
+                              * on another since the last sync */
     /* destination -> source (the return path) */
     WIRE_HELLO_REPLY = 16,   /* WireHelloReply */
     WIRE_ACK = 17,           /* u32 status (0 = ok), then a message if not ok */
@@ -95,7 +100,11 @@ typedef struct WireHeader {
 /* Verification compares digests of pages as sent and as applied, instead
  * of hashing both sides' RAM at the end (without it: x-verify-full). */
 #define WIRE_FEAT_PAGE_DIGESTS (1ull << 5)
-#define WIRE_FEAT_KNOWN       ((1ull << 6) - 1)
+/* RAM batches spread over several connections (multifd-channels). */
+#define WIRE_FEAT_MULTIFD     (1ull << 6)
+#define WIRE_FEAT_KNOWN       ((1ull << 7) - 1)
+/* The most connections that carry RAM, the main one included. */
+#define WIRE_MULTIFD_MAX 16
 
 typedef struct WireHello {
     uint8_t uuid[16];         /* the VM's UUID */
@@ -204,6 +213,18 @@ bool wire_read_full(int fd, void *buf, size_t len, GError **errp);
 /* PAGE_CHANNEL, RESUME: the session a connection belongs to (8 bytes). */
 void wire_session_encode(uint8_t out[8], uint64_t session);
 bool wire_session_decode(const void *p, size_t len, uint64_t *session);
+
+/* MULTIFD: the session, this connection's index (1 to count - 1) and the
+ * number of connections, the main one included (16 bytes). */
+typedef struct WireMultifd {
+    uint64_t session;
+    uint32_t index;
+    uint32_t count;
+} WireMultifd;
+void wire_multifd_encode(uint8_t out[16], const WireMultifd *w);
+/* False with @errp unless 16 bytes with 2 <= count <= WIRE_MULTIFD_MAX and
+ * 1 <= index < count. */
+bool wire_multifd_decode(const void *p, size_t len, WireMultifd *w, GError **errp);
 
 /*
  * PAGE_REQUEST: @n page numbers.  wire_page_request_encode returns the

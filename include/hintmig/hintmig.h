@@ -194,6 +194,9 @@ typedef struct HintmigParams {
     HintmigCompress compress_method;
     int compress_level;            /* zstd level, 1..19, for HINTMIG_COMPRESS_ZSTD */
     unsigned compress_threads;     /* encoder (source) and decoder (destination) threads */
+    unsigned multifd_channels;     /* source: connections that carry RAM, the main
+                                    * one included, 1..16 (default 1); the
+                                    * destination takes what the source opens */
     uint64_t x_peer_timeout_ms;    /* how long to wait on a silent peer; 0 = the
                                     * built-in waits (10 s to 120 s, by step) */
 } HintmigParams;
@@ -295,6 +298,11 @@ typedef struct HintmigStats {
     char compress_choice[384];     /* source: the compression used, and with
                                     * auto what it chose and why */
     char compress_mix[192];        /* source, auto: batches per choice */
+    /* Connections that carried RAM (1: the main one only), and the bytes
+     * each carried; a note when fewer were used than asked for. */
+    unsigned multifd_channels;
+    uint64_t multifd_bytes[16];
+    char multifd_note[160];
 } HintmigStats;
 
 typedef struct Hintmig Hintmig;

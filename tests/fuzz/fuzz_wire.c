@@ -105,6 +105,18 @@ static void session(const uint8_t *p, size_t len)
         wire_session_encode(again, s);
         FUZZ_CHECK(len == 8 && !memcmp(again, p, 8));
     }
+    /* MULTIFD's intro: the session, the connection's index and count. */
+    WireMultifd w;
+    uint8_t w_again[16];
+    g_autoptr(GError) err = NULL;
+    if (wire_multifd_decode(p, len, &w, &err)) {
+        FUZZ_CHECK(len == 16 && w.count >= 2 && w.count <= WIRE_MULTIFD_MAX &&
+                   w.index >= 1 && w.index < w.count);
+        wire_multifd_encode(w_again, &w);
+        FUZZ_CHECK(!memcmp(w_again, p, 16));
+    } else {
+        FUZZ_CHECK(err && err->message[0]);
+    }
 }
 
 /* Page requests and digests: the RAM's size comes from the input too. */

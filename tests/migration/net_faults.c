@@ -61,6 +61,7 @@ struct Proxy {
     unsigned cuts;               /* every connection resets (or closes) when it moves */
     bool cut_reset;
     uint64_t rate;
+    int rate_type;               /* only connections that carried it; -1: all */
 };
 
 typedef struct ProxyConn {
@@ -102,13 +103,21 @@ static bool send_all(Proxy *p, int fd, const uint8_t *buf, size_t len)
     return true;
 }
 
-/* Paces the source's direction at p->rate. */
-static void pace(Proxy *p, Dir *d, size_t n, gint64 *t0, uint64_t *sent)
+/* The cap on @d: the source's direction, of the connections it applies to. */
+static uint64_t dir_rate(Proxy *p, const Dir *d)
 {
     g_mutex_lock(&p->lock);
     uint64_t rate = p->rate;
+    int type = p->rate_type;
     g_mutex_unlock(&p->lock);
-    if (!rate || d->from_dest) {
+    return d->from_dest || (type >= 0 && !((d->seen >> type) & 1)) ? 0 : rate;
+}
+
+/* Paces the source's direction at p->rate. */
+static void pace(Proxy *p, Dir *d, size_t n, gint64 *t0, uint64_t *sent)
+{
+    uint64_t rate = dir_rate(p, d);
+    if (!rate) {
         *t0 = 0;
         return;
     }
@@ -280,10 +289,8 @@ static gpointer forward_thread(gpointer data)
                 continue;
             }
             size_t want = 65536;
-            g_mutex_lock(&p->lock);
-            uint64_t rate = p->rate;
-            g_mutex_unlock(&p->lock);
-            if (rate && !d->from_dest) {
+            uint64_t rate = dir_rate(p, d);
+            if (rate) {
                 want = MIN(want, MAX(rate / 50, 1));
             }
             if (!d->from_dest && p->mode != PROXY_PASS && p->mode != PROXY_CORRUPT &&
@@ -357,6 +364,7 @@ Proxy *proxy_start(int port, int to_port, ProxyMode mode, uint64_t offset)
     p->to_port = to_port;
     p->mode = mode;
     p->offset = offset;
+    p->rate_type = -1;
     g_mutex_init(&p->lock);
     g_cond_init(&p->cond);
     ck_assert_int_eq(pipe(p->stop_pipe), 0);
@@ -434,8 +442,14 @@ void proxy_fault_now(Proxy *p, ProxyMode mode)
 
 void proxy_throttle(Proxy *p, uint64_t bytes_per_s)
 {
+    proxy_throttle_only(p, -1, bytes_per_s);
+}
+
+void proxy_throttle_only(Proxy *p, int type, uint64_t bytes_per_s)
+{
     g_mutex_lock(&p->lock);
     p->rate = bytes_per_s;
+    p->rate_type = type;
     g_mutex_unlock(&p->lock);
 }
 

@@ -66,6 +66,9 @@ void proxy_fault_now(Proxy *p, ProxyMode mode);
 
 /* Caps the source's direction at @bytes_per_s (0: no cap), from now on. */
 void proxy_throttle(Proxy *p, uint64_t bytes_per_s);
+/* The same, only on connections that carried a message of @type (a
+ * WireType, as WIRE_MULTIFD: the source's further RAM connections). */
+void proxy_throttle_only(Proxy *p, int type, uint64_t bytes_per_s);
 
 typedef enum {
     FAKE_NO_HELLO_REPLY,   /* accept, read hello, say nothing */

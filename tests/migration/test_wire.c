@@ -585,6 +585,35 @@ START_TEST(page_runs_roundtrip_and_rejects)
 }
 END_TEST
 
+START_TEST(multifd_intro_roundtrip_and_rejects)
+{
+    uint8_t b[16];
+    WireMultifd w = { 0x1122334455667788ull, 3, 4 }, out;
+    g_autoptr(GError) err = NULL;
+
+    wire_multifd_encode(b, &w);
+    ck_assert(wire_multifd_decode(b, 16, &out, &err));
+    ck_assert_uint_eq(out.session, w.session);
+    ck_assert_uint_eq(out.index, 3);
+    ck_assert_uint_eq(out.count, 4);
+    ck_assert(!wire_multifd_decode(b, 15, &out, &err));
+    g_clear_error(&err);
+    /* index 0 is the main connection; index >= count, count 1 or over 16 */
+    const WireMultifd bad[] = { { 1, 0, 2 }, { 1, 2, 2 }, { 1, 1, 1 },
+                                { 1, 1, WIRE_MULTIFD_MAX + 1 } };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        wire_multifd_encode(b, &bad[i]);
+        ck_assert(!wire_multifd_decode(b, 16, &out, &err));
+        ck_assert_ptr_nonnull(strstr(err->message, "multifd connection"));
+        g_clear_error(&err);
+    }
+    ck_assert_str_eq(wire_type_str(WIRE_MULTIFD), "multifd");
+    ck_assert_str_eq(wire_type_str(WIRE_MULTIFD_SYNC), "multifd-sync");
+    g_autofree char *f = wire_features_str(WIRE_FEAT_MULTIFD);
+    ck_assert_str_eq(f, "multifd");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("wire");
@@ -604,6 +633,7 @@ int main(void)
     tcase_add_test(tc, presence_and_zero_pages);
     tcase_add_test(tc, page_runs_roundtrip_and_rejects);
     tcase_add_test(tc, page_runs_worst_fragmentation);
+    tcase_add_test(tc, multifd_intro_roundtrip_and_rejects);
     suite_add_tcase(s, tc);
     return test_run(s);
 }
