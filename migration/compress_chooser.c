@@ -31,12 +31,15 @@ const int compress_ladder[COMPRESS_OPTIONS] = { PAGE_LEVEL_RAW, -32, -8, -3, 1, 
 #define PROBE_BUDGET 0.02         /* share of the encoders' time for probes */
 #define MIX_GAIN 0.02             /* a two-option plan must beat one by this */
 #define OPTION_GAIN 0.01          /* a dearer option must beat a cheaper one by this */
+#define DECODE_EVERY 16           /* batches of an option per decode measured */
 
 typedef struct OptionFigures {
     unsigned samples;             /* batches with candidates measured */
     double ns_per_byte;           /* per candidate byte */
     double ratio;                 /* wire bytes per candidate byte */
     uint64_t batches;             /* batches encoded with it */
+    unsigned dec_samples;         /* frames decompressed again and timed */
+    double dec_ns_per_byte;       /* per decompressed byte */
 } OptionFigures;
 
 struct CompressChooser {
@@ -70,30 +73,33 @@ const char *compress_option_name(unsigned option)
     return option < COMPRESS_OPTIONS ? names[option] : "?";
 }
 
-/* Seconds per guest byte with share @x of the batches at a and the rest at b: link, CPU. */
+/* Seconds per guest byte with share @x of the batches at a and the rest
+ * at b: link, encoders, the destination's decoders. */
 static void plan_times(const CompressEstimate *a, const CompressEstimate *b, double x,
-                       const CompressResources *r, double t[2])
+                       const CompressResources *r, double t[3])
 {
     double wire = x * a->wire + (1 - x) * b->wire;
     double cpu = x * a->cpu_s + (1 - x) * b->cpu_s;
+    double dec = x * a->dec_s + (1 - x) * b->dec_s;
     t[0] = r->link > 0 ? wire / r->link : 0;
     t[1] = cpu / MIN(r->threads, r->cores);
+    t[2] = r->decoders > 0 ? dec / r->decoders : 0;
 }
 
 static void plan_try(const CompressEstimate *est, unsigned a, unsigned b, double x,
                      const CompressResources *r, double gain, CompressPlan *best,
                      double *best_t)
 {
-    double t[2];
+    double t[3];
     plan_times(&est[a], &est[b], x, r, t);
-    double tt = MAX(t[0], t[1]);
+    double tt = MAX(MAX(t[0], t[1]), t[2]);
     if (tt <= 0 || !(tt < *best_t * (1 - gain))) {
         return;
     }
     *best_t = tt;
     *best = (CompressPlan) {
         .a = a, .b = b, .frac_a = x,
-        .rate = 1 / tt, .link_use = t[0] / tt, .cpu_use = t[1] / tt,
+        .rate = 1 / tt, .link_use = t[0] / tt, .cpu_use = t[1] / tt, .dec_use = t[2] / tt,
     };
 }
 
@@ -114,16 +120,18 @@ CompressPlan compress_plan(const CompressEstimate *est, unsigned n,
         }
     }
     /*
-     * Pairs: the time is the larger of two linear functions of the share
-     * x, so it is least where they cross (or at an end, which the singles
-     * covered).
+     * Pairs: the time is the larger of the link's and the encoders' linear
+     * functions of the share x, so it is least where they cross (or at an
+     * end, which the singles covered).  The decoders' bound is checked
+     * there too (plan_try), not searched: at 3-4x compression's speed it
+     * binds only with far fewer decoders than encoders.
      */
     for (unsigned a = 0; a < n; a++) {
         for (unsigned b = a + 1; b < n && est[a].known; b++) {
             if (!est[b].known || r.link <= 0) {
                 continue;
             }
-            double t0[2], t1[2];
+            double t0[3], t1[3];
             plan_times(&est[a], &est[b], 0, &r, t0);
             plan_times(&est[a], &est[b], 1, &r, t1);
             /* t0[0] + x (t1[0] - t0[0]) = t0[1] + x (t1[1] - t0[1]) */
@@ -183,6 +191,7 @@ static void estimates_locked(CompressChooser *c, CompressEstimate *est)
                        (c->zstd || i == 0);
         est[i].wire = c->header_share + c->random_share + c->cand_share * o->ratio;
         est[i].cpu_s = (c->fixed_ns + c->cand_share * o->ns_per_byte) * 1e-9;
+        est[i].dec_s = c->cand_share * o->dec_ns_per_byte * 1e-9;
     }
 }
 
@@ -194,7 +203,7 @@ static CompressPlan plan_locked(CompressChooser *c, CompressEstimate *est)
     }
     CompressResources r = {
         .link = c->link_peak, .threads = c->threads,
-        .cores = c->avail,
+        .cores = c->avail, .decoders = c->threads,
     };
     return compress_plan(est, COMPRESS_OPTIONS, &r);
 }
@@ -313,7 +322,27 @@ void compress_chooser_record(CompressChooser *c, unsigned option,
         o->ratio = ewma(o->ratio, cost->candidate_out / cand, OPTION_WEIGHT, o->samples);
         o->samples++;
     }
+    if (cost->decode_ns && cost->decoded_pages) {
+        double ns = cost->decode_ns / ((double)cost->decoded_pages * HM_PAGE_SIZE);
+        if (o->dec_samples >= INITIAL_SAMPLES) {
+            ns = MIN(ns, 4 * o->dec_ns_per_byte);     /* as above */
+        }
+        o->dec_ns_per_byte = ewma(o->dec_ns_per_byte, ns, OPTION_WEIGHT, o->dec_samples);
+        o->dec_samples++;
+    }
     g_mutex_unlock(&c->lock);
+}
+
+bool compress_chooser_decode_due(CompressChooser *c, unsigned option)
+{
+    if (!option || option >= COMPRESS_OPTIONS) {
+        return false;             /* raw batches decode by copying */
+    }
+    g_mutex_lock(&c->lock);
+    const OptionFigures *o = &c->opt[option];
+    bool due = o->dec_samples < INITIAL_SAMPLES || o->batches % DECODE_EVERY == 0;
+    g_mutex_unlock(&c->lock);
+    return due;
 }
 
 void compress_chooser_link(CompressChooser *c, uint64_t now_ns, uint64_t bytes,
@@ -395,9 +424,9 @@ static void append_rate(GString *s, double bytes_per_s)
     }
 }
 
-/* "zstd -3: link 3.05 GB/s, encoders 0.71 GB/s" of guest RAM */
+/* "zstd -3: link 3.05 GB/s, encoders 0.71 GB/s, decoders 2.9 GB/s" of guest RAM */
 static void append_option(GString *s, const CompressEstimate *e, unsigned option,
-                          double link, double cores)
+                          double link, double cores, double decoders)
 {
     g_string_append_printf(s, "%s: link ", compress_option_name(option));
     if (link > 0) {
@@ -407,6 +436,10 @@ static void append_option(GString *s, const CompressEstimate *e, unsigned option
     }
     g_string_append(s, ", encoders ");
     append_rate(s, cores / e->cpu_s);
+    if (e->dec_s > 0) {
+        g_string_append(s, ", decoders ");
+        append_rate(s, decoders / e->dec_s);
+    }
 }
 
 void compress_chooser_describe(CompressChooser *c, char *choice, size_t choice_len,
@@ -436,6 +469,7 @@ void compress_chooser_describe(CompressChooser *c, char *choice, size_t choice_l
                           : plan.link_use > 0.99 && plan.cpu_use > 0.99
                           ? "the link and the encoders both busy"
                           : plan.link_use > 0.99 ? "the link is the bottleneck"
+                          : plan.dec_use > 0.99 ? "the destination's decoders are the bottleneck"
                           : "the encoders are the bottleneck";
         g_string_append_printf(s, ", %s (link ", why);
         if (c->link_peak > 0) {
@@ -446,14 +480,14 @@ void compress_chooser_describe(CompressChooser *c, char *choice, size_t choice_l
         double cores = MIN(c->threads, c->avail);
         g_string_append_printf(s, ", encoders %.1f of %.0f cores free for them; "
                                "guest RAM per second ", cores, c->cores);
-        append_option(s, &est[plan.a], plan.a, c->link_peak, cores);
+        append_option(s, &est[plan.a], plan.a, c->link_peak, cores, c->threads);
         if (plan.b != plan.a) {
             g_string_append(s, "; ");
-            append_option(s, &est[plan.b], plan.b, c->link_peak, cores);
+            append_option(s, &est[plan.b], plan.b, c->link_peak, cores, c->threads);
         }
         if (plan.a != 0 && plan.b != 0 && est[0].known) {
             g_string_append(s, "; ");
-            append_option(s, &est[0], 0, c->link_peak, cores);
+            append_option(s, &est[0], 0, c->link_peak, cores, c->threads);
         }
         g_string_append(s, ")");
     }

@@ -14,7 +14,7 @@
  *   cpu  = fixed work + candidate share * seconds per byte(option)
  *
  * and the guest bytes per second an option can move is
- * 1 / max(wire / link, cpu / cores), where cores are what the encoders may
+ * 1 / max(wire / link, cpu / cores, decode / decoders), where cores are what the encoders may
  * use: at most one per encoder thread, and no more than they use now plus
  * what the host leaves idle.  Compression never takes CPU from whoever
  * else needs it: on loopback that is the receiver and the kernel, which
@@ -23,6 +23,13 @@
  * batches at one, the rest at the other, where the bounds meet.  Batches follow the shares by error
  * diffusion.  Options next to the plan's are probed now and then, at most
  * about 2% of the encoders' time, so that their figures stay current.
+ *
+ * Decompression is measured on the source too: now and then an encoder
+ * decompresses the frame it just made again (page_encoder_measure_decode),
+ * and the time per byte is what a destination decoder on a CPU like this
+ * one will spend.  The destination is taken to run as many decoders as the
+ * source runs encoders (compress-threads, set alike on both sides); its
+ * bound joins every plan's, and info migrate shows the rates.
  */
 #ifndef HINTMIG_COMPRESS_CHOOSER_H
 #define HINTMIG_COMPRESS_CHOOSER_H
@@ -42,6 +49,7 @@ typedef struct CompressEstimate {
     bool known;
     double wire;          /* bytes on the wire */
     double cpu_s;         /* seconds of one encoder thread */
+    double dec_s;         /* seconds of one destination decoder (0: not measured) */
 } CompressEstimate;
 
 /* Batches at option a for share frac_a of them, the rest at b. */
@@ -51,6 +59,7 @@ typedef struct CompressPlan {
     double rate;          /* guest bytes/s expected */
     double link_use;      /* share of the link the plan uses, 0..1 */
     double cpu_use;       /* share of the encoders the plan uses, 0..1 */
+    double dec_use;       /* share of the destination's decoders, 0..1 */
 } CompressPlan;
 
 /* What there is to spend. */
@@ -59,6 +68,7 @@ typedef struct CompressResources {
     double threads;       /* encoder threads */
     double cores;         /* CPUs the encoders may use: what they use now
                            * plus what the host leaves idle */
+    double decoders;      /* the destination's decoder threads (0: no bound) */
 } CompressResources;
 
 /*
@@ -83,7 +93,15 @@ void compress_chooser_free(CompressChooser *c);
 /* The option for the next batch: an index into compress_ladder.  Thread-safe. */
 unsigned compress_chooser_next(CompressChooser *c);
 
-/* What a batch encoded with @option cost.  Thread-safe. */
+/*
+ * True when the next batch at @option should also be decompressed and
+ * timed (page_encoder_measure_decode): its first few, then one in 16.
+ * Thread-safe.
+ */
+bool compress_chooser_decode_due(CompressChooser *c, unsigned option);
+
+/* What a batch encoded with @option cost (its decode time too, if
+ * measured).  Thread-safe. */
 void compress_chooser_record(CompressChooser *c, unsigned option,
                              const PageEncodeCost *cost);
 

@@ -110,6 +110,9 @@ static gpointer encoder_thread(gpointer data)
             option = compress_chooser_next(p->chooser);
             if (zstd) {
                 page_encoder_set_level(e, compress_ladder[option]);
+                if (compress_chooser_decode_due(p->chooser, option)) {
+                    page_encoder_measure_decode(e);
+                }
             }
         }
         size_t len = page_encode(e, p->ram, job->pfns, job->n, job->round,

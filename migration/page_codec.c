@@ -21,6 +21,9 @@ struct PageEncoder {
     bool zstd;
     int level;                /* PAGE_LEVEL_RAW: this batch raw */
     PageEncodeCost last;
+    bool measure_decode;      /* the next frame is decompressed again, timed */
+    ZSTD_DCtx *dctx;          /* ... with these, made on the first */
+    uint8_t *scratch;
 };
 
 /* The calling thread's CPU time: what a batch costs, not how long it was preempted. */
@@ -132,7 +135,9 @@ PageEncodeCost page_encoder_cost(const PageEncoder *e)
 
 size_t page_encoder_sizeof(const PageEncoder *e)
 {
-    return sizeof(*e) + (e->cctx ? ZSTD_sizeof_CCtx(e->cctx) : 0);
+    return sizeof(*e) + (e->cctx ? ZSTD_sizeof_CCtx(e->cctx) : 0) +
+           (e->dctx ? ZSTD_sizeof_DCtx(e->dctx) : 0) +
+           (e->scratch ? (size_t)PAGE_BATCH_MAX * HM_PAGE_SIZE : 0);
 }
 
 size_t page_decoder_sizeof(const PageDecoder *d)
@@ -144,8 +149,34 @@ void page_encoder_free(PageEncoder *e)
 {
     if (e) {
         ZSTD_freeCCtx(e->cctx);
+        ZSTD_freeDCtx(e->dctx);
+        g_free(e->scratch);
         g_free(e);
     }
+}
+
+void page_encoder_measure_decode(PageEncoder *e)
+{
+    e->measure_decode = true;
+}
+
+/* Decompresses @frame (@nframe pages) again and returns the CPU time it
+ * took, or 0 if it cannot (no memory, a frame that does not decode). */
+static uint64_t time_decode(PageEncoder *e, const uint8_t *frame, size_t len,
+                            unsigned nframe)
+{
+    if (!e->dctx) {
+        e->dctx = ZSTD_createDCtx();
+        e->scratch = g_try_malloc((size_t)PAGE_BATCH_MAX * HM_PAGE_SIZE);
+    }
+    if (!e->dctx || !e->scratch) {
+        return 0;
+    }
+    uint64_t t = now_ns();
+    size_t r = ZSTD_decompressDCtx(e->dctx, e->scratch, (size_t)nframe * HM_PAGE_SIZE,
+                                   frame, len);
+    t = now_ns() - t;
+    return !ZSTD_isError(r) && r == (size_t)nframe * HM_PAGE_SIZE ? MAX(t, 1u) : 0;
 }
 
 /* Compresses the data pages as one frame, reading them in place. */
@@ -242,6 +273,11 @@ size_t page_encode(PageEncoder *e, const HmRam *ram, const uint64_t *pfns,
         }
     }
     uint64_t t_raw = now_ns() - tr;
+    uint64_t decode_ns = 0;
+    if (e->measure_decode && nframe) {
+        decode_ns = time_decode(e, payload, frame_len, nframe);
+    }
+    e->measure_decode = false;
     size_t len = frame_len + (size_t)nraw * HM_PAGE_SIZE;
     unsigned ndata = nframe + nraw;
     le_put32(out, round);
@@ -274,7 +310,9 @@ size_t page_encode(PageEncoder *e, const HmRam *ram, const uint64_t *pfns,
         .random = nrandom,
         .candidate_out = nframe ? frame_len : (uint64_t)ncand * HM_PAGE_SIZE,
         .candidate_ns = t_cand + (nraw ? t_raw * (ncand - nframe) / nraw : 0),
-        .total_ns = now_ns() - t0,
+        .total_ns = now_ns() - t0 - decode_ns,
+        .decode_ns = decode_ns,
+        .decoded_pages = decode_ns ? nframe : 0,
     };
     return PAGE_BATCH_HEADER + (size_t)n * 8 + len;
 }

@@ -94,8 +94,21 @@ typedef struct PageEncodeCost {
     unsigned random;          /* data pages that looked random: always raw */
     uint64_t candidate_out;   /* bytes the candidates took: frame, or raw */
     uint64_t candidate_ns;    /* CPU time compressing (or copying) the candidates */
-    uint64_t total_ns;        /* CPU time of the whole batch */
+    uint64_t total_ns;        /* CPU time of the whole batch (not decode_ns) */
+    /* With page_encoder_measure_decode(): CPU time decompressing the batch's
+     * frame again, as a destination's decoder will, and the pages in it
+     * (0: not measured, or no frame). */
+    uint64_t decode_ns;
+    unsigned decoded_pages;
 } PageEncodeCost;
+
+/*
+ * Asks @e to decompress the frame of its next batch again, if it makes
+ * one, and to time it (PageEncodeCost.decode_ns): the source's own measure
+ * of what decompression costs at the batch's level.  The first call makes
+ * a decompression context and a batch-sized buffer.
+ */
+void page_encoder_measure_decode(PageEncoder *e);
 
 /* Returns the cost of the last batch @e encoded. */
 PageEncodeCost page_encoder_cost(const PageEncoder *e);

@@ -32,6 +32,42 @@ static void estimates(CompressEstimate *est)
     }
 }
 
+/* Decoders that cannot keep up rule a level out, and the plan says why. */
+START_TEST(slow_decoders_bound_the_plan)
+{
+    CompressEstimate est[COMPRESS_OPTIONS];
+    estimates(est);
+    CompressResources r = { .link = 125e6, .threads = 2, .cores = 2, .decoders = 2 };
+    CompressPlan fast = compress_plan(est, COMPRESS_OPTIONS, &r);
+    ck_assert_uint_ge(MIN(fast.a, fast.b), 4);      /* as a_slow_link_gets_... */
+    /* Every zstd level now decodes at 20 MB/s a decoder: 40 MB/s of
+     * candidates is less than raw moves over this link. */
+    for (unsigned i = 1; i < COMPRESS_OPTIONS; i++) {
+        est[i].dec_s = CAND / 20e6;
+    }
+    CompressPlan slow = compress_plan(est, COMPRESS_OPTIONS, &r);
+    ck_assert_uint_eq(slow.a, 0);
+    ck_assert_uint_eq(slow.b, 0);
+    /* At 50 MB/s a decoder, two decoders move 200 MB/s of guest RAM at a
+     * level: less than a level over the link (about 330), more than raw
+     * (166).  Compressing still pays, mixed with raw so that the decoders
+     * keep up, and the decoders are what bounds it. */
+    for (unsigned i = 1; i < COMPRESS_OPTIONS; i++) {
+        est[i].dec_s = CAND / 50e6;
+    }
+    CompressPlan mid = compress_plan(est, COMPRESS_OPTIONS, &r);
+    ck_assert(mid.a != 0 || mid.b != 0);
+    ck_assert(mid.rate > 166e6);
+    ck_assert(mid.dec_use > 0.99);
+    ck_assert(mid.rate < fast.rate);
+    /* Unmeasured (0) or no bound given: as before. */
+    r.decoders = 0;
+    CompressPlan none = compress_plan(est, COMPRESS_OPTIONS, &r);
+    ck_assert_uint_eq(none.a, fast.a);
+    ck_assert(none.rate == fast.rate);
+}
+END_TEST
+
 START_TEST(raw_when_the_link_outruns_every_level)
 {
     CompressEstimate est[COMPRESS_OPTIONS];
@@ -246,6 +282,37 @@ START_TEST(an_odd_raw_batch_does_not_stick)
 }
 END_TEST
 
+/* Decompression is measured on a level's first batches, then 1 in 16, and
+ * shows in the plan's description. */
+START_TEST(decode_measured_now_and_then)
+{
+    CompressChooser *c = compress_chooser_new(true, 2, 2, 0);
+    double cand = CAND * PAGE_BATCH_MAX * HM_PAGE_SIZE;
+    ck_assert(!compress_chooser_decode_due(c, 0));          /* raw: never */
+    unsigned due = 0;
+    for (unsigned k = 0; k < 64; k++) {
+        bool d = compress_chooser_decode_due(c, 1);
+        due += d;
+        PageEncodeCost cost = {
+            .pages = PAGE_BATCH_MAX, .candidates = CAND * PAGE_BATCH_MAX,
+            .random = RANDOM * PAGE_BATCH_MAX, .candidate_out = cand * ratio[1],
+            .candidate_ns = cand * ns_per_byte[1],
+            .decode_ns = d ? cand * 0.7 : 0,                 /* 1.4 GB/s */
+            .decoded_pages = d ? CAND * PAGE_BATCH_MAX : 0,
+        };
+        cost.total_ns = cost.candidate_ns;
+        compress_chooser_record(c, 1, &cost);
+    }
+    /* 2 first, then batches 16, 32 and 48 */
+    ck_assert_uint_eq(due, 5);
+    CompressEstimate est[COMPRESS_OPTIONS];
+    compress_chooser_plan(c, est);
+    ck_assert(est[1].dec_s > 0.99 * CAND * 0.7e-9 && est[1].dec_s < 1.01 * CAND * 0.7e-9);
+    ck_assert(est[2].dec_s == 0);                           /* never measured */
+    compress_chooser_free(c);
+}
+END_TEST
+
 /* max-bandwidth stands for the link until the sender has measured it. */
 START_TEST(max_bandwidth_is_the_link_until_measured)
 {
@@ -277,7 +344,9 @@ int main(void)
 {
     Suite *s = suite_create("compress_chooser");
     TCase *tc = tcase_create("plan");
+    tcase_add_test(tc, slow_decoders_bound_the_plan);
     tcase_add_test(tc, raw_when_the_link_outruns_every_level);
+    tcase_add_test(tc, decode_measured_now_and_then);
     tcase_add_test(tc, not_measured_link_means_raw);
     tcase_add_test(tc, a_slow_link_gets_a_high_ratio_level);
     tcase_add_test(tc, between_the_two_both_are_busy);

@@ -216,6 +216,8 @@ START_TEST(level_per_batch_and_its_cost)
         ck_assert_uint_gt(c.candidates, 0);
         ck_assert_uint_gt(c.random, 0);
         ck_assert(c.total_ns >= c.candidate_ns);
+        ck_assert_uint_eq(c.decode_ns, 0);          /* not asked */
+        ck_assert_uint_eq(c.decoded_pages, 0);
         if (k == 0) {
             ck_assert_uint_eq(c.candidate_out, (uint64_t)c.candidates * HM_PAGE_SIZE);
         } else {
@@ -230,6 +232,23 @@ START_TEST(level_per_batch_and_its_cost)
     /* level 3 packs tighter than -32, which packs tighter than raw */
     ck_assert_uint_lt(sizes[2], sizes[1]);
     ck_assert_uint_lt(sizes[1], sizes[0]);
+
+    /* Asked, a frame is decompressed again and timed, once; raw is not. */
+    PageCodecStats st = { 0 };
+    size_t before = page_encoder_sizeof(e);
+    page_encoder_measure_decode(e);
+    size_t len = page_encode(e, src, pfns, PAGE_BATCH_MAX, 1, buf, &st);
+    PageEncodeCost c = page_encoder_cost(e);
+    ck_assert_uint_gt(c.decode_ns, 0);
+    ck_assert_uint_eq(c.decoded_pages, c.candidates);
+    ck_assert_uint_gt(page_encoder_sizeof(e), before);    /* its context and buffer */
+    ck_assert_uint_eq(len, sizes[2]);                       /* the batch is the same */
+    page_encode(e, src, pfns, PAGE_BATCH_MAX, 1, buf, &st);
+    ck_assert_uint_eq(page_encoder_cost(e).decode_ns, 0);  /* once */
+    page_encoder_set_level(e, PAGE_LEVEL_RAW);
+    page_encoder_measure_decode(e);
+    page_encode(e, src, pfns, PAGE_BATCH_MAX, 1, buf, &st);
+    ck_assert_uint_eq(page_encoder_cost(e).decode_ns, 0);
     page_decoder_free(d);
     page_encoder_free(e);
     test_ram_free(src);
