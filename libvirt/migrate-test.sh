@@ -34,7 +34,10 @@
 #   abort_then_migrate  a->b with --bandwidth SLOW, `virsh domjobabort` on a
 #                       once data moves: virsh migrate fails, the guest runs
 #                       on a and prints a new OK verdict, nothing is left on
-#                       b; then a->b at full speed, checked as above
+#                       b; then a->b at full speed with `--parallel
+#                       --parallel-connections 2` (QEMU's multifd, which the
+#                       adapter maps onto hintmig's multifd-channels), checked
+#                       as above and by "multifd channels: 2" on b
 # Every migration passes --persistent, so the source keeps the domain
 # (shut off) and with it `domjobinfo --completed`.  The domain is destroyed
 # and undefined on both daemons before and after each case, whatever
@@ -347,11 +350,12 @@ show_sample() {
         sed 's/  */ /g; s/^/      /'
 }
 
-# check_migrated POSTCOPY: after virsh migrate ended (poll_migration end):
-# all the checks of the header.  POSTCOPY: yes (the destination must
-# report postcopy), any.  Then DOM is on the destination.
+# check_migrated POSTCOPY [CONNS]: after virsh migrate ended (poll_migration
+# end): all the checks of the header.  POSTCOPY: yes (the destination must
+# report postcopy), any.  CONNS: the destination must report that many
+# connections carried RAM.  Then DOM is on the destination.
 check_migrated() {
-    local want_pc=$1 src=$MIG_SRC dst=$MIG_DST min after=0 st info hm verify wire pc done_info
+    local want_pc=$1 conns=${2:-} src=$MIG_SRC dst=$MIG_DST min after=0 st info hm verify wire pc done_info
     [ "$MIG_RC" = 0 ] || die "$MIG_DESC: virsh migrate failed (status $MIG_RC): $(tr '\n' ' ' < "$MIG_OUT")"
     min=$(last_pass "$CUR_SERIAL")
     st=$(tr -d '\r' < "$CUR_SERIAL" | grep -m1 -E "$BROKEN") || true
@@ -369,6 +373,9 @@ check_migrated() {
     sed 's/^/  '"$dst"'| /' <<<"$hm"
     verify=$(grep -m1 '^verify:' <<<"$hm") || true
     [[ $verify == "verify: OK"* ]] || die "$dst: info migrate says '${verify:-no verify: line}'"
+    if [ -n "$conns" ] && ! grep -q "^multifd channels: $conns " <<<"$hm"; then
+        die "$dst: info migrate has no 'multifd channels: $conns' line"
+    fi
     wire=$(sed -n 's/^wire bytes: \([0-9]*\) kbytes$/\1/p' <<<"$hm")
     [ -n "$wire" ] || die "$dst: no 'wire bytes' line in info migrate"
     pc=no
@@ -468,11 +475,11 @@ case_abort_then_migrate() {
     echo "  summary: $CASE: $MIG_DESC: aborted after $MIG_SECS s, a running," \
          "$(sed -n 's/.* \(pass=[0-9]*\).*/\1/p' <<<"$(last_verdict "$CUR_SERIAL")") OK on a, nothing on b"
 
-    # 2. a -> b at full speed.
-    start_migration tcp
+    # 2. a -> b at full speed, over two connections.
+    start_migration tcp --parallel --parallel-connections 2
     poll_migration end "$T"
     show_sample 0
-    check_migrated any
+    check_migrated any 2
 }
 
 # ---- runner -----------------------------------------------------------------
