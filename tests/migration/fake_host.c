@@ -73,8 +73,8 @@ static bool host_load(void *o, const uint8_t *d, size_t len, GError **errp)
     g_byte_array_append(h->loaded, d, len);
     if (!state_is_intact(d, len, h->cfg.state_size)) {
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_HOST,
-                    "device state of %zu bytes is not the %zu saved", len,
-                    h->cfg.state_size);
+                    "the device state loaded (%zu bytes) is not the one saved "
+                    "(%zu bytes)", len, h->cfg.state_size);
         return false;
     }
     return true;
@@ -369,6 +369,7 @@ void fake_host_assert_state_loaded(FakeHost *dst)
     ck_assert_msg(dst->loaded, "the destination loaded no device state");
     ck_assert_msg(state_is_intact(dst->loaded->data, dst->loaded->len,
                                   dst->cfg.state_size),
-                  "the destination loaded %u bytes, not the %zu saved",
+                  "the device state loaded (%u bytes) is not the one saved "
+                  "(%zu bytes)",
                   dst->loaded->len, dst->cfg.state_size);
 }
