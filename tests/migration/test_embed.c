@@ -1,205 +1,53 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * libhintmig embedded: two engine contexts in one process, driven through
- * the public API only (hintmig/hintmig.h), with a fake host.  RAM has
- * several regions with a hole between them, one of them on a memfd; the
- * connection is a socket the host gives (fd:) or a unix: URI.
+ * the public API only (hintmig/hintmig.h), with a fake host (fake_host.c).
+ * RAM has several regions with a hole between them, one of them on a
+ * memfd; the connection is a socket the host gives (fd:) or a unix: URI.
  */
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#include "hintmig/hintmig.h"
+#include "fake_host.h"
 #include "test_util.h"
 
 #define MiB (1024u * 1024u)
 #define STATE_SIZE (3 * MiB + 123)   /* more than one device-state part */
 
-typedef struct FakeHost {
-    const char *who;
-    HintmigRamRegion regions[3];
-    int memfd;
-    GMainContext *ctx;
-    Hintmig *m;
-    GByteArray *loaded;            /* destination: the state it loaded */
-    gint stopped, resumed, migrated, incoming_done;   /* set on engine threads */
-    HintmigStatus last;
-    bool saw_pre_switchover;
-    /* A free page hint device: it answers the engine's events and reports
-     * the hinted ranges from a thread of its own, as a balloon does. */
-    bool hint_device;
-    GAsyncQueue *rounds;           /* cmd ids to report under */
-    GThread *reporter;
-    gint done;                     /* DONE came: the guest has its pages back */
-    /* The host's own dirty log (HINTMIG_DIRTY_HOST): a byte per page. */
-    uint8_t *log[3];
-    unsigned log_starts, log_syncs;
-} FakeHost;
-
 /* The hinted ranges: region, first page, pages. */
-static const struct { unsigned region; uint64_t first, n; } hinted[] = {
+static const FakeHostHint hinted[] = {
     { 0, 1024, 1024 },             /* "low", by guest-physical address */
     { 1, 0, 512 },                 /* "high", above the hole */
     { 2, 256, 256 },               /* "vram" (memfd, no address): by host address */
 };
 
-static const char *region_names[3] = { "low", "high", "vram" };
-static const uint64_t region_sizes[3] = { 16 * MiB, 8 * MiB, 4 * MiB };
 /* A hole between "low" and "high", as RAM around a PCI hole. */
-static const uint64_t region_gpas[3] = { 0, 64 * MiB, HINTMIG_GPA_NONE };
+static const FakeHostRegion regions[3] = {
+    { .name = "low", .gpa = 0, .size = 16 * MiB },
+    { .name = "high", .gpa = 64 * MiB, .size = 8 * MiB },
+    { .name = "vram", .gpa = HINTMIG_GPA_NONE, .size = 4 * MiB, .memfd = true },
+};
 
 /* Pages the host writes as it stops the VM (device emulation, say). */
 static const struct { unsigned region; uint64_t page; } late_writes[] = {
     { 0, 5 }, { 1, 1000 }, { 2, 7 },
 };
 
-static void host_stop(void *o)
+static void write_late_pages(FakeHost *h, void *opaque)
 {
-    FakeHost *h = o;
-
-    if (h->log[0]) {
-        for (unsigned i = 0; i < G_N_ELEMENTS(late_writes); i++) {
-            uint8_t *p = (uint8_t *)h->regions[late_writes[i].region].host +
-                         late_writes[i].page * HINTMIG_PAGE_SIZE;
-            memset(p, 0xe7, HINTMIG_PAGE_SIZE);
-            h->log[late_writes[i].region][late_writes[i].page] = 1;
-        }
-    }
-    g_atomic_int_set(&h->stopped, 1);
-}
-
-static bool log_start(void *o, GError **errp)
-{
-    FakeHost *h = o;
-    (void)errp;
-    for (unsigned r = 0; r < 3; r++) {
-        memset(h->log[r], 0, region_sizes[r] / HINTMIG_PAGE_SIZE);
-    }
-    h->log_starts++;
-    return true;
-}
-
-static bool log_sync(void *o, unsigned region, unsigned long *bitmap, GError **errp)
-{
-    FakeHost *h = o;
-    const unsigned bits = sizeof(unsigned long) * 8;
-    if (region >= 3) {
-        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_HOST, "no region %u", region);
-        return false;
-    }
-    for (uint64_t pg = 0; pg < region_sizes[region] / HINTMIG_PAGE_SIZE; pg++) {
-        if (h->log[region][pg]) {
-            bitmap[pg / bits] |= 1ul << (pg % bits);
-            h->log[region][pg] = 0;
-        }
-    }
-    h->log_syncs++;
-    return true;
-}
-
-static const HintmigDirtyOps fake_log = { .start = log_start, .sync = log_sync };
-static void host_resume(void *o) { g_atomic_int_set(&((FakeHost *)o)->resumed, 1); }
-static void host_migrated(void *o) { g_atomic_int_set(&((FakeHost *)o)->migrated, 1); }
-static void host_incoming_done(void *o)
-{
-    g_atomic_int_set(&((FakeHost *)o)->incoming_done, 1);
-}
-static bool host_yes(void *o, GError **e) { (void)o, (void)e; return true; }
-
-static bool host_save(void *o, GByteArray *out, GError **errp)
-{
-    (void)o, (void)errp;
-    for (uint32_t i = 0; i < STATE_SIZE; i++) {
-        uint8_t b = (uint8_t)(i * 31 + 7);
-        g_byte_array_append(out, &b, 1);
-    }
-    return true;
-}
-
-static bool host_load(void *o, const uint8_t *d, size_t len, GError **errp)
-{
-    FakeHost *h = o;
-    (void)errp;
-    h->loaded = g_byte_array_new();
-    g_byte_array_append(h->loaded, d, len);
-    return true;
-}
-
-static void host_status(void *o, HintmigStatus old, HintmigStatus now)
-{
-    FakeHost *h = o;
-    (void)old;
-    h->last = now;
-    if (now == HINTMIG_STATUS_PRE_SWITCHOVER) {
-        h->saw_pre_switchover = true;
+    (void)opaque;
+    for (unsigned i = 0; i < G_N_ELEMENTS(late_writes); i++) {
+        fake_host_write_page(h, late_writes[i].region, late_writes[i].page, 0xe7, false);
     }
 }
 
-static gpointer reporter_thread(gpointer data)
+static void fill(FakeHost *h, void *opaque)
 {
-    FakeHost *h = data;
-    uint32_t id;
-
-    while ((id = GPOINTER_TO_UINT(g_async_queue_pop(h->rounds))) != UINT32_MAX) {
-        for (unsigned i = 0; i < G_N_ELEMENTS(hinted); i++) {
-            const HintmigRamRegion *r = &h->regions[hinted[i].region];
-            uint64_t off = hinted[i].first * HINTMIG_PAGE_SIZE;
-            uint64_t len = hinted[i].n * HINTMIG_PAGE_SIZE;
-            if (r->gpa != HINTMIG_GPA_NONE) {
-                hintmig_free_page_hint(h->m, id, r->gpa + off, len);
-            } else {
-                hintmig_free_page_hint_hva(h->m, id, (uint8_t *)r->host + off, len);
-            }
-        }
-        hintmig_free_page_round_done(h->m, id);
-    }
-    return NULL;
-}
-
-/* The device's side of the engine's notifier (engine's lock held: no calls back). */
-static void hint_event(void *opaque, HintmigEventData *d)
-{
-    FakeHost *h = opaque;
-    static uint32_t next_id = 0x100;
-
-    switch (d->event) {
-    case HINTMIG_EV_HINT_PROBE:
-        d->hint_capable = true;
-        break;
-    case HINTMIG_EV_HINT_START:
-        d->cmd_id = next_id++;
-        g_async_queue_push(h->rounds, GUINT_TO_POINTER(d->cmd_id));
-        break;
-    case HINTMIG_EV_HINT_STOP:
-        break;
-    case HINTMIG_EV_DONE:
-        g_atomic_int_set(&h->done, 1);
-        break;
-    }
-}
-
-static void hint_device_add(FakeHost *h)
-{
-    h->hint_device = true;
-    h->rounds = g_async_queue_new();
-    h->reporter = g_thread_new("reporter", reporter_thread, h);
-    hintmig_add_notifier(h->m, hint_event, h);
-}
-
-static const HintmigHostOps fake_ops = {
-    .stop = host_stop, .resume = host_resume, .migrated = host_migrated,
-    .save_state = host_save, .load_state = host_load,
-    .incoming_done = host_incoming_done,
-    .can_migrate = host_yes, .can_receive = host_yes,
-    .status_changed = host_status,
-};
-
-static void fill(FakeHost *h)
-{
+    (void)opaque;
     for (unsigned r = 0; r < 3; r++) {
         uint8_t *p = h->regions[r].host;
         /* Every 3rd page touched, with content naming region and page. */
@@ -210,139 +58,23 @@ static void fill(FakeHost *h)
     }
 }
 
-static FakeHost *fake_new_with(const char *who, GMainContext *ctx, bool source,
-                               bool host_log)
+/* The source, filled, or the empty destination; @host_log: the host's own
+ * dirty log, which records the writes made as the VM stops. */
+static FakeHost *fake_new(GMainContext *ctx, bool source, bool host_log)
 {
-    FakeHost *h = g_new0(FakeHost, 1);
-    h->who = who;
-    h->ctx = ctx;
-    h->memfd = memfd_create("vram", MFD_CLOEXEC);
-    ck_assert_int_ge(h->memfd, 0);
-    ck_assert_int_eq(ftruncate(h->memfd, (off_t)region_sizes[2]), 0);
-    for (unsigned r = 0; r < 3; r++) {
-        bool shared = r == 2;
-        void *p = mmap(NULL, region_sizes[r], PROT_READ | PROT_WRITE,
-                       shared ? MAP_SHARED : MAP_PRIVATE | MAP_ANONYMOUS,
-                       shared ? h->memfd : -1, 0);
-        ck_assert(p != MAP_FAILED);
-        h->regions[r] = (HintmigRamRegion) {
-            .name = region_names[r], .gpa = region_gpas[r], .host = p,
-            .size = region_sizes[r], .page_size = HINTMIG_PAGE_SIZE,
-            .backing = shared ? HINTMIG_BACKING_SHARED : HINTMIG_BACKING_ANON,
-            .fd = shared ? h->memfd : -1,
-        };
-    }
-    if (source) {
-        fill(h);
-    }
-    for (unsigned r = 0; host_log && r < 3; r++) {
-        h->log[r] = g_malloc0(region_sizes[r] / HINTMIG_PAGE_SIZE);
-    }
-    HintmigHost host = {
-        .ops = &fake_ops, .opaque = h, .context = ctx,
-        .regions = h->regions, .nregions = 3,
-        .uuid = "5c1ab7ed-0000-4000-8000-000000000001", .nvcpus = 1,
-        .dirty_backend = host_log ? HINTMIG_DIRTY_HOST : HINTMIG_DIRTY_AUTO,
-        .dirty_ops = host_log ? &fake_log : NULL, .dirty_opaque = h,
+    FakeHostConfig cfg = {
+        .regions = regions, .nregions = G_N_ELEMENTS(regions),
+        .uuid = "5c1ab7ed-0000-4000-8000-000000000001", .state_size = STATE_SIZE,
+        .host_log = host_log, .fill = source ? fill : NULL,
+        .on_stop = host_log ? write_late_pages : NULL,
     };
-    g_autoptr(GError) err = NULL;
-    h->m = hintmig_new(&host, &err);
-    ck_assert_msg(h->m, "%s", err ? err->message : "");
-    return h;
-}
-
-static FakeHost *fake_new(const char *who, GMainContext *ctx, bool source)
-{
-    return fake_new_with(who, ctx, source, false);
-}
-
-static void fake_free(FakeHost *h)
-{
-    hintmig_free(h->m);
-    if (h->hint_device) {
-        g_async_queue_push(h->rounds, GUINT_TO_POINTER(UINT32_MAX));
-        g_thread_join(h->reporter);
-        g_async_queue_unref(h->rounds);
-    }
-    for (unsigned r = 0; r < 3; r++) {
-        munmap(h->regions[r].host, h->regions[r].size);
-    }
-    close(h->memfd);
-    for (unsigned r = 0; r < 3; r++) {
-        g_free(h->log[r]);
-    }
-    if (h->loaded) {
-        g_byte_array_unref(h->loaded);
-    }
-    g_free(h);
-}
-
-static gboolean time_out(gpointer data)
-{
-    *(bool *)data = true;
-    return G_SOURCE_REMOVE;
-}
-
-static bool finished(HintmigStatus s)
-{
-    return s == HINTMIG_STATUS_COMPLETED || s == HINTMIG_STATUS_FAILED ||
-           s == HINTMIG_STATUS_CANCELLED;
-}
-
-/* Both sides finished, and after a completion the host calls came too. */
-static bool all_done(FakeHost *src, FakeHost *dst)
-{
-    if (!finished(src->last) || !finished(dst->last)) {
-        return false;
-    }
-    return src->last != HINTMIG_STATUS_COMPLETED || dst->last != HINTMIG_STATUS_COMPLETED ||
-           (g_atomic_int_get(&src->migrated) && g_atomic_int_get(&dst->incoming_done));
-}
-
-/* Runs @ctx until both sides have finished, or 60 s. */
-static void run_until_done(GMainContext *ctx, FakeHost *src, FakeHost *dst)
-{
-    bool expired = false;
-    GSource *t = g_timeout_source_new_seconds(60);
-    g_source_set_callback(t, time_out, &expired, NULL);
-    g_source_attach(t, ctx);
-    while (!expired && !all_done(src, dst)) {
-        if (src->last == HINTMIG_STATUS_PRE_SWITCHOVER) {
-            HintmigStats s;
-            hintmig_get_stats(src->m, &s);
-            ck_assert_int_eq(s.status, HINTMIG_STATUS_PRE_SWITCHOVER);
-            ck_assert(g_atomic_int_get(&src->stopped));   /* as QEMU: stopped first */
-            hintmig_stats_clear(&s);
-            g_autoptr(GError) err = NULL;
-            ck_assert_msg(hintmig_continue(src->m, &err), "%s", err ? err->message : "");
-            src->last = HINTMIG_STATUS_DEVICE;
-        }
-        /* Host calls come from engine threads: look again every 10 ms. */
-        GSource *tick = g_timeout_source_new(10);
-        g_source_set_callback(tick, time_out, &(bool){ false }, NULL);
-        g_source_attach(tick, ctx);
-        g_main_context_iteration(ctx, TRUE);
-        g_source_destroy(tick);
-        g_source_unref(tick);
-    }
-    g_source_destroy(t);
-    g_source_unref(t);
-    ck_assert_msg(!expired, "migration did not finish in 60 s (src %s, dst %s)",
-                  hintmig_status_str(src->last), hintmig_status_str(dst->last));
+    return fake_host_new(&cfg, ctx);
 }
 
 static void check_result(FakeHost *src, FakeHost *dst)
 {
     HintmigStats s, d;
-    hintmig_get_stats(src->m, &s);
-    hintmig_get_stats(dst->m, &d);
-    ck_assert_msg(s.status == HINTMIG_STATUS_COMPLETED, "source: %s (%s)",
-                  hintmig_status_str(s.status), s.error ? s.error : "");
-    ck_assert_msg(d.status == HINTMIG_STATUS_COMPLETED, "destination: %s (%s)",
-                  hintmig_status_str(d.status), d.error ? d.error : "");
-    ck_assert(d.verified);
-    ck_assert_uint_eq(d.verify_mismatches, 0);
-    ck_assert_uint_gt(d.verify_chunks, 0);
+    fake_host_assert_completed(src, dst, &s, &d);
     /* The engine's own memory is counted: its send buffers (16 of
      * 576 KiB) or the receive buffers the stream needed (1 to 16 of
      * them), codec contexts and a few tables, which this 28 MiB guest's
@@ -352,15 +84,8 @@ static void check_result(FakeHost *src, FakeHost *dst)
     ck_assert_uint_lt(s.engine_memory, 24 * MiB);
     ck_assert_uint_lt(d.engine_memory, 24 * MiB);
     ck_assert(src->stopped && src->migrated && dst->incoming_done);
-    for (unsigned r = 0; r < 3; r++) {
-        ck_assert_msg(!memcmp(src->regions[r].host, dst->regions[r].host,
-                              region_sizes[r]), "region %s differs", region_names[r]);
-    }
-    ck_assert(dst->loaded);
-    ck_assert_uint_eq(dst->loaded->len, STATE_SIZE);
-    for (uint32_t i = 0; i < STATE_SIZE; i += 4099) {
-        ck_assert_uint_eq(dst->loaded->data[i], (uint8_t)(i * 31 + 7));
-    }
+    fake_host_assert_same_ram(src, dst);
+    fake_host_assert_state_loaded(dst);
     hintmig_stats_clear(&s);
     hintmig_stats_clear(&d);
 }
@@ -371,32 +96,26 @@ typedef struct Pair {
     char *dir;
 } Pair;
 
-static void pair_new(Pair *p)
+static void pair_new_with(Pair *p, bool host_log)
 {
     p->ctx = g_main_context_new();      /* never GLib's default one */
-    p->src = fake_new("source", p->ctx, true);
-    p->dst = fake_new("destination", p->ctx, false);
+    p->src = fake_new(p->ctx, true, host_log);
+    p->dst = fake_new(p->ctx, false, false);
     p->dir = test_tmpdir();
+}
+
+static void pair_new(Pair *p)
+{
+    pair_new_with(p, false);
 }
 
 static void pair_free(Pair *p)
 {
-    fake_free(p->src);
-    fake_free(p->dst);
+    fake_host_free(p->src);
+    fake_host_free(p->dst);
     test_rmdir(p->dir);
     g_free(p->dir);
     g_main_context_unref(p->ctx);
-}
-
-/* Starts both sides over a socket pair the host made (fd:). */
-static void start_over_socketpair(Pair *p)
-{
-    int sv[2];
-    g_autoptr(GError) err = NULL;
-
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    ck_assert_msg(hintmig_incoming_start_fd(p->dst->m, sv[1], &err), "%s", err->message);
-    ck_assert_msg(hintmig_start_fd(p->src->m, sv[0], &err), "%s", err->message);
 }
 
 START_TEST(precopy_over_host_fd)
@@ -404,8 +123,8 @@ START_TEST(precopy_over_host_fd)
     Pair p;
 
     pair_new(&p);
-    start_over_socketpair(&p);
-    run_until_done(p.ctx, p.src, p.dst);
+    fake_host_start_socketpair(p.src, p.dst);
+    fake_host_run_until_done(p.src, p.dst, 60);
     check_result(p.src, p.dst);
     pair_free(&p);
 }
@@ -414,13 +133,11 @@ END_TEST
 START_TEST(precopy_over_unix_uri)
 {
     Pair p;
-    g_autoptr(GError) err = NULL;
 
     pair_new(&p);
     g_autofree char *uri = g_strdup_printf("unix:%s/mig.sock", p.dir);
-    ck_assert_msg(hintmig_incoming_start(p.dst->m, uri, &err), "%s", err->message);
-    ck_assert_msg(hintmig_start(p.src->m, uri, &err), "%s", err->message);
-    run_until_done(p.ctx, p.src, p.dst);
+    fake_host_start_uri(p.src, p.dst, uri);
+    fake_host_run_until_done(p.src, p.dst, 60);
     check_result(p.src, p.dst);
     pair_free(&p);
 }
@@ -433,8 +150,8 @@ START_TEST(pause_before_switchover)
     pair_new(&p);
     ck_assert(!hintmig_continue(p.src->m, NULL));     /* nothing to continue */
     ck_assert(hintmig_set_capability(p.src->m, "pause-before-switchover", true, NULL));
-    start_over_socketpair(&p);
-    run_until_done(p.ctx, p.src, p.dst);
+    fake_host_start_socketpair(p.src, p.dst);
+    fake_host_run_until_done(p.src, p.dst, 60);
     ck_assert(p.src->saw_pre_switchover);
     check_result(p.src, p.dst);
     pair_free(&p);
@@ -454,9 +171,9 @@ START_TEST(remaining_ram_falls_in_the_bulk_pass)
     /* 28 MiB raw at 8 MiB/s: about 3.5 s of bulk pass to watch. */
     ck_assert(hintmig_set_parameter(p.src->m, "compress-method", "none", NULL));
     ck_assert(hintmig_set_parameter(p.src->m, "max-bandwidth", "8M", NULL));
-    start_over_socketpair(&p);
+    fake_host_start_socketpair(p.src, p.dst);
     gint64 until = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
-    while (!all_done(p.src, p.dst) && g_get_monotonic_time() < until) {
+    while (!fake_host_pair_done(p.src, p.dst) && g_get_monotonic_time() < until) {
         HintmigStats s;
         hintmig_get_stats(p.src->m, &s);
         if (s.status == HINTMIG_STATUS_ACTIVE && s.rounds == 0) {
@@ -467,7 +184,7 @@ START_TEST(remaining_ram_falls_in_the_bulk_pass)
         g_main_context_iteration(p.ctx, FALSE);
         g_usleep(10000);
     }
-    run_until_done(p.ctx, p.src, p.dst);
+    fake_host_run_until_done(p.src, p.dst, 60);
     ck_assert_msg(total, "never saw the bulk pass");
     ck_assert_msg(lowest < total / 2, "remaining ram stayed at %" G_GUINT64_FORMAT
                   " of %" G_GUINT64_FORMAT " during the bulk pass", lowest, total);
@@ -489,10 +206,9 @@ START_TEST(postcopy_over_unix_uri)
     ck_assert(hintmig_set_capability(p.src->m, "postcopy-ram", true, NULL));
     ck_assert(hintmig_set_parameter(p.src->m, "max-bandwidth", "20M", NULL));
     g_autofree char *uri = g_strdup_printf("unix:%s/pc.sock", p.dir);
-    ck_assert_msg(hintmig_incoming_start(p.dst->m, uri, &err), "%s", err->message);
-    ck_assert_msg(hintmig_start(p.src->m, uri, &err), "%s", err->message);
+    fake_host_start_uri(p.src, p.dst, uri);
     ck_assert_msg(hintmig_start_postcopy(p.src->m, &err), "%s", err->message);
-    run_until_done(p.ctx, p.src, p.dst);
+    fake_host_run_until_done(p.src, p.dst, 60);
     HintmigStats d;
     hintmig_get_stats(p.dst->m, &d);
     ck_assert(d.postcopy);
@@ -534,7 +250,7 @@ static void check_free_page_hints(bool postcopy)
     g_autoptr(GError) err = NULL;
 
     pair_new(&p);
-    hint_device_add(p.src);
+    fake_host_add_hint_device(p.src, hinted, G_N_ELEMENTS(hinted));
     ck_assert_msg(hintmig_set_capability(p.src->m, "free-page-hint", true, &err),
                   "%s", err ? err->message : "");
     if (postcopy) {
@@ -544,20 +260,15 @@ static void check_free_page_hints(bool postcopy)
         ck_assert(hintmig_set_parameter(p.src->m, "compress-method", "none", NULL));
         ck_assert(hintmig_set_parameter(p.src->m, "max-bandwidth", "8M", NULL));
         g_autofree char *uri = g_strdup_printf("unix:%s/hints.sock", p.dir);
-        ck_assert_msg(hintmig_incoming_start(p.dst->m, uri, &err), "%s", err->message);
-        ck_assert_msg(hintmig_start(p.src->m, uri, &err), "%s", err->message);
+        fake_host_start_uri(p.src, p.dst, uri);
         ck_assert_msg(hintmig_start_postcopy(p.src->m, &err), "%s", err->message);
     } else {
-        start_over_socketpair(&p);
+        fake_host_start_socketpair(p.src, p.dst);
     }
-    run_until_done(p.ctx, p.src, p.dst);
+    fake_host_run_until_done(p.src, p.dst, 60);
 
     HintmigStats s, d;
-    hintmig_get_stats(p.src->m, &s);
-    hintmig_get_stats(p.dst->m, &d);
-    ck_assert_msg(s.status == HINTMIG_STATUS_COMPLETED, "%s", s.error ? s.error : "");
-    ck_assert_msg(d.status == HINTMIG_STATUS_COMPLETED, "%s", d.error ? d.error : "");
-    ck_assert(d.verified && !d.verify_mismatches);
+    fake_host_assert_completed(p.src, p.dst, &s, &d);
     ck_assert(s.postcopy == postcopy);
     uint64_t nhinted = 0;
     for (unsigned i = 0; i < G_N_ELEMENTS(hinted); i++) {
@@ -571,17 +282,17 @@ static void check_free_page_hints(bool postcopy)
     ck_assert(g_atomic_int_get(&p.src->done));
     for (unsigned r = 0; r < 3; r++) {
         const uint8_t *a = p.src->regions[r].host, *b = p.dst->regions[r].host;
-        for (uint64_t pg = 0; pg < region_sizes[r] / HINTMIG_PAGE_SIZE; pg++) {
+        for (uint64_t pg = 0; pg < regions[r].size / HINTMIG_PAGE_SIZE; pg++) {
             const uint8_t *pa = a + pg * HINTMIG_PAGE_SIZE, *pb = b + pg * HINTMIG_PAGE_SIZE;
             if (page_is_hinted(r, pg)) {
                 ck_assert_msg(page_is_zero(pb), "hinted page %s:%" G_GUINT64_FORMAT
-                              " was sent", region_names[r], pg);
+                              " was sent", regions[r].name, pg);
                 if (r == 2) {       /* the hole is real: the file reads zero */
                     ck_assert(page_is_zero(pa));
                 }
             } else {
                 ck_assert_msg(!memcmp(pa, pb, HINTMIG_PAGE_SIZE), "page %s:%"
-                              G_GUINT64_FORMAT " differs", region_names[r], pg);
+                              G_GUINT64_FORMAT " differs", regions[r].name, pg);
             }
         }
     }
@@ -607,12 +318,9 @@ START_TEST(host_dirty_log)
 {
     Pair p;
 
-    p.ctx = g_main_context_new();
-    p.src = fake_new_with("source", p.ctx, true, true);
-    p.dst = fake_new("destination", p.ctx, false);
-    p.dir = test_tmpdir();
-    start_over_socketpair(&p);
-    run_until_done(p.ctx, p.src, p.dst);
+    pair_new_with(&p, true);
+    fake_host_start_socketpair(p.src, p.dst);
+    fake_host_run_until_done(p.src, p.dst, 60);
     check_result(p.src, p.dst);      /* the late writes are there, verified */
     HintmigStats s;
     hintmig_get_stats(p.src->m, &s);
@@ -649,15 +357,15 @@ START_TEST(postcopy_over_host_fds)
     ck_assert(cfd >= 0 && !connect(cfd, (struct sockaddr *)&sa, sizeof(sa)));
     ck_assert_msg(hintmig_start_fd(p.src->m, cfd, &err), "%s", err->message);
     ck_assert(hintmig_start_postcopy(p.src->m, NULL));
-    run_until_done(p.ctx, p.src, p.dst);
+    fake_host_run_until_done(p.src, p.dst, 60);
     check_result(p.src, p.dst);
     pair_free(&p);
 
     pair_new(&p);
     ck_assert(hintmig_set_capability(p.dst->m, "postcopy-ram", true, NULL));
     ck_assert(hintmig_set_capability(p.src->m, "postcopy-ram", true, NULL));
-    start_over_socketpair(&p);
-    run_until_done(p.ctx, p.src, p.dst);
+    fake_host_start_socketpair(p.src, p.dst);
+    fake_host_run_until_done(p.src, p.dst, 60);
     HintmigStats s;
     hintmig_get_stats(p.src->m, &s);
     ck_assert_int_eq(s.status, HINTMIG_STATUS_FAILED);
@@ -773,7 +481,7 @@ START_TEST(device_state_flipped_in_flight)
     f.back = g_thread_new("flip-back", flipper_back, &f);
     ck_assert_msg(hintmig_incoming_start_fd(p.dst->m, f2d[1], &err), "%s", err->message);
     ck_assert_msg(hintmig_start_fd(p.src->m, s2f[0], &err), "%s", err->message);
-    run_until_done(p.ctx, p.src, p.dst);
+    fake_host_run_until_done(p.src, p.dst, 60);
 
     HintmigStats s, d;
     hintmig_get_stats(p.src->m, &s);
@@ -811,8 +519,8 @@ START_TEST(verify_capability_on_both_sides)
         pair_new(&p);
         ck_assert(hintmig_set_capability(p.src->m, "verify", cases[i].src, NULL));
         ck_assert(hintmig_set_capability(p.dst->m, "verify", cases[i].dst, NULL));
-        start_over_socketpair(&p);
-        run_until_done(p.ctx, p.src, p.dst);
+        fake_host_start_socketpair(p.src, p.dst);
+        fake_host_run_until_done(p.src, p.dst, 60);
         HintmigStats s;
         hintmig_get_stats(p.src->m, &s);
         if (!cases[i].refusal) {
@@ -822,10 +530,7 @@ START_TEST(verify_capability_on_both_sides)
             hintmig_get_stats(p.dst->m, &d);
             ck_assert(!d.verified);
             hintmig_stats_clear(&d);
-            for (unsigned r = 0; r < 3; r++) {
-                ck_assert(!memcmp(p.src->regions[r].host, p.dst->regions[r].host,
-                                  region_sizes[r]));
-            }
+            fake_host_assert_same_ram(p.src, p.dst);
         } else {
             ck_assert_int_eq(s.status, HINTMIG_STATUS_FAILED);
             ck_assert_msg(s.error && strstr(s.error, cases[i].refusal), "case %u: %s",
@@ -847,7 +552,7 @@ START_TEST(bad_region_tables_are_refused)
         { .name = "a", .gpa = 0, .host = mem, .size = 2 * 4096, .fd = -1 },
         { .name = "b", .gpa = 4096, .host = mem + 2 * 4096, .size = 2 * 4096, .fd = -1 },
     };
-    HintmigHost host = { .ops = &fake_ops, .context = ctx, .regions = r,
+    HintmigHost host = { .ops = &fake_host_ops, .context = ctx, .regions = r,
                          .nregions = 2, .nvcpus = 1,
                          .uuid = "5c1ab7ed-0000-4000-8000-000000000002" };
     g_autoptr(GError) err = NULL;
