@@ -143,6 +143,52 @@ START_TEST(precopy_over_unix_uri)
 }
 END_TEST
 
+/* Three connections over a UNIX socket: both sides count bytes on each. */
+START_TEST(multifd_over_unix_uri)
+{
+    Pair p;
+    HintmigStats s, d;
+
+    pair_new(&p);
+    ck_assert(hintmig_set_parameter(p.src->m, "multifd-channels", "3", NULL));
+    g_autofree char *uri = g_strdup_printf("unix:%s/mig.sock", p.dir);
+    fake_host_start_uri(p.src, p.dst, uri);
+    fake_host_run_until_done(p.src, p.dst, 60);
+    fake_host_assert_completed(p.src, p.dst, &s, &d);
+    fake_host_assert_same_ram(p.src, p.dst);
+    ck_assert_uint_eq(s.multifd_channels, 3);
+    ck_assert_uint_eq(d.multifd_channels, 3);
+    for (unsigned c = 0; c < 3; c++) {
+        ck_assert_uint_gt(s.multifd_bytes[c], 0);
+        ck_assert_uint_eq(s.multifd_bytes[c], d.multifd_bytes[c]);
+    }
+    hintmig_stats_clear(&s);
+    hintmig_stats_clear(&d);
+    pair_free(&p);
+}
+END_TEST
+
+/* Over a socket pair there is no address to dial: one connection, and why. */
+START_TEST(multifd_falls_back_over_a_socketpair)
+{
+    Pair p;
+    HintmigStats s, d;
+
+    pair_new(&p);
+    ck_assert(hintmig_set_parameter(p.src->m, "multifd-channels", "2", NULL));
+    fake_host_start_socketpair(p.src, p.dst);
+    fake_host_run_until_done(p.src, p.dst, 60);
+    fake_host_assert_completed(p.src, p.dst, &s, &d);
+    ck_assert_uint_eq(s.multifd_channels, 1);
+    ck_assert_msg(strstr(s.multifd_note, "2 asked for; the socket the host gave has no "
+                                         "address to dial"), "%s", s.multifd_note);
+    ck_assert_uint_eq(d.multifd_channels, 0);     /* the destination saw none */
+    hintmig_stats_clear(&s);
+    hintmig_stats_clear(&d);
+    pair_free(&p);
+}
+END_TEST
+
 START_TEST(pause_before_switchover)
 {
     Pair p;
@@ -611,6 +657,8 @@ int main(void)
     tcase_add_test(tc, bad_region_tables_are_refused);
     tcase_add_test(tc, precopy_over_host_fd);
     tcase_add_test(tc, precopy_over_unix_uri);
+    tcase_add_test(tc, multifd_over_unix_uri);
+    tcase_add_test(tc, multifd_falls_back_over_a_socketpair);
     tcase_add_test(tc, pause_before_switchover);
     tcase_add_test(tc, remaining_ram_falls_in_the_bulk_pass);
     tcase_add_test(tc, postcopy_over_unix_uri);
