@@ -97,19 +97,27 @@ START_TEST(precopy_four_connections_three_slow)
 }
 END_TEST
 
+/* Turns postcopy on for both, starts a migration over @channels
+ * connections to @port with the push capped at @bw, and switches at once. */
+static void start_postcopy(TestVm *src, TestVm *dst, int port, unsigned channels,
+                           const char *bw)
+{
+    test_vm_cmd_ok(dst, "migrate_set_capability postcopy-ram on");
+    test_vm_cmd_ok(src, "migrate_set_capability postcopy-ram on");
+    test_vm_cmd_ok(src, "migrate_set_parameter multifd-channels %u", channels);
+    test_vm_cmd_ok(src, "migrate_set_parameter max-bandwidth %s", bw);
+    test_vm_cmd_ok(src, "migrate -d tcp:127.0.0.1:%d", port);
+    test_vm_cmd_ok(src, "migrate_start_postcopy");
+    g_free(test_vm_wait_status(dst, "postcopy-active", 30000));
+}
+
 /* The postcopy push goes over the connections too. */
 START_TEST(postcopy_three_connections)
 {
     TestVm *src = start("src", "512M", "churn,wss=256M,rate=32M", NULL);
     int port;
     TestVm *dst = start("dst", "512M", NULL, &port);
-    test_vm_cmd_ok(dst, "migrate_set_capability postcopy-ram on");
-    test_vm_cmd_ok(src, "migrate_set_capability postcopy-ram on");
-    test_vm_cmd_ok(src, "migrate_set_parameter multifd-channels 3");
-    test_vm_cmd_ok(src, "migrate_set_parameter max-bandwidth 40M");
-    test_vm_cmd_ok(src, "migrate -d tcp:127.0.0.1:%d", port);
-    test_vm_cmd_ok(src, "migrate_start_postcopy");
-    g_free(test_vm_wait_status(dst, "postcopy-active", 30000));
+    start_postcopy(src, dst, port, 3, "40M");
     assert_done(src, dst, 3);
     g_autofree char *di = test_vm_cmd(dst, "info migrate");
     ck_assert_uint_eq(test_field_u64(di, "postcopy remaining"), 0);
@@ -126,13 +134,7 @@ START_TEST(postcopy_cut_and_recover)
     int port, pport = test_free_port();
     TestVm *dst = start("dst", "512M", NULL, &port);
     Proxy *p = proxy_start(pport, port, PROXY_PASS, 0);
-    test_vm_cmd_ok(dst, "migrate_set_capability postcopy-ram on");
-    test_vm_cmd_ok(src, "migrate_set_capability postcopy-ram on");
-    test_vm_cmd_ok(src, "migrate_set_parameter multifd-channels 2");
-    test_vm_cmd_ok(src, "migrate_set_parameter max-bandwidth 20M");
-    test_vm_cmd_ok(src, "migrate -d tcp:127.0.0.1:%d", pport);
-    test_vm_cmd_ok(src, "migrate_start_postcopy");
-    g_free(test_vm_wait_status(dst, "postcopy-active", 30000));
+    start_postcopy(src, dst, pport, 2, "20M");
     /* Until both connections carried some of the push. */
     for (int i = 0; i < 200; i++) {
         g_autofree char *si = test_vm_cmd(src, "info migrate");
