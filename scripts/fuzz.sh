@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-harnesses=(wire runs page_batch receiver device_state vmstate_file hmp virtqueue balloon)
+harnesses=(wire runs page_batch receiver multifd device_state vmstate_file hmp virtqueue balloon)
 builddir=build-fuzz
 runs="" secs="" only="" jobs=1
 
@@ -80,7 +80,7 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 # are capped, or most of the time goes into long inputs, not more inputs.
 max_len() {
     case "$1" in
-        receiver) echo 16384 ;;
+        receiver|multifd) echo 16384 ;;
         hmp) echo 1024 ;;
     esac
 }

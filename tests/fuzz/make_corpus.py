@@ -15,6 +15,7 @@ import hashlib, os, struct, sys
 
 HELLO, RAM_BATCH, ROUND_END, DEVICE_STATE, VERIFY, COMPLETE, COMMIT, HINTED = 1, 2, 3, 4, 5, 6, 7, 8
 HELLO_REPLY, ACK = 16, 17
+MULTIFD_SYNC = 21
 NPAGES = 4096
 
 
@@ -32,6 +33,32 @@ def put(outdir, harness, name, blob):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, name), 'wb') as f:
         f.write(blob)
+
+
+def multifd_split(msgs):
+    """The stream after its hello as a source with two connections sends it:
+    every other RAM batch on the second, and before any other message, if a
+    batch went there since the last sync, MULTIFD_SYNC on both (the first
+    batch goes on the second: a 16 MiB idle guest sends only one).  Returns
+    fuzz_multifd's input: the main part's length (u32), main, second."""
+    main, second, spread, epoch, n = [], [], False, 0, 0
+    for typ, _, hdr, pl in msgs:
+        if typ == HELLO:
+            continue
+        if typ == RAM_BATCH:
+            n += 1
+            (second if n % 2 == 1 else main).append(hdr + pl)
+            spread |= n % 2 == 1
+            continue
+        if spread:
+            epoch += 1
+            sync = struct.pack('<IHHII', 0x50574d48, 1, MULTIFD_SYNC, 0, 4) + struct.pack('<I', epoch)
+            main.append(sync)
+            second.append(sync)
+            spread = False
+        main.append(hdr + pl)
+    m, s = b''.join(main), b''.join(second)
+    return struct.pack('<I', len(m)) + m + s
 
 
 def main(fwd_path, ret_path, state_path, out):
@@ -102,6 +129,11 @@ def main(fwd_path, ret_path, state_path, out):
     put(out, 'receiver', 'stream-no-batches',
         b''.join(hdr + pl for typ, _, hdr, pl in msgs if typ not in (HELLO, RAM_BATCH)))
     put(out, 'receiver', 'stream-head', rest[:16 << 10])
+
+    # multifd: the same stream over two connections; and its first 16 KiB.
+    split = multifd_split(msgs)
+    put(out, 'multifd', 'stream', split)
+    put(out, 'multifd', 'stream-head', split[:16 << 10])
 
     # vmstate_file: the source's state file, its RAM cut to 16 KiB
     # (the harness sizes RAM from the header and appends the checksum).
