@@ -72,6 +72,9 @@ if [ ! -f "$builddir/build.ninja" ]; then
 fi
 targets=()
 for h in "${harnesses[@]}"; do targets+=("tests/fuzz/fuzz_$h"); done
+# A harness added since the last setup is a target only once meson has
+# regenerated: ninja does that first when a meson.build changed.
+ninja -C "$builddir" build.ninja >/dev/null
 meson compile -C "$builddir" "${targets[@]}" >/dev/null
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
