@@ -194,9 +194,10 @@ static bool hmp_info_caps(void *opaque, int argc, char **argv, GString *out,
     HintmigCaps c = hintmig_get_caps(opaque);
     (void)argc, (void)argv, (void)errp;
     g_string_append_printf(out, "verify: %s\nfree-page-hint: %s\npostcopy-ram: %s\n"
+                           "postcopy-yield: %s\n"
                            "pause-before-switchover: %s\nx-verify-full: %s\n",
                            c.verify ? "on" : "off", c.free_page_hint ? "on" : "off",
-                           c.postcopy_ram ? "on" : "off",
+                           c.postcopy_ram ? "on" : "off", c.postcopy_yield ? "on" : "off",
                            c.pause_before_switchover ? "on" : "off",
                            c.x_verify_full ? "on" : "off");
     return true;

@@ -52,8 +52,9 @@ struct UringTx {
 /* Marks the wake-up read among the completions. */
 static char wake_tag;
 
-/* Sleeps as long as the rate limit asks before sending @next more bytes. */
-static void rate_wait(UringTx *tx, uint64_t next)
+/* Sleeps as long as @rate (bytes/s, not 0) asks before sending @next more
+ * bytes.  The rate is the caller's copy: tx->rate may change meanwhile. */
+static void rate_wait(UringTx *tx, uint64_t rate, uint64_t next)
 {
     gint64 now = g_get_monotonic_time();
     if (!tx->rate_t0 || now - tx->rate_t0 > G_USEC_PER_SEC) {
@@ -61,7 +62,7 @@ static void rate_wait(UringTx *tx, uint64_t next)
         tx->rate_bytes = 0;
     }
     gint64 due = tx->rate_t0 + (gint64)((tx->rate_bytes + next) *
-                                        G_USEC_PER_SEC / tx->rate);
+                                        G_USEC_PER_SEC / rate);
     if (due > now) {
         g_usleep(due - now);
     }
@@ -109,7 +110,15 @@ static unsigned take_chains(UringTx *tx, UringTxBuf **chains, unsigned *len,
         if (conn->in_flight) {
             continue;
         }
+        /* Paced, a chain is at most 5 ms of the rate: one chain is one burst
+         * at the link's own speed. */
+        uint64_t room = tx->rate ? tx->rate / 200 : UINT64_MAX, chain = 0;
         while (len[c] < CHAIN_MAX && !g_queue_is_empty(&conn->pending)) {
+            UringTxBuf *head = g_queue_peek_head(&conn->pending);
+            if (len[c] && chain + head->len > room) {
+                break;
+            }
+            chain += head->len;
             UringTxBuf *b = g_queue_pop_head(&conn->pending);
             chains[total++] = b;
             len[c]++;
@@ -204,7 +213,7 @@ static gpointer tx_thread(gpointer data)
             tx->busy_since = g_get_monotonic_time();    /* pacing counts as busy */
         }
         if (n && rate) {
-            rate_wait(tx, bytes);
+            rate_wait(tx, rate, bytes);
         }
         submit(tx, chains, len);
         int ret = io_uring_submit(&tx->ring);

@@ -59,6 +59,7 @@ void out_publish(Precopy *p)
     if (p->pending) {
         s->postcopy_requests = requests;
         s->postcopy_urgent_pages = urgent;
+        s->postcopy_push_yields = p->push_yields;
         s->postcopy_remaining = hm_bitmap_count(p->pending, p->ram->npages);
     }
     if (p->trackers || p->host_log) {

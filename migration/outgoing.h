@@ -96,6 +96,10 @@ typedef struct Precopy {
     uint64_t ch_bytes;            /* bytes sent on the page channel */
     uint64_t tx_bytes_done;       /* bytes sent by senders of broken links */
     bool rp_urgent;               /* the return path runs real-time */
+    gint64 last_request_us;       /* atomic: when the last page request came */
+    bool yield_on;                /* the postcopy-yield capability */
+    bool push_yielding;           /* the push is paced down for waiting vCPUs */
+    uint64_t push_yields;
     /* The return path got a page request: the phase that serves them. */
     void (*on_page_request)(struct Precopy *p, const uint8_t *d, size_t len);
 } Precopy;

@@ -747,6 +747,7 @@ gpointer precopy_thread(gpointer data)
         .params = hintmig_get_params(m),
         .verify = hintmig_get_caps(m).verify,
         .hinting = hintmig_get_caps(m).free_page_hint,
+        .yield_on = hintmig_get_caps(m).postcopy_yield,
         .fd = -1,
         .ch_fd = -1,
         .nconns = 1,

@@ -31,10 +31,11 @@ bool hintmig_set_capability(Hintmig *m, const char *name, bool on,
 {
     if (strcmp(name, "verify") && strcmp(name, "free-page-hint") &&
         strcmp(name, "postcopy-ram") && strcmp(name, "pause-before-switchover") &&
-        strcmp(name, "x-verify-full")) {
+        strcmp(name, "x-verify-full") && strcmp(name, "postcopy-yield")) {
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "unknown capability '%s' (known: verify, free-page-hint, "
-                    "postcopy-ram, pause-before-switchover, x-verify-full)", name);
+                    "postcopy-ram, postcopy-yield, pause-before-switchover, "
+                    "x-verify-full)", name);
         return false;
     }
     if (!strcmp(name, "free-page-hint") && on) {
@@ -67,6 +68,8 @@ bool hintmig_set_capability(Hintmig *m, const char *name, bool on,
         m->caps.postcopy_ram = on;
     } else if (!strcmp(name, "pause-before-switchover")) {
         m->caps.pause_before_switchover = on;
+    } else if (!strcmp(name, "postcopy-yield")) {
+        m->caps.postcopy_yield = on;
     } else if (!strcmp(name, "x-verify-full")) {
         m->caps.x_verify_full = on;
     } else {

@@ -43,6 +43,8 @@ static void describe_postcopy(const HintmigStats *s, GString *out)
     } else {
         g_string_append_printf(out, "postcopy urgent pages: %" G_GUINT64_FORMAT "\n",
                                s->postcopy_urgent_pages);
+        g_string_append_printf(out, "postcopy push yields: %" G_GUINT64_FORMAT "\n",
+                               s->postcopy_push_yields);
     }
     g_string_append_printf(out, "postcopy recoveries: %" G_GUINT64_FORMAT "\n",
                            s->recoveries);

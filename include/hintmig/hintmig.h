@@ -206,6 +206,8 @@ typedef struct HintmigCaps {
     bool free_page_hint;           /* leave guest-reported free pages off the wire */
     bool postcopy_ram;             /* may switch to postcopy (both sides) */
     bool pause_before_switchover;  /* stop in pre-switchover until hintmig_continue() */
+    bool postcopy_yield;           /* source: while vCPUs wait on remote pages, the
+                                    * postcopy push slows to a 32nd of the link */
     bool x_verify_full;            /* source: verify by hashing both sides' RAM at
                                     * the end, not from pages as sent and applied */
 } HintmigCaps;
@@ -275,6 +277,7 @@ typedef struct HintmigStats {
     bool postcopy;                 /* this migration switched to postcopy */
     uint64_t postcopy_requests;    /* pages the destination asked for */
     uint64_t postcopy_urgent_pages;/* source: pages sent on the page channel */
+    uint64_t postcopy_push_yields; /* source: times the push slowed for waiting vCPUs */
     uint64_t postcopy_remaining;   /* pages the destination still lacks */
     uint64_t faults_local;         /* destination: faults served without the network */
     uint64_t faults_remote;        /* destination: faults that waited for the source */

@@ -100,6 +100,9 @@ static void churn_postcopy(const char *thp)
     g_autofree char *faults = test_field(di, "postcopy faults");
     ck_assert_msg(!g_str_has_suffix(faults, " 0 remote"), "%s", di);
     ck_assert_ptr_nonnull(strstr(di, "postcopy remote fault latency: p50 "));
+    /* postcopy-yield is off: the push never slowed down. */
+    g_autofree char *si = test_vm_cmd(src, "info migrate");
+    ck_assert_uint_eq(test_field_u64(si, "postcopy push yields"), 0);
     test_vm_quit(dst);
     test_vm_quit(src);
 }
@@ -206,6 +209,31 @@ START_TEST(cut_and_recover)
     g_autofree char *di = test_vm_cmd(dst, "info migrate");
     ck_assert_uint_eq(test_field_u64(si, "postcopy recoveries"), 1);
     ck_assert_uint_eq(test_field_u64(di, "postcopy recoveries"), 1);
+    test_vm_quit(dst);
+    test_vm_quit(src);
+}
+END_TEST
+
+/* With postcopy-yield the push slows while the guest faults, and the
+ * migration still completes, verified. */
+START_TEST(push_yields_to_faults)
+{
+    TestVm *src = start_churn("512M", "off", "churn,wss=256M,rate=32M");
+    int port;
+    TestVm *dst = start_dest("512M", "off", false, &port);
+    cmd_ok(src, "migrate_set_capability postcopy-yield on");
+    g_autofree char *caps = test_vm_cmd(src, "info migrate_capabilities");
+    ck_assert_ptr_nonnull(strstr(caps, "postcopy-yield: on\n"));
+    g_autofree char *m = test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port);
+    ck_assert_str_eq(m, "");
+    cmd_ok(src, "migrate_start_postcopy");
+    g_free(test_vm_wait_status(dst, "postcopy-active", 30000));
+    assert_postcopy_done(src, dst);
+    g_autofree char *si = test_vm_cmd(src, "info migrate");
+    g_autofree char *di = test_vm_cmd(dst, "info migrate");
+    g_autofree char *faults = test_field(di, "postcopy faults");
+    ck_assert_msg(!g_str_has_suffix(faults, " 0 remote"), "%s", di);
+    ck_assert_uint_gt(test_field_u64(si, "postcopy push yields"), 0);
     test_vm_quit(dst);
     test_vm_quit(src);
 }
@@ -357,6 +385,7 @@ int main(void)
         tcase_add_test(tc, refusals);
         tcase_add_test(tc, churn_thp_off);
         tcase_add_test(tc, churn_thp_on);
+        tcase_add_test(tc, push_yields_to_faults);
         tcase_add_test(tc, fill_free_with_hints);
         tcase_add_test(tc, cut_and_recover);
         tcase_add_test(tc, quit_while_paused);
