@@ -35,7 +35,7 @@ static RxBuf stop_buf;
 
 /* A free receive buffer: one the decoders gave back, a new one while
  * fewer than RX_BUFS exist, or else the next one given back. */
-RxBuf *in_rx_buf_get(Incoming *in)
+static RxBuf *rx_buf_get(Incoming *in)
 {
     RxBuf *b = g_async_queue_try_pop(in->rx_pool);
 
@@ -55,17 +55,29 @@ RxBuf *in_rx_buf_get(Incoming *in)
     return g_async_queue_pop(in->rx_pool);
 }
 
-bool in_queue_batch(Incoming *in, RxBuf *b, GError **errp)
+bool in_read_batch(Incoming *in, int fd, uint32_t len, GError **errp)
 {
+    RxBuf *b = rx_buf_get(in);
+
+    b->len = len;
+    if (!wire_read_full(fd, b->data, len, errp)) {
+        g_async_queue_push(in->rx_pool, b);
+        return false;
+    }
     g_mutex_lock(&in->lock);
     in->busy++;
     bool failed = in->decode_error;
     g_mutex_unlock(&in->lock);
     g_async_queue_push(in->dec_q, b);
-    if (failed) {
-        return in_drain(in, errp);
-    }
-    return true;
+    return !failed || in_drain(in, errp);
+}
+
+void in_count_rx(Incoming *in, unsigned conn, uint32_t len)
+{
+    g_mutex_lock(&in->lock);
+    in->rx_bytes += WIRE_HEADER_SIZE + len;
+    in->conn_rx[conn] += WIRE_HEADER_SIZE + len;
+    g_mutex_unlock(&in->lock);
 }
 
 static gpointer decoder_thread(gpointer data)
@@ -455,24 +467,19 @@ static bool incoming_run(Incoming *in, bool resumed, bool *final, GError **errp)
         if (!wire_header_decode(hb, &h, &bad)) {
             return in_give_up(in, WIRE_ERR_PROTOCOL, errp, "%s", bad->message);
         }
-        g_mutex_lock(&in->lock);
-        in->rx_bytes += WIRE_HEADER_SIZE + h.len;
-        in->conn_rx[0] += WIRE_HEADER_SIZE + h.len;
-        g_mutex_unlock(&in->lock);
+        in_count_rx(in, 0, h.len);
 
         if (h.type == WIRE_RAM_BATCH) {
             if (h.len > MIGRATION_BUF_SIZE) {
                 return in_give_up(in, WIRE_ERR_PROTOCOL, errp,
                                "RAM batch of %u bytes is too large", h.len);
             }
-            RxBuf *b = in_rx_buf_get(in);
-            b->len = h.len;
-            if (!wire_read_full(in->fd, b->data, h.len, errp)) {
-                g_async_queue_push(in->rx_pool, b);
-                return false;
-            }
             g_autoptr(GError) err = NULL;
-            if (!in_queue_batch(in, b, &err)) {
+            if (!in_read_batch(in, in->fd, h.len, &err)) {
+                if (err->code == HINTMIG_ERROR_IO) {
+                    g_propagate_error(errp, g_steal_pointer(&err));
+                    return false;
+                }
                 return in_give_up(in, WIRE_ERR_DATA, errp, "%s", err->message);
             }
             continue;

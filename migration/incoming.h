@@ -89,6 +89,15 @@ bool in_ack(Incoming *in, uint32_t seq, WireRefusal code, const char *msg,
             GError **errp);
 /* Waits until every queued batch is applied; false with the first decode error. */
 bool in_drain(Incoming *in, GError **errp);
+/*
+ * Reads a RAM batch of @len bytes (at most MIGRATION_BUF_SIZE) off @fd into
+ * a receive buffer and queues it for the decoders (any reader thread).
+ * False with @errp: the read failed (HINTMIG_ERROR_IO), or a batch before
+ * it failed to decode.
+ */
+bool in_read_batch(Incoming *in, int fd, uint32_t len, GError **errp);
+/* Counts a message of @len payload bytes read on connection @conn (0: the main one). */
+void in_count_rx(Incoming *in, unsigned conn, uint32_t len);
 
 /* incoming_verify.c */
 /* Allocates in->digests (zeroed: every page a zero page) unless it exists. */
@@ -138,10 +147,5 @@ bool in_multifd_sync(Incoming *in, unsigned conn, const uint8_t *d, size_t len,
                      GError **errp);
 /* Stops the further connections' readers and closes them. */
 void in_multifd_stop(Incoming *in);
-/* A free receive buffer (any reader thread). */
-RxBuf *in_rx_buf_get(Incoming *in);
-/* Queues @b, a RAM batch of @len bytes read off a connection, for the
- * decoders; false with the first decode error. */
-bool in_queue_batch(Incoming *in, RxBuf *b, GError **errp);
 
 #endif

@@ -69,10 +69,7 @@ static gpointer reader_thread(gpointer data)
             !wire_header_decode(hb, &h, &err)) {
             break;
         }
-        g_mutex_lock(&in->lock);
-        in->rx_bytes += WIRE_HEADER_SIZE + h.len;
-        in->conn_rx[r->conn] += WIRE_HEADER_SIZE + h.len;
-        g_mutex_unlock(&in->lock);
+        in_count_rx(in, r->conn, h.len);
         if (h.type == WIRE_MULTIFD_SYNC && h.len == 4) {
             uint8_t d[4];
             if (!wire_read_full(fd, d, sizeof(d), &err) ||
@@ -87,13 +84,7 @@ static gpointer reader_thread(gpointer data)
                         wire_type_str(h.type) ? wire_type_str(h.type) : "unknown");
             break;
         }
-        RxBuf *b = in_rx_buf_get(in);
-        b->len = h.len;
-        if (!wire_read_full(fd, b->data, h.len, &err)) {
-            g_async_queue_push(in->rx_pool, b);
-            break;
-        }
-        if (!in_queue_batch(in, b, &err)) {
+        if (!in_read_batch(in, fd, h.len, &err)) {
             break;
         }
     }

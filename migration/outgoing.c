@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The outgoing connection, under both phases (precopy.c, postcopy_source.c):
- * the handshake, messages and their acks, the return path, the encoder
+ * the handshake, the further connections and the sender over them,
+ * messages and their acks, the return path, the encoder
  * pool that turns batches of pages into wire messages in the io_uring
  * sender's buffers, device state, digests and page runs.
  *
@@ -486,6 +487,50 @@ bool out_handshake(Precopy *p, GError **errp)
         g_mutex_unlock(&p->m->lock);
     }
     return true;
+}
+
+/*
+ * After the handshake: the further connections it agreed on (postcopy's
+ * page channel, the multifd ones, to p->dial_uri), the io_uring sender
+ * over every RAM connection, and the return path.
+ */
+bool out_open_links(Precopy *p, GError **errp)
+{
+    Hintmig *m = p->m;
+
+    if (p->postcopy) {
+        if (!p->dial_uri) {
+            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_UNSUPPORTED,
+                        "postcopy needs a second connection, and the socket the "
+                        "host gave has no address to dial");
+            return false;
+        }
+        if (!postcopy_open_channel(p, p->dial_uri, errp)) {
+            return false;
+        }
+        if (!m->uri) {
+            g_mutex_lock(&m->lock);
+            m->uri = g_strdup(p->dial_uri);     /* for a recovery */
+            g_mutex_unlock(&m->lock);
+        }
+    }
+    if ((p->features & WIRE_FEAT_MULTIFD) && !out_multifd_open(p, p->dial_uri, errp)) {
+        return false;
+    }
+
+    p->conn_fds[0] = p->fd;
+    p->tx = uring_tx_new(p->conn_fds, p->nconns, MIGRATION_TX_BUFS, MIGRATION_BUF_SIZE,
+                         errp);
+    if (!p->tx) {
+        return false;
+    }
+    hm_mem_charge(m, (uint64_t)MIGRATION_TX_BUFS * MIGRATION_BUF_SIZE);
+    g_mutex_lock(&m->lock);
+    m->tx = p->tx;
+    uring_tx_set_rate_limit(p->tx, m->params.max_bandwidth);
+    g_mutex_unlock(&m->lock);
+    p->rp = hm_thread_new("return-path", out_return_path_thread, p, errp);
+    return p->rp != NULL;
 }
 
 bool out_send_device_state(Precopy *p, GError **errp)

@@ -122,6 +122,9 @@ typedef struct DigestTask {
 int out_connect(const char *uri, int fd, WireType type, const void *intro, size_t len,
                 GError **errp);
 bool out_handshake(Precopy *p, GError **errp);
+/* After the handshake: the page channel and multifd connections agreed on,
+ * the sender over every RAM connection, the return path; false with @errp. */
+bool out_open_links(Precopy *p, GError **errp);
 /* Starts compress-threads encoders; false with @errp (stop those started). */
 bool out_encoders_start(Precopy *p, GError **errp);
 void out_encoders_stop(Precopy *p);

@@ -148,11 +148,12 @@ static void serve_request(Precopy *p, const uint8_t *d, size_t len)
 }
 
 /* Paces the push down while page requests come (PUSH_YIELD_US), and back
- * to max-bandwidth once they stop. */
-static void push_pace(Precopy *p)
+ * to max-bandwidth once they stop, or once @pushing is over. */
+static void push_pace(Precopy *p, bool pushing)
 {
     gint64 last = __atomic_load_n(&p->last_request_us, __ATOMIC_RELAXED);
-    bool yield = p->yield_on && last && g_get_monotonic_time() - last < PUSH_YIELD_US;
+    bool yield = pushing && p->yield_on && last &&
+                 g_get_monotonic_time() - last < PUSH_YIELD_US;
 
     if (yield == p->push_yielding) {
         return;
@@ -192,7 +193,7 @@ static bool push(Precopy *p, DigestTask *dt, GThread **hasher, bool *fatal,
         if (!n) {
             break;
         }
-        push_pace(p);
+        push_pace(p, true);
         if (!out_queue_batch(p, pfns, n, 0, errp)) {
             return false;
         }
@@ -203,10 +204,7 @@ static bool push(Precopy *p, DigestTask *dt, GThread **hasher, bool *fatal,
             }
         }
     }
-    if (p->push_yielding) {
-        p->push_yielding = false;
-        uring_tx_set_rate_limit(p->tx, hintmig_get_params(p->m).max_bandwidth);
-    }
+    push_pace(p, false);
     out_encoders_wait_idle(p);
     if (*hasher) {
         g_thread_join(*hasher);

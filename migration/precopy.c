@@ -429,39 +429,7 @@ static bool precopy_run(Precopy *p, GError **errp)
         }
         hm_mem_charge(m, p->ram->npages * sizeof(uint64_t));
     }
-    if (p->postcopy) {
-        if (!p->dial_uri) {
-            g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_UNSUPPORTED,
-                        "postcopy needs a second connection, and the socket the "
-                        "host gave has no address to dial");
-            return false;
-        }
-        if (!postcopy_open_channel(p, p->dial_uri, errp)) {
-            return false;
-        }
-        if (!m->uri) {
-            g_mutex_lock(&m->lock);
-            m->uri = g_strdup(p->dial_uri);     /* for a recovery */
-            g_mutex_unlock(&m->lock);
-        }
-    }
-    if ((p->features & WIRE_FEAT_MULTIFD) && !out_multifd_open(p, p->dial_uri, errp)) {
-        return false;
-    }
-
-    p->conn_fds[0] = p->fd;
-    p->tx = uring_tx_new(p->conn_fds, p->nconns, MIGRATION_TX_BUFS, MIGRATION_BUF_SIZE,
-                         errp);
-    if (!p->tx) {
-        return false;
-    }
-    hm_mem_charge(m, (uint64_t)MIGRATION_TX_BUFS * MIGRATION_BUF_SIZE);
-    g_mutex_lock(&m->lock);
-    m->tx = p->tx;
-    uring_tx_set_rate_limit(p->tx, m->params.max_bandwidth);
-    g_mutex_unlock(&m->lock);
-    p->rp = hm_thread_new("return-path", out_return_path_thread, p, errp);
-    if (!p->rp) {
+    if (!out_open_links(p, errp)) {
         return false;
     }
 
