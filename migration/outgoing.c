@@ -101,6 +101,7 @@ static gpointer encoder_thread(gpointer data)
     EncodeJob *job;
     bool background = false;
 
+    page_encoder_set_digests(e, p->page_digests);     /* NULL without */
     while ((job = g_async_queue_pop(p->enc_q)) != &stop_job) {
         PageCodecStats st = { 0 };
         unsigned option = 0;
@@ -119,13 +120,6 @@ static gpointer encoder_thread(gpointer data)
         }
         size_t len = page_encode(e, p->ram, job->pfns, job->n, job->round,
                                  job->buf->data + WIRE_HEADER_SIZE, &st);
-        for (unsigned i = 0; p->page_digests && i < job->n; i++) {
-            /* The page is still in cache.  Should the guest write it after
-             * it was encoded, the digest may not be what was sent: then the
-             * page is dirty and goes again, and so does its digest. */
-            p->page_digests[job->pfns[i]] = ram_digest(hm_ram_page(p->ram, job->pfns[i]),
-                                                       HM_PAGE_SIZE, 0);
-        }
         wire_header_encode(job->buf->data, WIRE_RAM_BATCH, 0, len);
         job->buf->len = WIRE_HEADER_SIZE + len;
         unsigned conn = uring_tx_send_spread(p->tx, job->buf);

@@ -24,6 +24,7 @@ struct PageEncoder {
     bool measure_decode;      /* the next frame is decompressed again, timed */
     ZSTD_DCtx *dctx;          /* ... with these, made on the first */
     uint8_t *scratch;
+    uint64_t *digests;        /* page_encoder_set_digests(), or NULL */
 };
 
 /* The calling thread's CPU time: what a batch costs, not how long it was preempted. */
@@ -126,6 +127,11 @@ void page_encoder_set_level(PageEncoder *e, int level)
         ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_chainLog, MIN(c.chainLog, PAGE_BATCH_TABLE_LOG));
     }
     e->level = level;
+}
+
+void page_encoder_set_digests(PageEncoder *e, uint64_t *table)
+{
+    e->digests = table;
 }
 
 PageEncodeCost page_encoder_cost(const PageEncoder *e)
@@ -273,6 +279,24 @@ size_t page_encode(PageEncoder *e, const HmRam *ram, const uint64_t *pfns,
         }
     }
     uint64_t t_raw = now_ns() - tr;
+    if (e->digests) {
+        /* Of what is sent: the copy for a raw page (in cache, and the
+         * guest cannot change it), a zero page's known digest.  A frame's
+         * page is hashed in RAM: should the guest write it meanwhile, it
+         * is dirty and goes again, and so does its digest. */
+        const uint8_t *sent = payload + frame_len;
+        uint64_t zd = page_zero_digest();
+        for (unsigned i = 0; i < n; i++) {
+            uint64_t d = zd;
+            if (kind[i] == PAGE_RAW) {
+                d = ram_digest(sent, HM_PAGE_SIZE, 0);
+                sent += HM_PAGE_SIZE;
+            } else if (kind[i] == PAGE_FRAME) {
+                d = ram_digest(hm_ram_page(ram, pfns[i]), HM_PAGE_SIZE, 0);
+            }
+            e->digests[pfns[i]] = d;
+        }
+    }
     uint64_t decode_ns = 0;
     if (e->measure_decode && nframe) {
         decode_ns = time_decode(e, payload, frame_len, nframe);
@@ -483,8 +507,16 @@ static void add_stats(const ParsedBatch *b, PageCodecStats *stats)
 
 uint64_t page_zero_digest(void)
 {
+    /* A constant, asked for every zero page: hashed once. */
     static const uint8_t zero[HM_PAGE_SIZE];
-    return ram_digest(zero, sizeof(zero), 0);
+    static uint64_t digest;
+    static gsize done;
+
+    if (g_once_init_enter(&done)) {
+        digest = ram_digest(zero, sizeof(zero), 0);
+        g_once_init_leave(&done, 1);
+    }
+    return digest;
 }
 
 bool page_decode(PageDecoder *d, HmRam *ram, const uint8_t *buf, size_t len,

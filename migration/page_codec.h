@@ -87,6 +87,12 @@ void page_encoder_free(PageEncoder *e);
  */
 void page_encoder_set_level(PageEncoder *e, int level);
 
+/*
+ * From now on each page @e encodes has its digest (ram_digest(), seed 0)
+ * stored at @table[pfn], as it was sent; NULL stops it.
+ */
+void page_encoder_set_digests(PageEncoder *e, uint64_t *table);
+
 /* What the last batch cost, for adaptive compression (compress_chooser.h). */
 typedef struct PageEncodeCost {
     unsigned pages;           /* in the batch */

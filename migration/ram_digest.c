@@ -11,12 +11,12 @@
 
 uint64_t ram_digest(const void *p, size_t len, uint64_t seed)
 {
-    return XXH64(p, len, seed);
+    return XXH3_64bits_withSeed(p, len, seed);
 }
 
 uint64_t ram_digest_bytes(const void *p, size_t len)
 {
-    return XXH64(p, len, len);
+    return XXH3_64bits_withSeed(p, len, len);
 }
 
 uint64_t *ram_digest_table_new(uint64_t npages)

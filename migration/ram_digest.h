@@ -3,10 +3,12 @@
  * Digests for post-migration verification: RAM in chunks, and the device
  * state whole.
  *
- * libxxhash's XXH64: GLib's fastest GChecksum (MD5) runs at 0.65 GB/s on
- * the development machine, 3.3 s of CPU per side for 2 GiB, most of it
- * inside the downtime.  It detects corruption and misplacement; it is not
- * meant to resist an adversary (the stream is not authenticated either).
+ * libxxhash's XXH3-64: GLib's fastest GChecksum (MD5) runs at 0.65 GB/s on
+ * the development machine, 3.3 s of CPU per side for 2 GiB; XXH64 at 10.3
+ * GB/s, XXH3 at 18.6 GB/s over 4 KiB pages (the digest is taken of every
+ * page sent, on both sides).  It detects corruption and misplacement; it
+ * is not meant to resist an adversary (the stream is not authenticated
+ * either).
  */
 #ifndef HINTMIG_RAM_DIGEST_H
 #define HINTMIG_RAM_DIGEST_H
@@ -17,7 +19,7 @@
 
 #define RAM_DIGEST_CHUNK_PAGES 256u      /* 1 MiB chunks */
 
-/* Returns the digest of @len bytes at @p (len a multiple of 32), seeded. */
+/* Returns the digest of @len bytes at @p, seeded. */
 uint64_t ram_digest(const void *p, size_t len, uint64_t seed);
 
 /* Returns the digest of the device state (any @len), seeded with @len. */

@@ -22,7 +22,7 @@
 #include "hintmig/hintmig.h"
 
 #define WIRE_MAGIC 0x50574d48u          /* "HMWP" */
-#define WIRE_VERSION 1
+#define WIRE_VERSION 2                  /* 2: digests are XXH3, were XXH64 */
 #define WIRE_HEADER_SIZE 16
 /*
  * The one rule for message sizes: no payload is larger than

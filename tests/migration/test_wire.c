@@ -71,9 +71,9 @@ START_TEST(header_roundtrip_and_rejects)
 END_TEST
 
 /*
- * The page digest is XXH64 (libxxhash), the hash the wire format has always
- * carried: the unseeded answers computed by `xxhsum -H64` over the same
- * bytes, the seeded one by the hand-written XXH64 this library replaced.
+ * The page digest is XXH3-64 (libxxhash) since wire version 2: the
+ * unseeded answers are `xxhsum -H3`'s over the same bytes, the seeded one
+ * libxxhash 0.8.1's own (a change of function or seeding shows).
  */
 START_TEST(digest_known_answers)
 {
@@ -81,9 +81,10 @@ START_TEST(digest_known_answers)
     for (unsigned i = 0; i < sizeof(pat); i++) {
         pat[i] = (uint8_t)(i * 7 + 3);
     }
-    ck_assert_uint_eq(ram_digest(zero, sizeof(zero), 0), 0xac869b6f32d8bbdbull);
-    ck_assert_uint_eq(ram_digest(pat, sizeof(pat), 0), 0x796398cd432797ccull);
-    ck_assert_uint_eq(ram_digest(pat, sizeof(pat), 12345), 0x14809c3fb9b3f221ull);
+    ck_assert_uint_eq(ram_digest(zero, sizeof(zero), 0), 0x93d76fe148c689baull);
+    ck_assert_uint_eq(ram_digest(pat, sizeof(pat), 0), 0xd7428746842be37eull);
+    ck_assert_uint_eq(ram_digest(pat, sizeof(pat), 12345), 0xc36a46b0ef0586c3ull);
+    ck_assert_uint_eq(page_zero_digest(), ram_digest(zero, sizeof(zero), 0));
 }
 END_TEST
 
@@ -291,6 +292,66 @@ START_TEST(random_pages_stay_out_of_the_frame)
     test_ram_free(src);
     test_ram_free(dst);
 }
+END_TEST
+
+/*
+ * With a digest table the encoder records each page's digest as sent, and
+ * the destination's decoder computes the same ones from what it wrote: a
+ * page the guest changes after it was encoded raw keeps the digest of the
+ * copy that went, at every kind of page (zero, raw, in a frame).
+ */
+static void encoder_digests(bool zstd)
+{
+    HmRam *src = ram_new(), *dst = ram_new();
+    PageEncoder *e = page_encoder_new(zstd, 3);
+    PageDecoder *d = page_decoder_new();
+    g_autofree uint8_t *buf = g_malloc(page_batch_max_size(PAGE_BATCH_MAX));
+    g_autofree uint64_t *sent = g_new0(uint64_t, NPAGES);
+    g_autofree uint64_t *placed = g_new0(uint64_t, NPAGES);
+    PageCodecStats st = { 0 }, ds = { 0 };
+    uint64_t pfns[96];
+    uint32_t round;
+
+    for (unsigned i = 0; i < 96; i++) {
+        pfns[i] = 300 + i;
+        void *pg = hm_ram_page(src, pfns[i]);
+        if (i % 3 == 1) {
+            page_content_random(pg, HM_PAGE_SIZE, i + 1);
+        } else if (i % 3 == 2) {
+            page_content_text(pg, HM_PAGE_SIZE, i + 1);
+        }                                   /* i % 3 == 0: a zero page */
+    }
+    page_encoder_set_digests(e, sent);
+    size_t len = page_encode(e, src, pfns, 96, 1, buf, &st);
+    ck_assert_uint_eq(st.zero_pages, 32);
+    ck_assert_uint_eq(buf[6], zstd ? PAGE_ENC_ZSTD : PAGE_ENC_RAW);
+    for (unsigned i = 0; i < 96; i++) {
+        ck_assert_uint_eq(sent[pfns[i]], ram_digest(hm_ram_page(src, pfns[i]), HM_PAGE_SIZE, 0));
+    }
+    memset(hm_ram_page(src, pfns[1]), 0x5a, HM_PAGE_SIZE);   /* a raw page, after */
+    ck_assert(page_decode(d, dst, buf, len, &round, &ds, NULL, placed, NULL));
+    for (unsigned i = 0; i < 96; i++) {
+        ck_assert_uint_eq(sent[pfns[i]], placed[pfns[i]]);
+    }
+    ck_assert_uint_eq(sent[pfns[0]], page_zero_digest());
+    ck_assert_uint_eq(sent[299], 0);                 /* no other entry written */
+    ck_assert_uint_eq(sent[396], 0);
+
+    page_encoder_set_digests(e, NULL);               /* and off again */
+    memset(sent, 0, NPAGES * sizeof(uint64_t));
+    page_encode(e, src, pfns, 96, 1, buf, &st);
+    for (unsigned i = 0; i < 96; i++) {
+        ck_assert_uint_eq(sent[pfns[i]], 0);
+    }
+    page_encoder_free(e);
+    page_decoder_free(d);
+    test_ram_free(src);
+    test_ram_free(dst);
+}
+
+START_TEST(encoder_digests_zstd) { encoder_digests(true); }
+END_TEST
+START_TEST(encoder_digests_raw) { encoder_digests(false); }
 END_TEST
 
 /* Every level auto may pick keeps its encoder near level 3's size: the
@@ -649,6 +710,8 @@ int main(void)
     tcase_add_test(tc, random_pages_stay_out_of_the_frame);
     tcase_add_test(tc, level_per_batch_and_its_cost);
     tcase_add_test(tc, digests_catch_flips_and_misplacement);
+    tcase_add_test(tc, encoder_digests_zstd);
+    tcase_add_test(tc, encoder_digests_raw);
     tcase_add_test(tc, presence_and_zero_pages);
     tcase_add_test(tc, page_runs_roundtrip_and_rejects);
     tcase_add_test(tc, page_runs_worst_fragmentation);
