@@ -35,6 +35,14 @@
 #                       keeps running and then migrates to a second one
 #   postcopy_recover    migrate-pause in postcopy, migrate-recover on the
 #                       destination, migrate resume=true on the source
+#   multifd_compression hintmig only: with multifd, multifd-compression
+#                       zlib is refused at migrate (the source runs on);
+#                       zstd at multifd-zstd-level 2 makes hintmig send
+#                       every batch at zstd 2
+#   postcopy_preempt    hintmig only: postcopy-preempt on both, a postcopy
+#                       migration; the source's push must have yielded to
+#                       the destination's page requests (hintmig's
+#                       postcopy-yield)
 #
 # Prints PASS: / FAIL: (reason) / SKIP: (reason) per case with a summary
 # line (query-migrate of both sides), then every case's duration,
@@ -61,7 +69,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 CASES=(precopy_nohints precopy_hints postcopy_nohints postcopy_hints unix_uri
        fd_uri pre_switchover dst_waits_for_cont cancel killed_destination
-       postcopy_recover)
+       postcopy_recover multifd_compression postcopy_preempt)
+SRC_EXTRA=()
 DST_EXTRA=()
 T=${HINTMIG_TEST_TIMEOUT:-120}
 MIB=1048576
@@ -233,7 +242,7 @@ start_pair() {
         hints) HM_BALLOON_HINT=on ;;
         plain) HM_BALLOON_HINT=$HM_CAPS ;;
     esac
-    hm_start src || die "source QEMU did not start: $HM_WHY"
+    hm_start src "" ${SRC_EXTRA[@]+"${SRC_EXTRA[@]}"} || die "source QEMU did not start: $HM_WHY"
     start_dst dst "$transport"
     hm_wait_ready src "$T" || die "source guest not ready: $HM_WHY"
     hm_log "src: $(tr -d '\r' < "$(hm_serial src)" | grep -m1 '^memcheck: ready ')"
@@ -284,6 +293,63 @@ postcopy() {
 
 case_postcopy_nohints() { postcopy nohints; }
 case_postcopy_hints() { postcopy hints; }
+
+# hintmig_line NAME FIELD: the first "FIELD: ..." line of NAME's info migrate.
+hintmig_line() {
+    hm_hmp "$1" "info migrate" 2>/dev/null | tr -d '\r' | grep -m1 "^$2:" || true
+}
+
+case_multifd_compression() {
+    [ "$HM_CAPS" = on ] || skip "hintmig's mapping of multifd-compression (capabilities off)"
+    # QEMU 7.2's migrate-set-parameters checks multifd-zstd-level but never
+    # stores it (migrate_params_apply() has no line for it): only -global
+    # sets it.
+    SRC_EXTRA=(-global migration.multifd-zstd-level=2)
+    start_pair tcp plain multifd
+    SRC_EXTRA=()
+    hm_set_params src max-bandwidth=$FAST_BW || die "migrate-set-parameters failed"
+    hm_qmp src cmd migrate-set-parameters multifd-compression=zlib >/dev/null ||
+        die "multifd-compression zlib refused by QEMU itself"
+    listen_dst dst
+    local out line
+    if out=$(hm_qmp src cmd migrate "uri=$DST_URI" detach:=true 2>&1); then
+        die "migrate with multifd-compression zlib was accepted"
+    fi
+    [[ $out == *"multifd-compression zlib is not supported"* ]] ||
+        die "migrate refused, but not for zlib: $out"
+    hm_log "src: migrate refused: ${out##*hintmig: }"
+    [ "$(hm_run_state src)" = running ] || die "src not running after the refusal"
+    hm_qmp src cmd migrate-set-parameters multifd-compression=zstd >/dev/null ||
+        die "multifd-compression zstd refused"
+    migrate src tcp
+    wait_mig src completed "$T"
+    wait_mig dst completed 30
+    line=$(hintmig_line src compression)
+    hm_log "src: $line"
+    [ "$line" = "compression: zstd 2 (compress-method zstd)" ] ||
+        die "src: '$line', not zstd 2 forced"
+    check_destination dst src
+    summary src dst
+}
+
+case_postcopy_preempt() {
+    [ "$HM_CAPS" = on ] || skip "hintmig's mapping of postcopy-preempt (capabilities off)"
+    start_pair tcp plain postcopy-ram postcopy-preempt
+    hm_set_params src max-bandwidth=$POSTCOPY_PRE_BW || die "migrate-set-parameters failed"
+    listen_dst dst
+    migrate src tcp
+    wait_mig src active "$T"
+    hm_qmp src cmd migrate-start-postcopy >/dev/null || die "migrate-start-postcopy failed"
+    wait_mig src completed "$T"
+    wait_mig dst completed 30
+    local line
+    line=$(hintmig_line src "postcopy push yields")
+    hm_log "src: $line"
+    [[ $line =~ ^postcopy\ push\ yields:\ [1-9] ]] ||
+        die "src: '$line': the push never yielded to a page request"
+    check_destination dst src
+    summary src dst
+}
 
 case_pre_switchover() {
     # libvirt sets return-path with pause-before-switchover.
