@@ -195,10 +195,12 @@ static bool hmp_info_caps(void *opaque, int argc, char **argv, GString *out,
     (void)argc, (void)argv, (void)errp;
     g_string_append_printf(out, "verify: %s\nfree-page-hint: %s\npostcopy-ram: %s\n"
                            "postcopy-yield: %s\n"
-                           "pause-before-switchover: %s\nx-verify-full: %s\n",
+                           "pause-before-switchover: %s\nauto-converge: %s\n"
+                           "x-verify-full: %s\n",
                            c.verify ? "on" : "off", c.free_page_hint ? "on" : "off",
                            c.postcopy_ram ? "on" : "off", c.postcopy_yield ? "on" : "off",
                            c.pause_before_switchover ? "on" : "off",
+                           c.auto_converge ? "on" : "off",
                            c.x_verify_full ? "on" : "off");
     return true;
 }
@@ -215,14 +217,20 @@ static bool hmp_info_params(void *opaque, int argc, char **argv, GString *out,
                            "compress-level: %d\n"
                            "compress-threads: %u\n"
                            "multifd-channels: %u\n"
-                           "x-peer-timeout: %" G_GUINT64_FORMAT " ms%s\n",
+                           "x-peer-timeout: %" G_GUINT64_FORMAT " ms%s\n"
+                           "cpu-throttle-initial: %u%%\n"
+                           "cpu-throttle-increment: %u%%\n"
+                           "max-cpu-throttle: %u%%\n"
+                           "throttle-trigger-threshold: %u%%\n",
                            p.downtime_limit_ms, p.max_bandwidth,
                            p.max_bandwidth ? "" : " (unlimited)",
                            p.compress_method == HINTMIG_COMPRESS_ZSTD ? "zstd"
                            : p.compress_method == HINTMIG_COMPRESS_AUTO ? "auto" : "none",
                            p.compress_level, p.compress_threads, p.multifd_channels,
                            p.x_peer_timeout_ms,
-                           p.x_peer_timeout_ms ? "" : " (built-in waits)");
+                           p.x_peer_timeout_ms ? "" : " (built-in waits)",
+                           p.cpu_throttle_initial, p.cpu_throttle_increment,
+                           p.max_cpu_throttle, p.throttle_trigger_threshold);
     return true;
 }
 

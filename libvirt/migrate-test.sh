@@ -36,8 +36,9 @@
 #                       on a and prints a new OK verdict, nothing is left on
 #                       b; then a->b at full speed with `--parallel
 #                       --parallel-connections 2` (QEMU's multifd, which the
-#                       adapter maps onto hintmig's multifd-channels), checked
-#                       as above and by "multifd channels: 2" on b
+#                       adapter maps onto hintmig's multifd-channels) and
+#                       `--auto-converge` (hintmig's own), checked as above
+#                       and by "multifd channels: 2" on b
 # Every migration passes --persistent, so the source keeps the domain
 # (shut off) and with it `domjobinfo --completed`.  The domain is destroyed
 # and undefined on both daemons before and after each case, whatever
@@ -476,7 +477,7 @@ case_abort_then_migrate() {
          "$(sed -n 's/.* \(pass=[0-9]*\).*/\1/p' <<<"$(last_verdict "$CUR_SERIAL")") OK on a, nothing on b"
 
     # 2. a -> b at full speed, over two connections.
-    start_migration tcp --parallel --parallel-connections 2
+    start_migration tcp --parallel --parallel-connections 2 --auto-converge
     poll_migration end "$T"
     show_sample 0
     check_migrated any 2

@@ -77,6 +77,10 @@ Hintmig *hintmig_new(const HintmigHost *host, GError **errp)
         .compress_level = 3,   /* as fast as 1 here, 5% smaller (bench/) */
         .compress_threads = 2,
         .multifd_channels = 1,
+        .cpu_throttle_initial = 20,
+        .cpu_throttle_increment = 10,
+        .max_cpu_throttle = 99,
+        .throttle_trigger_threshold = 50,
     };
     m->caps.verify = true;
     g_hook_list_init(&m->notifiers, sizeof(GHook));

@@ -9,6 +9,7 @@
 #define HINTMIG_OUTGOING_H
 
 #include "migration_priv.h"
+#include "migration/auto_converge.h"
 #include "migration/compress_chooser.h"
 #include "migration/page_codec.h"
 #include "migration/wire.h"
@@ -98,6 +99,8 @@ typedef struct Precopy {
     bool rp_urgent;               /* the return path runs real-time */
     gint64 last_request_us;       /* atomic: when the last page request came */
     bool yield_on;                /* the postcopy-yield capability */
+    bool converging;              /* auto-converge on: converge below */
+    AutoConverge converge;
     bool push_yielding;           /* the push is paced down for waiting vCPUs */
     uint64_t push_yields;
     /* The return path got a page request: the phase that serves them. */

@@ -389,6 +389,18 @@ static bool end_round(Precopy *p, uint32_t round, GError **errp)
     return out_send_request(p, WIRE_ROUND_END, r, 4, false, errp) != 0;
 }
 
+/* auto-converge: the host throttles the vCPUs by @percent (0: lifts it). */
+static void throttle(Precopy *p, unsigned percent)
+{
+    Hintmig *m = p->m;
+
+    m->host.ops->throttle(m->host.opaque, percent);
+    g_mutex_lock(&m->lock);
+    m->stats.cpu_throttle_percent = percent;
+    m->stats.cpu_throttle_max_seen = MAX(m->stats.cpu_throttle_max_seen, percent);
+    g_mutex_unlock(&m->lock);
+}
+
 static bool precopy_run(Precopy *p, GError **errp)
 {
     Hintmig *m = p->m;
@@ -531,6 +543,10 @@ static bool precopy_run(Precopy *p, GError **errp)
         uint64_t limit = m->params.downtime_limit_ms;
         g_mutex_unlock(&m->lock);
         last_sync = now;
+        if (p->converging && auto_converge_round(&p->converge, ndirty * HM_PAGE_SIZE,
+                                                 tx.bytes_sent - bytes_at_start)) {
+            throttle(p, p->converge.percent);
+        }
         if (postcopy_wanted(p)) {
             return postcopy_run(p, errp);
         }
@@ -716,6 +732,7 @@ gpointer precopy_thread(gpointer data)
         .verify = hintmig_get_caps(m).verify,
         .hinting = hintmig_get_caps(m).free_page_hint,
         .yield_on = hintmig_get_caps(m).postcopy_yield,
+        .converging = hintmig_get_caps(m).auto_converge && m->host.ops->throttle,
         .fd = -1,
         .ch_fd = -1,
         .nconns = 1,
@@ -743,8 +760,14 @@ gpointer precopy_thread(gpointer data)
         g_mutex_unlock(&m->lock);
     }
 
+    if (p.converging) {
+        auto_converge_init(&p.converge, &p.params);
+    }
     bool ok = precopy_run(&p, &err);
     bool stopped = p.vm_stopped;
+    if (p.converge.percent) {
+        throttle(&p, 0);          /* before the guest runs again, here or there */
+    }
     precopy_cleanup(&p);
 
     HintmigHost *host = &m->host;

@@ -31,11 +31,17 @@ bool hintmig_set_capability(Hintmig *m, const char *name, bool on,
 {
     if (strcmp(name, "verify") && strcmp(name, "free-page-hint") &&
         strcmp(name, "postcopy-ram") && strcmp(name, "pause-before-switchover") &&
-        strcmp(name, "x-verify-full") && strcmp(name, "postcopy-yield")) {
+        strcmp(name, "x-verify-full") && strcmp(name, "postcopy-yield") &&
+        strcmp(name, "auto-converge")) {
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "unknown capability '%s' (known: verify, free-page-hint, "
                     "postcopy-ram, postcopy-yield, pause-before-switchover, "
-                    "x-verify-full)", name);
+                    "auto-converge, x-verify-full)", name);
+        return false;
+    }
+    if (!strcmp(name, "auto-converge") && on && !m->host.ops->throttle) {
+        g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_UNSUPPORTED,
+                    "auto-converge: this host cannot throttle its vCPUs");
         return false;
     }
     if (!strcmp(name, "free-page-hint") && on) {
@@ -72,6 +78,8 @@ bool hintmig_set_capability(Hintmig *m, const char *name, bool on,
         m->caps.postcopy_yield = on;
     } else if (!strcmp(name, "x-verify-full")) {
         m->caps.x_verify_full = on;
+    } else if (!strcmp(name, "auto-converge")) {
+        m->caps.auto_converge = on;
     } else {
         m->caps.free_page_hint = on;
     }
@@ -99,11 +107,29 @@ static bool parse_range(const char *name, const char *value, uint64_t min,
     return true;
 }
 
+/* auto-converge's parameters in @p, by QEMU's names, and their maximum. */
+static unsigned *throttle_param(HintmigParams *p, const char *name, uint64_t *max)
+{
+    *max = 99;
+    if (!strcmp(name, "cpu-throttle-initial")) {
+        return &p->cpu_throttle_initial;
+    } else if (!strcmp(name, "cpu-throttle-increment")) {
+        return &p->cpu_throttle_increment;
+    } else if (!strcmp(name, "max-cpu-throttle")) {
+        return &p->max_cpu_throttle;
+    } else if (!strcmp(name, "throttle-trigger-threshold")) {
+        *max = 100;
+        return &p->throttle_trigger_threshold;
+    }
+    return NULL;
+}
+
 bool hintmig_set_parameter(Hintmig *m, const char *name, const char *value,
                              GError **errp)
 {
     HintmigParams p = hintmig_get_params(m);
-    uint64_t v;
+    unsigned *field;
+    uint64_t v, max;
 
     if (!strcmp(name, "downtime-limit")) {
         if (!parse_range(name, value, 1, 2000000, &v, errp)) {
@@ -151,11 +177,18 @@ bool hintmig_set_parameter(Hintmig *m, const char *name, const char *value,
             return false;
         }
         p.x_peer_timeout_ms = v;
+    } else if ((field = throttle_param(&p, name, &max))) {
+        if (!parse_range(name, value, 1, max, &v, errp)) {
+            return false;
+        }
+        *field = v;
     } else {
         g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_INVALID,
                     "unknown parameter '%s' (known: downtime-limit, "
                     "max-bandwidth, compress-method, compress-level, "
-                    "compress-threads, multifd-channels, x-peer-timeout)", name);
+                    "compress-threads, multifd-channels, x-peer-timeout, "
+                    "cpu-throttle-initial, cpu-throttle-increment, "
+                    "max-cpu-throttle, throttle-trigger-threshold)", name);
         return false;
     }
     g_mutex_lock(&m->lock);

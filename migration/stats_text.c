@@ -64,6 +64,10 @@ void hintmig_stats_describe(const HintmigStats *s, GString *out)
     if (!s->incoming && s->compress_mix[0]) {
         g_string_append_printf(out, "compression batches: %s\n", s->compress_mix);
     }
+    if (!s->incoming && s->cpu_throttle_max_seen) {
+        g_string_append_printf(out, "cpu throttle: %u%% now, %u%% at most (auto-converge)\n",
+                               s->cpu_throttle_percent, s->cpu_throttle_max_seen);
+    }
     if (s->multifd_channels > 1 || s->multifd_note[0]) {
         g_string_append_printf(out, "multifd channels: %u", MAX(s->multifd_channels, 1u));
         for (unsigned i = 0; i < s->multifd_channels && i < G_N_ELEMENTS(s->multifd_bytes);

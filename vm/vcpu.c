@@ -26,15 +26,24 @@ struct VcpuSet {
     bool run;
     bool hold;
     bool quit;
+    unsigned throttle;   /* percent of the time the vCPUs sit out */
     VcpuPanicFn panic;
     void *opaque;
 };
+
+/*
+ * A throttled vCPU runs VCPU_SLICE_US of wall time, then sits out long
+ * enough that it ran (100 - throttle)% of the time, as QEMU's CPU throttle
+ * does.  The workload's pace skips the time sat out: a throttled guest
+ * does less, it does not catch up after.
+ */
+#define VCPU_SLICE_US 10000
 
 static gpointer vcpu_thread(gpointer data)
 {
     Vcpu *v = data;
     VcpuSet *s = v->set;
-    int64_t wake = 0;
+    int64_t wake = 0, slice_start = 0;
 
     g_mutex_lock(&s->lock);
     v->tid = syscall(SYS_gettid);
@@ -50,9 +59,22 @@ static gpointer vcpu_thread(gpointer data)
         if (v->parked) {
             v->parked = false;
             v->pace = (GuestVcpuPace) { 0 };   /* no catch-up after a pause */
-            wake = 0;
+            wake = slice_start = 0;
         }
-        if (wake > g_get_monotonic_time()) {
+        int64_t now = g_get_monotonic_time();
+        if (!s->throttle) {
+            slice_start = 0;
+        } else if (!slice_start) {
+            slice_start = now;
+        } else if (now - slice_start >= VCPU_SLICE_US) {
+            int64_t out = (now - slice_start) * s->throttle / (100 - s->throttle);
+            if (v->pace.t0_us) {
+                v->pace.t0_us += out;
+            }
+            wake = MAX(wake, now + out);
+            slice_start = now + out;
+        }
+        if (wake > now) {
             /* Sleep, but let pause and quit wake us at once. */
             g_cond_wait_until(&s->run_cond, &s->lock, wake);
             wake = 0;
@@ -164,6 +186,13 @@ void vcpu_set_hold(VcpuSet *s, bool hold)
             g_cond_wait(&s->parked_cond, &s->lock);
         }
     }
+    g_mutex_unlock(&s->lock);
+}
+
+void vcpu_set_throttle(VcpuSet *s, unsigned percent)
+{
+    g_mutex_lock(&s->lock);
+    s->throttle = MIN(percent, 99u);
     g_mutex_unlock(&s->lock);
 }
 

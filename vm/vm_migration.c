@@ -146,6 +146,12 @@ static bool host_thread_role(void *opaque, HintmigThreadRole role)
     return false;
 }
 
+/* auto-converge: the migration thread throttles the vCPUs directly. */
+static void host_throttle(void *opaque, unsigned percent)
+{
+    vcpu_set_throttle(vm_vcpus(vmm_of(opaque)->vm), percent);
+}
+
 static const HintmigHostOps vm_migration_ops = {
     .stop = host_stop,
     .resume = host_resume,
@@ -157,6 +163,7 @@ static const HintmigHostOps vm_migration_ops = {
     .can_migrate = host_can_migrate,
     .can_receive = host_can_receive,
     .thread_role = host_thread_role,
+    .throttle = host_throttle,
 };
 
 Hintmig *vm_migration_new(Vm *vm, void **glue, GError **errp)

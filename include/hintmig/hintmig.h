@@ -136,6 +136,14 @@ typedef struct HintmigHostOps {
      * decoders ask for HINTMIG_THREAD_BULK once postcopy starts.  Optional.
      */
     bool (*thread_role)(void *opaque, HintmigThreadRole role);
+    /*
+     * Source, migration thread: let the vCPUs run only (100 - @percent)% of
+     * the time, so that a guest dirtying faster than the link carries
+     * converges (the auto-converge capability); 0 lifts it.  The engine
+     * lifts it when the migration ends, whatever the outcome, before
+     * resume().  Optional: without it auto-converge is refused.
+     */
+    void (*throttle)(void *opaque, unsigned percent);
 } HintmigHostOps;
 
 /*
@@ -199,6 +207,14 @@ typedef struct HintmigParams {
                                     * destination takes what the source opens */
     uint64_t x_peer_timeout_ms;    /* how long to wait on a silent peer; 0 = the
                                     * built-in waits (10 s to 120 s, by step) */
+    /* auto-converge (source): after two rounds in a row that dirtied more
+     * than throttle_trigger_threshold% of what they sent, the vCPUs are
+     * throttled by cpu_throttle_initial%, then cpu_throttle_increment% more
+     * each time, up to max_cpu_throttle% (QEMU's names and defaults). */
+    unsigned cpu_throttle_initial;     /* 1..99, default 20 */
+    unsigned cpu_throttle_increment;   /* 1..99, default 10 */
+    unsigned max_cpu_throttle;         /* 1..99, default 99 */
+    unsigned throttle_trigger_threshold; /* 1..100, default 50 */
 } HintmigParams;
 
 typedef struct HintmigCaps {
@@ -210,6 +226,9 @@ typedef struct HintmigCaps {
                                     * postcopy push slows to a 32nd of the link */
     bool x_verify_full;            /* source: verify by hashing both sides' RAM at
                                     * the end, not from pages as sent and applied */
+    bool auto_converge;            /* source: throttle the vCPUs while the guest
+                                    * dirties faster than the link carries
+                                    * (needs HintmigHostOps.throttle) */
 } HintmigCaps;
 
 /*
@@ -278,6 +297,8 @@ typedef struct HintmigStats {
     uint64_t postcopy_requests;    /* pages the destination asked for */
     uint64_t postcopy_urgent_pages;/* source: pages sent on the page channel */
     uint64_t postcopy_push_yields; /* source: times the push slowed for waiting vCPUs */
+    unsigned cpu_throttle_percent; /* source, auto-converge: the vCPUs' throttle now */
+    unsigned cpu_throttle_max_seen; /* source, auto-converge: the highest it went */
     uint64_t postcopy_remaining;   /* pages the destination still lacks */
     uint64_t faults_local;         /* destination: faults served without the network */
     uint64_t faults_remote;        /* destination: faults that waited for the source */

@@ -43,6 +43,12 @@ void vcpu_set_pause_nowait(VcpuSet *s);
  */
 void vcpu_set_hold(VcpuSet *s, bool hold);
 
+/*
+ * Lets the vCPUs run only (100 - @percent)% of the time, at most 99%
+ * sat out (auto-converge); 0 lifts it.  Independent of pause and hold.
+ */
+void vcpu_set_throttle(VcpuSet *s, unsigned percent);
+
 unsigned vcpu_set_count(const VcpuSet *s);
 
 /* Returns vCPU @i's context; read or write it only while paused. */

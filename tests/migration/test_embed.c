@@ -553,6 +553,20 @@ START_TEST(device_state_flipped_in_flight)
 END_TEST
 
 /* The verify capability, as postcopy-ram: both sides on, or both off. */
+/* The fake host cannot throttle vCPUs: auto-converge is refused, saying so. */
+START_TEST(auto_converge_needs_a_throttle)
+{
+    Pair p;
+    g_autoptr(GError) err = NULL;
+    pair_new(&p);
+    ck_assert(!hintmig_set_capability(p.src->m, "auto-converge", true, &err));
+    ck_assert_msg(strstr(err->message, "cannot throttle"), "%s", err->message);
+    ck_assert(!hintmig_get_caps(p.src->m).auto_converge);
+    ck_assert(hintmig_set_capability(p.src->m, "auto-converge", false, NULL));
+    pair_free(&p);
+}
+END_TEST
+
 START_TEST(verify_capability_on_both_sides)
 {
     static const struct { bool src, dst; const char *refusal; } cases[] = {
@@ -666,6 +680,7 @@ int main(void)
     tcase_add_test(tc, free_page_hints_postcopy_mid_bulk);
     tcase_add_test(tc, host_dirty_log);
     tcase_add_test(tc, verify_capability_on_both_sides);
+    tcase_add_test(tc, auto_converge_needs_a_throttle);
     tcase_add_test(tc, postcopy_over_host_fds);
     tcase_add_test(tc, device_state_flipped_in_flight);
     suite_add_tcase(s, tc);

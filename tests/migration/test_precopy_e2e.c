@@ -455,6 +455,69 @@ START_TEST(over_unix_socket)
 }
 END_TEST
 
+/* Polls @vm's "info migrate" until it has done @rounds rounds; returns it. */
+static char *wait_rounds(TestVm *vm, uint64_t rounds, int timeout_ms)
+{
+    gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    for (;;) {
+        char *info = test_vm_cmd(vm, "info migrate");
+        g_autofree char *r = test_field(info, "rounds");
+        if ((r && g_ascii_strtoull(r, NULL, 10) >= rounds) ||
+            !(strstr(info, "Migration status: active") ||
+              strstr(info, "Migration status: setup"))) {
+            return info;
+        }
+        ck_assert_msg(g_get_monotonic_time() < end, "not %" G_GUINT64_FORMAT
+                      " rounds in %d ms: %s", rounds, timeout_ms, info);
+        g_free(info);
+        g_usleep(100000);
+    }
+}
+
+/*
+ * A guest that dirties 32 MB/s of a 4 MiB working set over a 2 MiB/s link
+ * does not converge by itself: four rounds on, the estimate is still over
+ * the limit.  With auto-converge the vCPUs are throttled (60%, then 80%,
+ * then 99%) until it converges; it completes, verified, and the throttle
+ * is lifted at the end.
+ */
+START_TEST(auto_converge_throttles_a_busy_guest)
+{
+    TestVm *src = start_src("128M", "2", "off", "churn,wss=4M,rate=16M");
+    g_free(test_vm_cmd(src, "migrate_set_parameter max-bandwidth 2M"));
+    g_free(test_vm_cmd(src, "migrate_set_parameter cpu-throttle-initial 60"));
+    g_free(test_vm_cmd(src, "migrate_set_parameter cpu-throttle-increment 20"));
+    g_autofree char *params = test_vm_cmd(src, "info migrate_parameters");
+    ck_assert_msg(strstr(params, "cpu-throttle-initial: 60%\n") &&
+                  strstr(params, "cpu-throttle-increment: 20%\n") &&
+                  strstr(params, "max-cpu-throttle: 99%\n"), "%s", params);
+    g_autofree char *bad = test_vm_cmd(src, "migrate_set_parameter max-cpu-throttle 100");
+    ck_assert_msg(strstr(bad, "not a number from 1 to 99"), "%s", bad);
+
+    int port;
+    TestVm *dst = start_dest("128M", "2", "off", &port);
+    g_autofree char *o = test_vm_cmd(src, "migrate -d tcp:127.0.0.1:%d", port);
+    ck_assert_str_eq(o, "");
+    g_autofree char *info = wait_rounds(src, 4, 60000);
+    ck_assert_msg(strstr(info, "Migration status: active\n"), "%s", info);
+    ck_assert_msg(!strstr(info, "cpu throttle"), "%s", info);
+    ck_assert_uint_gt(test_field_u64(info, "expected downtime"), 300);
+    g_free(test_vm_cmd(src, "migrate_cancel"));
+    g_free(test_vm_wait_status(src, "cancelled", 10000));
+    test_vm_quit(dst);
+
+    g_autofree char *on = test_vm_cmd(src, "migrate_set_capability auto-converge on");
+    ck_assert_str_eq(on, "");
+    migrate_ok(src, "128M", "2", "off");
+    g_autofree char *done = test_vm_cmd(src, "info migrate");
+    g_autofree char *thr = test_field(done, "cpu throttle");
+    ck_assert_msg(thr && g_str_has_prefix(thr, "0% now, "), "%s", done);
+    unsigned most = (unsigned)g_ascii_strtoull(thr + strlen("0% now, "), NULL, 10);
+    ck_assert_msg(most == 60 || most == 80 || most == 99, "%s", thr);
+    test_vm_quit(src);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("precopy_e2e");
@@ -475,6 +538,7 @@ int main(void)
     tcase_add_test(ok, incoming_defer);
     tcase_add_test(ok, over_unix_socket);
     tcase_add_test(ok, pause_before_switchover);
+    tcase_add_test(ok, auto_converge_throttles_a_busy_guest);
     tcase_add_test(bad, cancel_in_setup);
     tcase_add_test(bad, cancel_while_active);
     tcase_add_test(bad, cancel_in_stop_and_copy);
