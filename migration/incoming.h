@@ -69,6 +69,7 @@ typedef struct Incoming {
 
     /* multifd (incoming_multifd.c) */
     unsigned nconns;              /* RAM connections, the main one included */
+    unsigned conns_want;          /* as many as the source opened first */
     int conn_fds[WIRE_MULTIFD_MAX];       /* [1, nconns) */
     GThread *conn_threads[WIRE_MULTIFD_MAX];
     uint32_t conn_epoch[WIRE_MULTIFD_MAX];   /* the last sync each reached */
@@ -147,5 +148,12 @@ bool in_multifd_sync(Incoming *in, unsigned conn, const uint8_t *d, size_t len,
                      GError **errp);
 /* Stops the further connections' readers and closes them. */
 void in_multifd_stop(Incoming *in);
+
+/*
+ * A postcopy recovery: accepts on @lfd the source's further connections
+ * again, as many as it opened first (none if it opened none), and starts
+ * their readers, with their syncs counted from 0.  False with @errp.
+ */
+bool in_multifd_reaccept(Incoming *in, int lfd, GError **errp);
 
 #endif

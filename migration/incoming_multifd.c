@@ -14,6 +14,7 @@
  * the main connection (a new round) can never be overtaken by its older
  * copy on another connection (see outgoing_multifd.c).
  */
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -151,6 +152,17 @@ static bool readers_start(Incoming *in, GError **errp)
     return true;
 }
 
+/* Closes the further connections accepted so far. */
+static void conns_close(Incoming *in)
+{
+    for (unsigned c = 1; c < WIRE_MULTIFD_MAX; c++) {
+        if (in->conn_fds[c] >= 0) {
+            close(in->conn_fds[c]);
+            in->conn_fds[c] = -1;
+        }
+    }
+}
+
 bool in_accept_connections(Incoming *in, GError **errp)
 {
     Hintmig *m = in->m;
@@ -197,19 +209,14 @@ bool in_accept_connections(Incoming *in, GError **errp)
     close(lfd);
     in->nconns = 1;
     if (!ok) {
-        for (unsigned c = 1; c < WIRE_MULTIFD_MAX; c++) {
-            if (in->conn_fds[c] >= 0) {
-                close(in->conn_fds[c]);
-                in->conn_fds[c] = -1;
-            }
-        }
+        conns_close(in);
         if (page_fd >= 0) {
             close(page_fd);
         }
         return false;
     }
     if (count) {
-        in->nconns = count;
+        in->nconns = in->conns_want = count;
         g_mutex_lock(&m->lock);
         m->stats.multifd_channels = count;
         g_mutex_unlock(&m->lock);
@@ -239,4 +246,43 @@ void in_multifd_stop(Incoming *in)
         in->conn_fds[c] = -1;
     }
     in->nconns = 1;
+}
+
+bool in_multifd_reaccept(Incoming *in, int lfd, GError **errp)
+{
+    Hintmig *m = in->m;
+    unsigned count = in->conns_want;
+
+    for (unsigned got = 0; count > 1 && got < count - 1; got++) {
+        WireMultifd w = { 0 };
+        int fd = in_accept_one(m, lfd, hm_peer_timeout_ms(m, RECOVER_TIMEOUT_MS), errp);
+        uint16_t type = fd < 0 ? 0 : in_read_intro(m, in->session, fd, &w, errp);
+        if (type != WIRE_MULTIFD || w.count != count || in->conn_fds[w.index] >= 0) {
+            if (type) {
+                g_set_error(errp, HINTMIG_ERROR, HINTMIG_ERROR_PROTOCOL,
+                            "unexpected or repeated %s connection (%u of %u wanted)",
+                            wire_type_str(type), w.count, count);
+            }
+            g_prefix_error(errp, "recovery: the source's multifd connections: ");
+            if (fd >= 0) {
+                close(fd);
+            }
+            conns_close(in);
+            return false;
+        }
+        in->conn_fds[w.index] = fd;
+    }
+    if (count < 2) {
+        return true;
+    }
+    g_mutex_lock(&in->lock);
+    in->conns_stop = in->conn_ended = false;
+    memset(in->conn_epoch, 0, sizeof(in->conn_epoch));
+    g_mutex_unlock(&in->lock);
+    in->nconns = count;
+    if (!readers_start(in, errp)) {
+        in_multifd_stop(in);
+        return false;
+    }
+    return true;
 }

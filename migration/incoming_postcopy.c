@@ -282,6 +282,15 @@ bool in_postcopy_complete(Incoming *in, uint32_t seq, bool *final, GError **errp
  * we wait for migrate_recover and the source's new connections.  Returns
  * false only when the migration is being torn down.
  */
+/* Done with migrate_recover's listening socket @lfd. */
+static void recover_listen_end(Hintmig *m, int lfd)
+{
+    g_mutex_lock(&m->lock);
+    m->recover_accepting = -1;
+    g_mutex_unlock(&m->lock);
+    close(lfd);
+}
+
 bool in_postcopy_recover(Incoming *in, const char *why)
 {
     Hintmig *m = in->m;
@@ -291,7 +300,7 @@ bool in_postcopy_recover(Incoming *in, const char *why)
     g_mutex_unlock(&in->send_lock);
     uffd_postcopy_link(in->pc, false);
     in_channel_stop(in);
-    in_multifd_stop(in);       /* a recovery reconnects the main connection only */
+    in_multifd_stop(in);       /* the recovery opens them again */
     g_autoptr(GError) ignored = NULL;
     in_drain(in, &ignored);
     g_mutex_lock(&in->lock);
@@ -304,6 +313,7 @@ bool in_postcopy_recover(Incoming *in, const char *why)
     close(in->fd);
     in->fd = -1;
 
+    g_autofree char *why_text = NULL;
     for (;;) {
         g_mutex_lock(&m->lock);
         hm_set_status_locked(m, HINTMIG_STATUS_POSTCOPY_PAUSED);
@@ -341,11 +351,8 @@ bool in_postcopy_recover(Incoming *in, const char *why)
             }
             fds[slot] = fd;
         }
-        g_mutex_lock(&m->lock);
-        m->recover_accepting = -1;
-        g_mutex_unlock(&m->lock);
-        close(lfd);
         if (err) {
+            recover_listen_end(m, lfd);
             for (int i = 0; i < 2; i++) {
                 if (fds[i] >= 0) {
                     close(fds[i]);
@@ -367,14 +374,21 @@ bool in_postcopy_recover(Incoming *in, const char *why)
             const void *d = g_bytes_get_data(runs->pdata[i], &len);
             sent = wire_send(in->fd, WIRE_MISSING, 0, d, len, NULL);
         }
-        if (!sent) {
+        /* Then the multifd connections, on the same listening socket. */
+        if (!sent || !in_multifd_reaccept(in, lfd, &err)) {
+            recover_listen_end(m, lfd);
             close(fds[1]);
             close(in->fd);
             in->fd = -1;
-            why = "recovery failed while sending the missing pages";
+            g_free(why_text);
+            why_text = sent ? g_strdup_printf("recovery failed: %s", err->message)
+                            : g_strdup("recovery failed while sending the missing pages");
+            why = why_text;
             continue;
         }
+        recover_listen_end(m, lfd);
         if (!channel_start(in, fds[1], NULL)) {
+            in_multifd_stop(in);
             close(in->fd);
             in->fd = -1;
             why = "recovery failed: no thread for the page channel";

@@ -284,9 +284,7 @@ static void drop_link(Precopy *p)
     g_thread_join(p->rp);
     p->rp = NULL;
     close_sockets(p);
-    /* A recovery reconnects the main connection and the page channel:
-     * from then on the push goes on the main one. */
-    out_multifd_close(p);
+    out_multifd_close(p);          /* a recovery opens them again */
 }
 
 /* "migrate -r": new connections, and the pages the destination still lacks. */
@@ -344,7 +342,18 @@ static bool reconnect(Precopy *p, const char *uri, int given_fd, GError **errp)
     }
     hm_set_rcvtimeo(fd, 0);
 
-    p->tx = uring_tx_new(&fd, 1, MIGRATION_TX_BUFS, MIGRATION_BUF_SIZE, errp);
+    /* The further connections, as many as before; their syncs start over. */
+    if ((p->features & WIRE_FEAT_MULTIFD) && !out_multifd_open(p, uri, errp)) {
+        g_prefix_error(errp, "recovery: ");
+        goto fail;
+    }
+    p->conn_fds[0] = fd;
+    p->sync_epoch = 0;
+    g_mutex_lock(&p->lock);
+    p->spread = false;
+    g_mutex_unlock(&p->lock);
+    p->tx = uring_tx_new(p->conn_fds, p->nconns, MIGRATION_TX_BUFS, MIGRATION_BUF_SIZE,
+                         errp);
     if (!p->tx) {
         goto fail;
     }
@@ -368,6 +377,7 @@ static bool reconnect(Precopy *p, const char *uri, int given_fd, GError **errp)
 
 fail:
     close_sockets(p);
+    out_multifd_close(p);
     return false;
 }
 

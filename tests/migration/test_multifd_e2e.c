@@ -127,7 +127,17 @@ START_TEST(postcopy_three_connections)
 END_TEST
 
 /* A cut in postcopy pauses both sides; the recovery reconnects the main
- * connection and the page channel, and the push ends on the main one. */
+ * connection, the page channel and the second connection, and the push
+ * goes on over both. */
+/* The kbytes the source's second connection carried ("multifd channels"). */
+static uint64_t second_conn_kbytes(TestVm *src)
+{
+    g_autofree char *si = test_vm_cmd(src, "info migrate");
+    g_autofree char *line = test_field(si, "multifd channels");
+    const char *second = line ? strstr(line, ", ") : NULL;
+    return second ? g_ascii_strtoull(second + 2, NULL, 10) : 0;
+}
+
 START_TEST(postcopy_cut_and_recover)
 {
     TestVm *src = start("src", "512M", "churn,wss=256M,rate=32M", NULL);
@@ -136,18 +146,13 @@ START_TEST(postcopy_cut_and_recover)
     Proxy *p = proxy_start(pport, port, PROXY_PASS, 0);
     start_postcopy(src, dst, pport, 2, "20M");
     /* Until both connections carried some of the push. */
-    for (int i = 0; i < 200; i++) {
-        g_autofree char *si = test_vm_cmd(src, "info migrate");
-        g_autofree char *line = test_field(si, "multifd channels");
-        const char *second = line ? strstr(line, ", ") : NULL;
-        if (second && g_ascii_strtoull(second + 2, NULL, 10) > 1024) {
-            break;
-        }
+    for (int i = 0; i < 200 && second_conn_kbytes(src) <= 1024; i++) {
         g_usleep(50000);
     }
     proxy_stop(p);                                  /* the network cut */
     g_free(test_vm_wait_status(src, "postcopy-paused", 30000));
     g_free(test_vm_wait_status(dst, "postcopy-paused", 30000));
+    uint64_t before = second_conn_kbytes(src);
     int rport = test_free_port();
     test_vm_cmd_ok(dst, "migrate_recover tcp:127.0.0.1:%d", rport);
     test_vm_cmd_ok(src, "migrate_set_parameter max-bandwidth 0");
@@ -155,6 +160,10 @@ START_TEST(postcopy_cut_and_recover)
     assert_done(src, dst, 2);
     g_autofree char *si = test_vm_cmd(src, "info migrate");
     ck_assert_uint_eq(test_field_u64(si, "postcopy recoveries"), 1);
+    /* The recovery opened the second connection again, and the rest of
+     * the push went on it too. */
+    ck_assert_msg(second_conn_kbytes(src) > before + 1024, "%" G_GUINT64_FORMAT
+                  " kbytes on the second connection before the cut: %s", before, si);
     test_vm_quit(dst);
     test_vm_quit(src);
 }
