@@ -46,6 +46,7 @@ struct CompressChooser {
     GMutex lock;
     bool zstd;
     double threads;
+    double decoders;              /* the destination's, from its hello reply; 0: unknown */
     OptionFigures opt[COMPRESS_OPTIONS];
     /* the content, per byte of guest RAM (EWMA over batches) */
     bool mix_known;
@@ -175,6 +176,13 @@ CompressChooser *compress_chooser_new(bool zstd, unsigned threads, unsigned core
     return c;
 }
 
+void compress_chooser_set_decoders(CompressChooser *c, unsigned decoders)
+{
+    g_mutex_lock(&c->lock);
+    c->decoders = decoders;
+    g_mutex_unlock(&c->lock);
+}
+
 void compress_chooser_free(CompressChooser *c)
 {
     if (c) {
@@ -203,7 +211,7 @@ static CompressPlan plan_locked(CompressChooser *c, CompressEstimate *est)
     }
     CompressResources r = {
         .link = c->link_peak, .threads = c->threads,
-        .cores = c->avail, .decoders = c->threads,
+        .cores = c->avail, .decoders = c->decoders ? c->decoders : c->threads,
     };
     return compress_plan(est, COMPRESS_OPTIONS, &r);
 }

@@ -27,9 +27,10 @@
  * Decompression is measured on the source too: now and then an encoder
  * decompresses the frame it just made again (page_encoder_measure_decode),
  * and the time per byte is what a destination decoder on a CPU like this
- * one will spend.  The destination is taken to run as many decoders as the
- * source runs encoders (compress-threads, set alike on both sides); its
- * bound joins every plan's, and info migrate shows the rates.
+ * one will spend.  The destination says in its hello reply how many
+ * decoders it runs (compress_chooser_set_decoders(); an older or silent
+ * one is taken to run as many as the source's encoders); their bound joins
+ * every plan's, and info migrate shows the rates.
  */
 #ifndef HINTMIG_COMPRESS_CHOOSER_H
 #define HINTMIG_COMPRESS_CHOOSER_H
@@ -89,6 +90,10 @@ typedef struct CompressChooser CompressChooser;
 CompressChooser *compress_chooser_new(bool zstd, unsigned threads, unsigned cores,
                                       uint64_t link_cap);
 void compress_chooser_free(CompressChooser *c);
+
+/* The destination's decoder threads, from its hello reply (0: unknown,
+ * taken as many as the encoders).  Call before the first batch. */
+void compress_chooser_set_decoders(CompressChooser *c, unsigned decoders);
 
 /* The option for the next batch: an index into compress_ladder.  Thread-safe. */
 unsigned compress_chooser_next(CompressChooser *c);

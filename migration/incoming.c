@@ -222,7 +222,7 @@ static bool hello(Incoming *in, GError **errp)
     g_autoptr(GBytes) payload = NULL;
     WireHello hi;
     WireHelloReply r = { .page_size = HM_PAGE_SIZE, .ram_size = in->ram->size,
-                         .nvcpus = host->nvcpus };
+                         .nvcpus = host->nvcpus, .decoders = in->ndec };
 
     hm_set_rcvtimeo(in->fd, hm_peer_timeout_ms(in->m, HELLO_TIMEOUT_MS));
     if (!wire_recv(in->fd, &h, &payload, errp)) {

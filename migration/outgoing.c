@@ -471,6 +471,8 @@ bool out_handshake(Precopy *p, GError **errp)
     }
     p->features = r.features_accepted;
     p->session = hello.session;
+    /* What bounds decompression there; a peer may claim anything. */
+    p->dst_decoders = MIN(r.decoders, 64u);
     if (p->params.multifd_channels > 1 && !(p->features & WIRE_FEAT_MULTIFD)) {
         g_mutex_lock(&p->m->lock);
         g_snprintf(p->m->stats.multifd_note, sizeof(p->m->stats.multifd_note),
@@ -618,6 +620,7 @@ bool out_encoders_start(Precopy *p, GError **errp)
         p->chooser = compress_chooser_new(zstd, p->params.compress_threads,
                                           g_get_num_processors(),
                                           p->params.max_bandwidth);
+        compress_chooser_set_decoders(p->chooser, p->dst_decoders);
         g_strlcpy(s->compress_choice, "auto: measuring", sizeof(s->compress_choice));
         break;
     case HINTMIG_COMPRESS_ZSTD:

@@ -32,6 +32,7 @@ typedef struct Precopy {
     int fd;
     char *dial_uri;               /* where further connections go, or NULL */
     uint64_t features;
+    unsigned dst_decoders;        /* from the hello reply; 0: unknown */
     UringTx *tx;
     /* multifd (outgoing_multifd.c) */
     unsigned nconns;              /* RAM connections open, the main one included */

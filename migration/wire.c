@@ -114,7 +114,7 @@ bool wire_hello_decode(const void *p, size_t len, WireHello *h, GError **errp)
     return true;
 }
 
-#define REPLY_FIXED (4 + 8 + 4 + 8 + 4)
+#define REPLY_FIXED (4 + 8 + 4 + 8 + 4 + 4)
 
 GBytes *wire_hello_reply_encode(const WireHelloReply *r)
 {
@@ -125,6 +125,7 @@ GBytes *wire_hello_reply_encode(const WireHelloReply *r)
     le_put32(b + 12, r->page_size);
     le_put64(b + 16, r->ram_size);
     le_put32(b + 24, r->nvcpus);
+    le_put32(b + 28, r->decoders);
     memcpy(b + REPLY_FIXED, r->reason, rlen);
     return g_bytes_new_take(b, REPLY_FIXED + rlen);
 }
@@ -154,6 +155,7 @@ bool wire_hello_reply_decode(const void *p, size_t len, WireHelloReply *r,
     r->page_size = le_get32(b + 12);
     r->ram_size = le_get64(b + 16);
     r->nvcpus = le_get32(b + 24);
+    r->decoders = le_get32(b + 28);
     copy_text(r->reason, sizeof(r->reason), b + REPLY_FIXED, len - REPLY_FIXED);
     return true;
 }

@@ -140,6 +140,7 @@ typedef struct WireHelloReply {
     uint32_t page_size;
     uint64_t ram_size;
     uint32_t nvcpus;
+    uint32_t decoders;        /* the destination's decoder threads (0: unknown) */
     char reason[200];         /* why, when status != WIRE_OK */
 } WireHelloReply;
 

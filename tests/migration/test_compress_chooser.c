@@ -154,6 +154,7 @@ typedef struct Feed {
     uint64_t now, bytes, busy;
     double link;            /* bytes/s the fake link takes */
     double idle_cores;      /* cores the fake host leaves idle */
+    double dec_ns;          /* decoder ns per candidate byte (0: never measured) */
     uint64_t per_option[COMPRESS_OPTIONS];
 } Feed;
 
@@ -173,6 +174,10 @@ static void feed(CompressChooser *c, Feed *f, unsigned n)
             .candidate_ns = cand * ns_per_byte[o],
         };
         cost.total_ns = cost.candidate_ns + FIXED_NS * PAGE_BATCH_MAX * HM_PAGE_SIZE;
+        if (f->dec_ns && o > 0 && compress_chooser_decode_due(c, o)) {
+            cost.decode_ns = cand * f->dec_ns;
+            cost.decoded_pages = cost.candidates;
+        }
         compress_chooser_record(c, o, &cost);
         double wire = cost.candidate_out + RANDOM * PAGE_BATCH_MAX * HM_PAGE_SIZE + 1100;
         f->bytes += wire;
@@ -219,6 +224,35 @@ static void run_chooser(double link, double idle_cores, unsigned expect_min_opti
     ck_assert_msg(strstr(mix, "(probes "), "%s", mix);
     compress_chooser_free(c);
 }
+
+/* What the chooser says once it has learnt, with @decoders at the destination. */
+static void choose_with_decoders(unsigned decoders, char *choice, size_t cap)
+{
+    CompressChooser *c = compress_chooser_new(true, 2, 2, 0);
+    char mix[256];
+    compress_chooser_set_decoders(c, decoders);
+    Feed f = { .now = 1, .link = 125e6, .idle_cores = 1.5, .dec_ns = 10 };
+    for (unsigned k = 0; k < 40; k++) {
+        feed(c, &f, 50);
+    }
+    compress_chooser_describe(c, choice, cap, mix, sizeof(mix));
+    compress_chooser_free(c);
+}
+
+/*
+ * Decoders that take 10 ns a byte: one of them cannot keep up with what a
+ * slow link carries compressed, eight can.  The count is the destination's
+ * (its hello reply), not the source's encoders (2 here).
+ */
+START_TEST(decoders_from_the_hello_reply)
+{
+    char one[512], eight[512];
+    choose_with_decoders(1, one, sizeof(one));
+    choose_with_decoders(8, eight, sizeof(eight));
+    ck_assert_msg(strstr(one, "the destination's decoders are the bottleneck"), "%s", one);
+    ck_assert_msg(!strstr(eight, "decoders are the bottleneck"), "%s", eight);
+}
+END_TEST
 
 START_TEST(chooser_goes_raw_on_a_fast_link)
 {
@@ -354,6 +388,7 @@ int main(void)
     suite_add_tcase(s, tc);
     TCase *ch = tcase_create("chooser");
     tcase_add_test(ch, chooser_goes_raw_on_a_fast_link);
+    tcase_add_test(ch, decoders_from_the_hello_reply);
     tcase_add_test(ch, chooser_compresses_on_a_slow_link);
     tcase_add_test(ch, chooser_stays_raw_without_idle_cpu);
     tcase_add_test(ch, chooser_without_zstd_is_raw);

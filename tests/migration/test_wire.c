@@ -103,13 +103,14 @@ START_TEST(hello_roundtrip)
     ck_assert_uint_eq(b.features_required, 1);
     ck_assert(!wire_hello_decode(p, len - 1, &b, NULL));
 
-    WireHelloReply r = { .status = WIRE_REFUSE_LAYOUT, .ram_size = 5 };
+    WireHelloReply r = { .status = WIRE_REFUSE_LAYOUT, .ram_size = 5, .decoders = 7 };
     g_strlcpy(r.reason, "RAM size differs\x01", sizeof(r.reason));
     g_autoptr(GBytes) re = wire_hello_reply_encode(&r);
     WireHelloReply r2;
     p = g_bytes_get_data(re, &len);
     ck_assert(wire_hello_reply_decode(p, len, &r2, NULL));
     ck_assert_uint_eq(r2.status, WIRE_REFUSE_LAYOUT);
+    ck_assert_uint_eq(r2.decoders, 7);
     ck_assert_str_eq(r2.reason, "RAM size differs?");   /* control chars masked */
     g_autofree char *f = wire_features_str(WIRE_FEAT_ZSTD | WIRE_FEAT_VERIFY | (1ull << 40));
     ck_assert_str_eq(f, "zstd,verify,bit40");
