@@ -279,9 +279,12 @@ case_precopy_hints() { precopy tcp hints; }
 case_unix_uri() { precopy unix plain; }
 case_fd_uri() { precopy fd plain; }
 
-# postcopy MODE
-postcopy() {
-    start_pair tcp "$1" postcopy-ram
+# postcopy_migrate MODE [CAP...]: postcopy-ram and the CAPs on both, a
+# migration switched to postcopy while precopy is busy, completed.
+postcopy_migrate() {
+    local mode=$1
+    shift
+    start_pair tcp "$mode" postcopy-ram "$@"
     # Slow enough that precopy is still busy when postcopy is asked for.
     hm_set_params src max-bandwidth=$POSTCOPY_PRE_BW || die "migrate-set-parameters failed"
     listen_dst dst
@@ -291,6 +294,11 @@ postcopy() {
     wait_mig src completed "$T"
     [[ ,$SEEN, == *,postcopy-active,* ]] || die "src never reported postcopy-active (seen $SEEN)"
     wait_mig dst completed 30
+}
+
+# postcopy MODE
+postcopy() {
+    postcopy_migrate "$1"
     check_destination dst src
     summary src dst
 }
@@ -338,14 +346,7 @@ case_multifd_compression() {
 
 case_postcopy_preempt() {
     [ "$HM_CAPS" = on ] || skip "hintmig's mapping of postcopy-preempt (capabilities off)"
-    start_pair tcp plain postcopy-ram postcopy-preempt
-    hm_set_params src max-bandwidth=$POSTCOPY_PRE_BW || die "migrate-set-parameters failed"
-    listen_dst dst
-    migrate src tcp
-    wait_mig src active "$T"
-    hm_qmp src cmd migrate-start-postcopy >/dev/null || die "migrate-start-postcopy failed"
-    wait_mig src completed "$T"
-    wait_mig dst completed 30
+    postcopy_migrate plain postcopy-preempt
     local line
     line=$(hintmig_line src "postcopy push yields")
     hm_log "src: $line"
