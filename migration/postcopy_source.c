@@ -376,12 +376,19 @@ static bool reconnect(Precopy *p, const char *uri, int given_fd, GError **errp)
     return true;
 
 fail:
+    if (p->tx) {                   /* made, but no return path to go with it */
+        g_mutex_lock(&m->lock);
+        m->tx = NULL;
+        m->fd = -1;
+        g_mutex_unlock(&m->lock);
+        uring_tx_free(p->tx);
+        p->tx = NULL;
+    }
     close_sockets(p);
     out_multifd_close(p);
     return false;
 }
 
-/* Waits in postcopy-paused for "migrate -r URI"; NULL when torn down. */
 /* Waits for "migrate -r": the URI to dial, and in *@fd the host's socket or -1. */
 static char *wait_for_resume(Precopy *p, const char *why, int *fd)
 {
