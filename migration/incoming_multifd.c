@@ -253,7 +253,10 @@ bool in_multifd_reaccept(Incoming *in, int lfd, GError **errp)
     Hintmig *m = in->m;
     unsigned count = in->conns_want;
 
-    for (unsigned got = 0; count > 1 && got < count - 1; got++) {
+    if (count < 2) {
+        return true;
+    }
+    for (unsigned got = 0; got < count - 1; got++) {
         WireMultifd w = { 0 };
         int fd = in_accept_one(m, lfd, hm_peer_timeout_ms(m, RECOVER_TIMEOUT_MS), errp);
         uint16_t type = fd < 0 ? 0 : in_read_intro(m, in->session, fd, &w, errp);
@@ -271,9 +274,6 @@ bool in_multifd_reaccept(Incoming *in, int lfd, GError **errp)
             return false;
         }
         in->conn_fds[w.index] = fd;
-    }
-    if (count < 2) {
-        return true;
     }
     g_mutex_lock(&in->lock);
     in->conns_stop = in->conn_ended = false;

@@ -277,11 +277,6 @@ bool in_postcopy_complete(Incoming *in, uint32_t seq, bool *final, GError **errp
     return true;
 }
 
-/*
- * The link broke in postcopy: the guest waits on its missing pages while
- * we wait for migrate_recover and the source's new connections.  Returns
- * false only when the migration is being torn down.
- */
 /* Done with migrate_recover's listening socket @lfd. */
 static void recover_listen_end(Hintmig *m, int lfd)
 {
@@ -291,6 +286,11 @@ static void recover_listen_end(Hintmig *m, int lfd)
     close(lfd);
 }
 
+/*
+ * The link broke in postcopy: the guest waits on its missing pages while
+ * we wait for migrate_recover and the source's new connections.  Returns
+ * false only when the migration is being torn down.
+ */
 bool in_postcopy_recover(Incoming *in, const char *why)
 {
     Hintmig *m = in->m;

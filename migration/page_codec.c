@@ -285,7 +285,7 @@ size_t page_encode(PageEncoder *e, const HmRam *ram, const uint64_t *pfns,
          * page is hashed in RAM: should the guest write it meanwhile, it
          * is dirty and goes again, and so does its digest. */
         const uint8_t *sent = payload + frame_len;
-        uint64_t zd = page_zero_digest();
+        uint64_t zd = ram_digest_zero_page();
         for (unsigned i = 0; i < n; i++) {
             uint64_t d = zd;
             if (kind[i] == PAGE_RAW) {
@@ -505,20 +505,6 @@ static void add_stats(const ParsedBatch *b, PageCodecStats *stats)
     stats->raw_pages += b->nraw;
 }
 
-uint64_t page_zero_digest(void)
-{
-    /* A constant, asked for every zero page: hashed once. */
-    static const uint8_t zero[HM_PAGE_SIZE];
-    static uint64_t digest;
-    static gsize done;
-
-    if (g_once_init_enter(&done)) {
-        digest = ram_digest(zero, sizeof(zero), 0);
-        g_once_init_leave(&done, 1);
-    }
-    return digest;
-}
-
 bool page_decode(PageDecoder *d, HmRam *ram, const uint8_t *buf, size_t len,
                  uint32_t *round, PageCodecStats *stats, unsigned long *arrived,
                  uint64_t *digests, GError **errp)
@@ -543,7 +529,7 @@ bool page_decode(PageDecoder *d, HmRam *ram, const uint8_t *buf, size_t len,
             memset(dst[i], 0, HM_PAGE_SIZE);
         }
         if (digests) {
-            digests[b.pfns[i]] = zero ? page_zero_digest()
+            digests[b.pfns[i]] = zero ? ram_digest_zero_page()
                                       : ram_digest(dst[i], HM_PAGE_SIZE, 0);
         }
         if (arrived) {

@@ -165,8 +165,6 @@ bool page_decode_staged(PageDecoder *d, uint64_t npages, const uint8_t *buf,
                         size_t len, PageStaged *out, PageCodecStats *stats,
                         GError **errp);
 
-/* Returns ram_digest() of an all-zero page. */
-uint64_t page_zero_digest(void);
 
 /* Returns true when the 4 KiB page at @p is all zero. */
 bool page_is_zero(const void *p);

@@ -19,6 +19,20 @@ uint64_t ram_digest_bytes(const void *p, size_t len)
     return XXH3_64bits_withSeed(p, len, len);
 }
 
+uint64_t ram_digest_zero_page(void)
+{
+    /* A constant, asked for every zero page: hashed once. */
+    static const uint8_t zero[HM_PAGE_SIZE];
+    static uint64_t digest;
+    static gsize done;
+
+    if (g_once_init_enter(&done)) {
+        digest = ram_digest(zero, sizeof(zero), 0);
+        g_once_init_leave(&done, 1);
+    }
+    return digest;
+}
+
 uint64_t *ram_digest_table_new(uint64_t npages)
 {
     size_t len = npages * sizeof(uint64_t);
@@ -73,8 +87,7 @@ void ram_digest_combine(const uint64_t *page_digests, uint64_t npages,
                         uint32_t chunk_pages, uint64_t nchunks, uint64_t *out,
                         const unsigned long *exclude)
 {
-    static const uint8_t zero[HM_PAGE_SIZE];
-    uint64_t zd = ram_digest(zero, sizeof(zero), 0);
+    uint64_t zd = ram_digest_zero_page();
     g_autofree uint64_t *pages = g_new(uint64_t, chunk_pages + 4);
 
     for (uint64_t c = 0; c < nchunks; c++) {
@@ -130,10 +143,9 @@ void ram_digest_chunks(const HmRam *ram, uint32_t chunk_pages, uint64_t first,
                        uint64_t n, uint64_t *out, unsigned nthreads,
                        const unsigned long *exclude)
 {
-    static const uint8_t zero[HM_PAGE_SIZE];
     /* Without a presence map every page is read: slower, same digests. */
     g_autofree unsigned long *present = ram_presence_scan(ram, NULL);
-    uint64_t zd = ram_digest(zero, sizeof(zero), 0);
+    uint64_t zd = ram_digest_zero_page();
     DigestJob jobs[16];
     GThread *threads[16] = { NULL };
 

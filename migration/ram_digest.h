@@ -25,6 +25,9 @@ uint64_t ram_digest(const void *p, size_t len, uint64_t seed);
 /* Returns the digest of the device state (any @len), seeded with @len. */
 uint64_t ram_digest_bytes(const void *p, size_t len);
 
+/* Returns ram_digest() of an all-zero page, seed 0 (computed once). */
+uint64_t ram_digest_zero_page(void);
+
 /*
  * A table of @npages page digests, all 0 (zero pages): only the entries
  * written get memory.  NULL if it cannot be mapped.

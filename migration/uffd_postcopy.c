@@ -507,7 +507,7 @@ bool uffd_postcopy_place(UffdPostcopy *pc, const PageStaged *b, uint64_t *digest
         gint64 now = g_get_monotonic_time();
         for (unsigned k = i; k < j; k++) {
             digests[b->pfns[k]] = b->zero[k]
-                ? page_zero_digest()
+                ? ram_digest_zero_page()
                 : ram_digest(b->data + (size_t)k * HM_PAGE_SIZE, HM_PAGE_SIZE, 0);
             if (clear_missing(pc, b->pfns[k])) {
                 placed(pc, b->pfns[k], now);

@@ -98,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t *page = hm_ram_page(ctx->ram, pfn);
         if (sb.zero[i]) {
             FUZZ_CHECK(page_is_zero(page));
-            FUZZ_CHECK(ctx->digests[pfn] == page_zero_digest());
+            FUZZ_CHECK(ctx->digests[pfn] == ram_digest_zero_page());
         } else {
             FUZZ_CHECK(!memcmp(page, sb.data + (size_t)i * HM_PAGE_SIZE, HM_PAGE_SIZE));
             FUZZ_CHECK(ctx->digests[pfn] == ram_digest(page, HM_PAGE_SIZE, 0));

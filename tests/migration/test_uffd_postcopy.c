@@ -189,7 +189,7 @@ START_TEST(complete_then_released)
     ck_assert_msg(uffd_postcopy_finish(f.pc, &err), "%s", err ? err->message : "");
     ck_assert_uint_eq(((uint8_t *)hm_ram_page(f.ram, 4))[0], 0x34);
     ck_assert_uint_eq(((uint8_t *)hm_ram_page(f.ram, 3))[0], 0);
-    ck_assert_uint_eq(f.digests[3], page_zero_digest());
+    ck_assert_uint_eq(f.digests[3], ram_digest_zero_page());
     /* Released: an untouched page faults in as plain memory. */
     ck_assert_uint_eq(((uint8_t *)hm_ram_page(f.ram, 62))[0], 0);
     ck_assert_uint_eq(uffd_postcopy_stats(f.pc).hint_filled, 8);
